@@ -1,0 +1,115 @@
+/* autograd.h — reverse-mode automatic differentiation over a dynamic graph.
+ *
+ * How it works: a differentiable op (torch_add, nnf_batch_norm, ...) whose inputs need a gradient
+ * records one ag_node in its output's grad_fn. The node holds an edge per input (to the input's
+ * own node, or to the input itself when it is a leaf) and whatever its backward needs.
+ * tensor_backward() walks the graph from a root in reverse topological order; each node's
+ * backward returns the gradients of its inputs, which are summed into the next nodes, and at the
+ * leaves accumulated (+=) into leaf->grad, as in PyTorch.
+ *
+ * Ownership rules for forward outputs and graph nodes (the one rule every example follows):
+ *   - Every op output is a new reference owned by the caller; free it with tensor_free() when
+ *     you no longer use it, exactly as for any tensor. Freeing intermediates before backward
+ *     is fine: the graph keeps, by reference, exactly what backward needs.
+ *   - A node is owned by the tensors whose grad_fn it is and by the nodes downstream of it; it
+ *     goes away with the last of them. Nothing else needs freeing.
+ *   - backward frees each node's saved tensors as it passes (retain_graph = false), so memory
+ *     returns as soon as the outputs are freed; a second backward through the same graph fails
+ *     with TORCH_ERR_INVALID_STATE.
+ *   - leaf->grad is owned by the leaf: read it through tensor_grad() (borrowed).
+ *
+ * Grad mode is per thread (torch_set_grad_enabled). Backward functions run with their inputs
+ * as constants: no higher-order gradients.
+ */
+#ifndef CTORCH_AUTOGRAD_H
+#define CTORCH_AUTOGRAD_H
+
+#include "../tensor/ops.h"
+#include "../tensor/tensor.h"
+
+/* ---- user API ------------------------------------------------------------------------------- */
+
+/* x$requires_grad_(flag). Only leaves (no grad_fn) and float32 tensors can be changed:
+ * TORCH_ERR_INVALID_ARGUMENT otherwise, with PyTorch's message. */
+torch_status tensor_set_requires_grad(tensor *t, bool requires_grad);
+/* Borrowed gradient accumulated into a leaf, or NULL. */
+tensor      *tensor_grad(const tensor *t);
+/* Drops the accumulated gradient (PyTorch's zero_grad(set_to_none=True)). */
+void         tensor_zero_grad(tensor *t);
+/* true for tensors not produced by a recorded op. */
+bool         tensor_is_leaf(const tensor *t);
+
+/* Accumulates d(root)/d(leaf) into every leaf that requires grad.
+ * grad: dL/droot, same shape as root; NULL is allowed only for a one-element root (then 1).
+ * retain_graph: keep saved tensors so that backward can run through the graph again. */
+torch_status tensor_backward(tensor *root, const tensor *grad, bool retain_graph);
+
+/* Thread-local grad mode (R torch's with_no_grad). Returns the previous mode so scopes nest:
+ *   bool prev = torch_set_grad_enabled(false);  ...  torch_set_grad_enabled(prev);  */
+bool torch_set_grad_enabled(bool enabled);
+bool torch_is_grad_enabled(void);
+
+/* ---- for op implementers --------------------------------------------------------------------- */
+
+#define AG_MAX_INPUTS 4
+#define AG_MAX_SAVED  4
+
+typedef struct ag_node ag_node;
+
+/* One per differentiable op, `static const` next to the op's forward. */
+typedef struct ag_function {
+    const char *name; /* PyTorch's node name, e.g. "AddBackward0", "NativeBatchNormBackward0" */
+    /* Sets grad_inputs[i] (a new reference, or NULL for zero) for each i where
+     * ag_node_needs_grad(node, i); the driver sums a gradient over broadcast dims when its shape
+     * is larger than input i's, then accumulates. grad_output has the output's shape. */
+    torch_status (*backward)(ag_node *node, const tensor *grad_output, tensor **grad_inputs);
+    /* (optional) frees node->ctx; NULL means ctx is not used or is plain free()able memory. */
+    void (*free_ctx)(void *ctx);
+} ag_function;
+
+/* One input of a node: where its gradient goes. */
+typedef struct ag_edge {
+    ag_node *node; /* owned reference: the input's grad_fn, or NULL */
+    tensor  *leaf; /* owned reference: the input itself when it is a leaf requiring grad, else NULL */
+    int      ndim; /* the input's shape, so that a broadcast gradient can be summed back */
+    int64_t  shape[TORCH_MAX_DIMS];
+} ag_edge;
+
+struct ag_node {
+    const ag_function *fn;
+    int      refcount;
+    int      n_inputs;
+    ag_edge  inputs[AG_MAX_INPUTS];
+    tensor  *saved[AG_MAX_SAVED]; /* owned, detached aliases: see ag_node_save */
+    bool     released;            /* saved state freed by a backward without retain_graph */
+    /* Small op arguments, so most ops need no ctx allocation. */
+    double   scalars[4];
+    int64_t  ints[TORCH_MAX_DIMS + 2];
+    void    *ctx;                 /* op-specific, freed by fn->free_ctx (or free) */
+    int      out_ndim;            /* the output's shape */
+    int64_t  out_shape[TORCH_MAX_DIMS];
+    /* backward bookkeeping */
+    tensor  *pending_grad;
+    int      dependencies;
+    bool     visited;
+};
+
+/* true when grad mode is on and one of the inputs requires grad: the op must record. */
+bool ag_should_record(int n_inputs, tensor *const *inputs);
+
+/* Makes a node for fn with an edge per input and attaches it to output (output->grad_fn,
+ * output->requires_grad). Returns the node (borrowed: the output owns it), or NULL on failure
+ * (error set; output unchanged, still owned by the caller). */
+ag_node *ag_record(const ag_function *fn, tensor *output, int n_inputs, tensor *const *inputs);
+
+/* Saves t for backward in slot as a detached alias sharing its storage (so saving an op's own
+ * output makes no reference cycle). Returns TORCH_OK or an out-of-memory status. */
+torch_status ag_node_save(ag_node *node, int slot, const tensor *t);
+
+/* Whether backward must compute the gradient of input i. */
+bool ag_node_needs_grad(const ag_node *node, int i);
+
+/* Every ag_function of this layer, NULL-terminated, for the table-completeness test. */
+extern const ag_function *const ag_builtin_functions[];
+
+#endif /* CTORCH_AUTOGRAD_H */

@@ -1,0 +1,20 @@
+/* ctorch.h — the whole public API: include this one header.
+ *
+ * Layers, each including only those above it in this list:
+ *   tensor/    storage, shapes, creation, raw kernels, generator, status codes
+ *   autograd/  the graph, backward, differentiable ops, gradcheck
+ *   nn/        modules (BatchNorm2d, ...), functional ops (nnf_*), state_dict
+ *   optim/     optimizers (SGD) and schedules
+ */
+#ifndef CTORCH_H
+#define CTORCH_H
+
+#include "tensor/status.h"
+#include "tensor/generator.h"
+#include "tensor/tensor.h"
+#include "tensor/ops.h"
+#include "autograd/autograd.h"
+#include "autograd/ops.h"
+#include "nn/module.h"
+
+#endif /* CTORCH_H */

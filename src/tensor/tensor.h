@@ -1,0 +1,151 @@
+/* tensor.h — the n-dimensional array every other layer is built on.
+ *
+ * Ownership (read this first):
+ *   - A `tensor *` is reference counted. Every function that returns a `tensor *` returns a new
+ *     reference that the caller owns and must release with tensor_free() (NULL on failure, with
+ *     torch_last_error() set). tensor_free(NULL) does nothing.
+ *   - tensor_retain(t) adds a reference; each reference is released by one tensor_free().
+ *   - Views (tensor_as_strided and the differentiable torch_reshape, torch_select, ... built on it)
+ *     are new tensor structs that share the storage of their base; the storage lives until the
+ *     last tensor using it is freed. Writing through a view writes the base, as in PyTorch.
+ *   - Data pointers (tensor_data_f32, ...) are borrowed: valid while the tensor lives.
+ *   - Functions taking `const tensor *` only read. Reference counts are not atomic: share a
+ *     tensor between threads only for reading.
+ *
+ * dtypes: float32 for everything numeric, int64 for counters and indices
+ * (num_batches_tracked, class labels, argmax), as in PyTorch.
+ */
+#ifndef CTORCH_TENSOR_H
+#define CTORCH_TENSOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "generator.h"
+#include "status.h"
+
+#define TORCH_MAX_DIMS 8
+
+typedef enum torch_dtype {
+    TORCH_FLOAT32 = 0, /* torch_float32, torch_float */
+    TORCH_INT64,       /* torch_int64, torch_long  */
+    TORCH_DTYPE_COUNT
+} torch_dtype;
+
+/* "float32" / "int64"; static. */
+const char *torch_dtype_name(torch_dtype dtype);
+/* Bytes per element. */
+size_t torch_dtype_size(torch_dtype dtype);
+
+/* Shared, reference-counted buffer. Private to the tensor layer; reach data through a tensor. */
+typedef struct torch_storage torch_storage;
+
+struct ag_node; /* autograd's graph node (src/autograd); opaque here */
+
+typedef struct tensor {
+    torch_storage *storage;          /* owned reference */
+    int64_t        offset;           /* first element, in elements from the storage start */
+    int            ndim;             /* 0 for a scalar */
+    int64_t        shape[TORCH_MAX_DIMS];
+    int64_t        stride[TORCH_MAX_DIMS]; /* in elements; row-major when contiguous */
+    int64_t        numel;
+    torch_dtype    dtype;
+    int            refcount;
+
+    /* Autograd state. The autograd layer sets these; this layer only releases them. */
+    bool           requires_grad;    /* a leaf the user wants gradients for, or an op output */
+    struct tensor *grad;             /* owned; accumulated by backward; NULL until then */
+    struct ag_node *grad_fn;         /* owned reference to the node that made this tensor */
+    void         (*grad_fn_release)(struct ag_node *); /* how to drop that reference */
+} tensor;
+
+/* Writes n and a shape literal for the variadic-free creation API:
+ *   tensor *x = torch_randn(NULL, TORCH_SHAPE(20, 100, 35, 45));  */
+#define TORCH_SHAPE(...) \
+    (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__}
+
+/* ---- lifetime -------------------------------------------------------------------------------- */
+
+/* Adds a reference and returns t (NULL-safe). */
+tensor *tensor_retain(tensor *t);
+/* Drops a reference; frees the tensor (its grad and graph reference too) at zero. NULL-safe. */
+void    tensor_free(tensor *t);
+
+/* ---- creation (float32 unless named otherwise); shape has ndim entries, each >= 0 ---------------- */
+
+/* Uninitialised contents. */
+tensor *torch_empty(int ndim, const int64_t *shape);
+tensor *torch_empty_dtype(torch_dtype dtype, int ndim, const int64_t *shape);
+tensor *torch_zeros(int ndim, const int64_t *shape);
+tensor *torch_ones(int ndim, const int64_t *shape);
+tensor *torch_full(int ndim, const int64_t *shape, float value);
+/* Same shape and dtype as t, filled with zeros. */
+tensor *torch_zeros_like(const tensor *t);
+tensor *torch_ones_like(const tensor *t);
+tensor *torch_empty_like(const tensor *t);
+/* Copies numel(shape) floats from data (R torch's torch_tensor(data)). */
+tensor *torch_tensor(const float *data, int ndim, const int64_t *shape);
+/* 0-dim tensors. */
+tensor *torch_scalar(float value);
+tensor *torch_scalar_int64(int64_t value);
+/* 1-D [start, start + step, ...) up to end (exclusive), as torch.arange. step != 0. */
+tensor *torch_arange(double start, double end, double step);
+/* U[0, 1) and N(0, 1) from gen (NULL: this thread's default generator, see generator.h). */
+tensor *torch_rand(torch_generator *gen, int ndim, const int64_t *shape);
+tensor *torch_randn(torch_generator *gen, int ndim, const int64_t *shape);
+/* A random permutation of 0..n-1 (int64), as torch.randperm. */
+tensor *torch_randperm(torch_generator *gen, int64_t n);
+
+/* ---- data access (borrowed pointers to the first element; NULL on a dtype mismatch) ------------ */
+
+float   *tensor_data_f32(const tensor *t);
+int64_t *tensor_data_i64(const tensor *t);
+/* Value of a one-element tensor as double (any dtype). */
+double   tensor_item(const tensor *t);
+/* Element at a full index (ndim entries), as double. No bounds check beyond TORCH_ASSERT. */
+double   tensor_get(const tensor *t, const int64_t *index);
+
+bool     tensor_is_contiguous(const tensor *t);
+bool     tensor_same_shape(const tensor *a, const tensor *b);
+/* Size of dim (negative counts from the end), -1 if out of range. */
+int64_t  tensor_size(const tensor *t, int dim);
+
+/* ---- raw views and copies (no autograd; the differentiable ones are in autograd/ops.h) ------- */
+
+/* A view of t's storage with the given geometry; offset and strides in elements. */
+tensor *tensor_as_strided(const tensor *t, int ndim, const int64_t *shape, const int64_t *stride,
+                          int64_t offset);
+/* A contiguous copy of t (always a new storage). */
+tensor *tensor_clone(const tensor *t);
+/* t itself (a new reference) when contiguous, else a contiguous copy. */
+tensor *tensor_contiguous(const tensor *t);
+/* Shares storage, drops autograd state: torch's x$detach(). */
+tensor *tensor_detach(const tensor *t);
+
+/* In place. Shapes must match exactly (no broadcasting): TORCH_ERR_SHAPE otherwise. */
+torch_status tensor_copy_(tensor *dst, const tensor *src);
+torch_status tensor_fill_(tensor *t, double value);
+torch_status tensor_zero_(tensor *t);
+
+/* ---- printing ------------------------------------------------------------------------------- */
+
+/* PyTorch-style text: "tensor([[ 1.0000, -0.5000], ...], shape=[2, 2])", truncated with "..."
+ * past 1000 elements, 3 edge items per dim. */
+void tensor_print(const tensor *t);
+void tensor_fprint(FILE *out, const tensor *t);
+
+/* ---- helpers shared by the layers above -------------------------------------------------------- */
+
+/* Writes "[2, 3, 4]" into buf (always NUL-terminated); returns buf. */
+char *torch_shape_str(int ndim, const int64_t *shape, char *buf, size_t len);
+/* Normalises a possibly negative dim into [0, ndim); on failure sets PyTorch's message
+ * "<fname>: Dimension out of range (expected to be in range of [-2, 1], but got 2)". */
+torch_status torch_wrap_dim(const char *fname, int dim, int ndim, int *out);
+/* Checks a user shape: 0 <= ndim <= TORCH_MAX_DIMS, shape != NULL when ndim > 0, sizes >= 0. */
+torch_status torch_check_shape(const char *fname, int ndim, const int64_t *shape);
+/* Number of elements of a shape. */
+int64_t torch_shape_numel(int ndim, const int64_t *shape);
+
+#endif /* CTORCH_TENSOR_H */
