@@ -13,6 +13,7 @@
 #include "tensor/generator.h"
 #include "tensor/tensor.h"
 #include "tensor/ops.h"
+#include "tensor/parallel.h"
 #include "autograd/autograd.h"
 #include "autograd/ops.h"
 #include "nn/module.h"

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ctorch needs (only those missing) and builds the release preset.
+# Usage: bash scripts/setup.sh [--no-dataset]
+#   --no-dataset  skip dataset-fashion-mnist (the demo's data; the tests do not need it)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+packages=(build-essential cmake pkg-config libopenblas-dev libstb-dev libcriterion-dev
+          libcjson-dev zlib1g-dev)
+if [[ ${1:-} != --no-dataset ]]; then
+  packages+=(dataset-fashion-mnist)
+fi
+
+missing=()
+for package in "${packages[@]}"; do
+  if [[ $(dpkg-query -W -f='${Status}' "$package" 2>/dev/null) != "install ok installed" ]]; then
+    missing+=("$package")
+  fi
+done
+
+if ((${#missing[@]} > 0)); then
+  echo "setup: installing ${missing[*]}"
+  if ((EUID == 0)); then
+    as_root=()
+  elif command -v sudo >/dev/null; then
+    as_root=(sudo)
+  else
+    echo "setup: missing packages (${missing[*]}) and not root, and sudo is not installed" >&2
+    exit 1
+  fi
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+cmake --preset release
+cmake --build --preset release -j "$(nproc)"

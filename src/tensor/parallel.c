@@ -1,0 +1,25 @@
+/* parallel.c — one knob for OpenMP and OpenBLAS threads (see parallel.h). */
+#include "parallel.h"
+
+#include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+void torch_set_num_threads(int n) {
+    if (n < 1) n = 1;
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#endif
+    openblas_set_num_threads(n);
+}
+
+int torch_get_num_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+const char *torch_blas_corename(void) { return openblas_get_corename(); }
