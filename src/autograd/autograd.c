@@ -74,6 +74,10 @@ static void node_release(ag_node *node) {
     arrfree(stack);
 }
 
+static const char *node_name(const ag_node *node) { return node->fn->name; }
+
+static const tensor_grad_fn_ops grad_fn_ops = {.release = node_release, .name = node_name};
+
 bool ag_should_record(int n_inputs, tensor *const *inputs) {
     if (grad_disabled) return false;
     for (int i = 0; i < n_inputs; i++)
@@ -107,7 +111,7 @@ ag_node *ag_record(const ag_function *fn, tensor *output, int n_inputs, tensor *
     n->out_ndim = output->ndim;
     for (int d = 0; d < output->ndim; d++) n->out_shape[d] = output->shape[d];
     output->grad_fn = n;
-    output->grad_fn_release = node_release;
+    output->grad_fn_ops = &grad_fn_ops;
     output->requires_grad = true;
     return n;
 }

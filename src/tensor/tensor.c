@@ -126,7 +126,7 @@ void tensor_free(tensor *t) {
     TORCH_ASSERT(t->refcount > 0);
     if (--t->refcount > 0) return;
     tensor_free(t->grad);
-    if (t->grad_fn) t->grad_fn_release(t->grad_fn);
+    if (t->grad_fn) t->grad_fn_ops->release(t->grad_fn);
     storage_release(t->storage);
     free(t);
 }

@@ -44,6 +44,12 @@ typedef struct torch_storage torch_storage;
 
 struct ag_node; /* autograd's graph node (src/autograd); opaque here */
 
+/* What this layer may do with the graph node it cannot see; filled in by src/autograd. */
+typedef struct tensor_grad_fn_ops {
+    void        (*release)(struct ag_node *node);     /* drop one reference */
+    const char *(*name)(const struct ag_node *node);  /* "AddBackward0", for printing */
+} tensor_grad_fn_ops;
+
 typedef struct tensor {
     torch_storage *storage;          /* owned reference */
     int64_t        offset;           /* first element, in elements from the storage start */
@@ -58,7 +64,7 @@ typedef struct tensor {
     bool           requires_grad;    /* a leaf the user wants gradients for, or an op output */
     struct tensor *grad;             /* owned; accumulated by backward; NULL until then */
     struct ag_node *grad_fn;         /* owned reference to the node that made this tensor */
-    void         (*grad_fn_release)(struct ag_node *); /* how to drop that reference */
+    const tensor_grad_fn_ops *grad_fn_ops; /* set together with grad_fn */
 } tensor;
 
 /* Writes n and a shape literal for the variadic-free creation API:
@@ -131,8 +137,9 @@ torch_status tensor_zero_(tensor *t);
 
 /* ---- printing ------------------------------------------------------------------------------- */
 
-/* PyTorch-style text: "tensor([[ 1.0000, -0.5000], ...], shape=[2, 2])", truncated with "..."
- * past 1000 elements, 3 edge items per dim. */
+/* PyTorch's repr and print options: "tensor([[ 1.0000, -0.5000],\n        [...]])\n",
+ * summarised with "..." past 1000 elements (3 edge items per dim), with PyTorch's suffixes
+ * (", requires_grad=True", ", grad_fn=<AddBackward0>"); ends with a newline like print(x). */
 void tensor_print(const tensor *t);
 void tensor_fprint(FILE *out, const tensor *t);
 
