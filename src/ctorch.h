@@ -16,6 +16,7 @@
 #include "tensor/parallel.h"
 #include "autograd/autograd.h"
 #include "autograd/ops.h"
+#include "autograd/gradcheck.h"
 #include "nn/module.h"
 
 #endif /* CTORCH_H */

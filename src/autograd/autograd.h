@@ -56,7 +56,8 @@ bool torch_is_grad_enabled(void);
 
 typedef struct ag_node ag_node;
 
-/* One per differentiable op, `static const` next to the op's forward. */
+/* One per differentiable op, defined next to the op's forward (non-static, so that
+ * functions.c can list it in ag_builtin_functions for the completeness test). */
 typedef struct ag_function {
     const char *name; /* PyTorch's node name, e.g. "AddBackward0", "NativeBatchNormBackward0" */
     /* Sets grad_inputs[i] (a new reference, or NULL for zero) for each i where

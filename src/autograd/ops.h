@@ -56,7 +56,7 @@ tensor *torch_matmul(tensor *a, tensor *b);
 
 /* ---- views (share storage with the input where PyTorch's do) ---------------------------------- */
 
-/* One size may be -1 (inferred). A view when a is contiguous, else a copy. */
+/* One size may be -1 (inferred). A view whenever the strides allow (PyTorch's rule), else a copy. */
 tensor *torch_reshape(tensor *a, int ndim, const int64_t *shape);
 /* Flattens dims start_dim..end_dim (negative allowed) into one. */
 tensor *torch_flatten(tensor *a, int start_dim, int end_dim);
