@@ -18,5 +18,6 @@
 #include "autograd/ops.h"
 #include "autograd/gradcheck.h"
 #include "nn/module.h"
+#include "nn/batch_norm.h"
 
 #endif /* CTORCH_H */

@@ -1,0 +1,141 @@
+/* bench_batch_norm.c — BatchNorm2d speed against the machine's own copy bandwidth.
+ *
+ * For each shape and thread count, times (median and min over --reps runs after warm-up):
+ *   copy        memcpy of the input's bytes: read once, write once (the practical ceiling)
+ *   train_fwd   nnf_batch_norm in training mode (batch statistics, running-stat update)
+ *   eval_fwd    nnf_batch_norm in eval mode (running statistics)
+ *   train_fwdbwd  training forward + backward for input, weight and bias
+ * and prints one CSV line per op: op,N,C,H,W,threads,median_ms,min_ms,GB/s(2 x bytes / median).
+ * scripts/bench_side_by_side.py runs this beside PyTorch and prints the ratio table.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_util.h"
+#include "ctorch.h"
+#include "nn/batch_norm.h"
+
+typedef struct bn_case {
+    tensor *x, *dy, *weight, *bias, *running_mean, *running_var;
+    void   *copy_src, *copy_dst;
+    size_t  nbytes;
+} bn_case;
+
+static void run_copy(void *p) {
+    bn_case *c = p;
+    memcpy(c->copy_dst, c->copy_src, c->nbytes);
+}
+
+static void run_forward(bn_case *c, bool training) {
+    tensor *y = nnf_batch_norm(c->x, c->running_mean, c->running_var, c->weight, c->bias, training, 0.1, 1e-5);
+    if (!y) {
+        fprintf(stderr, "bench_batch_norm: %s\n", torch_last_error());
+        exit(1);
+    }
+    tensor_free(y);
+}
+static void run_train_fwd(void *p) { run_forward(p, true); }
+static void run_eval_fwd(void *p) { run_forward(p, false); }
+
+static void run_train_fwdbwd(void *p) {
+    bn_case *c = p;
+    tensor_set_requires_grad(c->x, true);
+    tensor_set_requires_grad(c->weight, true);
+    tensor_set_requires_grad(c->bias, true);
+    tensor *y = nnf_batch_norm(c->x, c->running_mean, c->running_var, c->weight, c->bias, true, 0.1, 1e-5);
+    if (!y || tensor_backward(y, c->dy, false) != TORCH_OK) {
+        fprintf(stderr, "bench_batch_norm: %s\n", torch_last_error());
+        exit(1);
+    }
+    tensor_free(y);
+    tensor_zero_grad(c->x);
+    tensor_zero_grad(c->weight);
+    tensor_zero_grad(c->bias);
+    tensor_set_requires_grad(c->x, false);
+    tensor_set_requires_grad(c->weight, false);
+    tensor_set_requires_grad(c->bias, false);
+}
+
+static void report(const char *op, const int64_t *s, int threads, bench_stats st, size_t nbytes) {
+    printf("%s,%lld,%lld,%lld,%lld,%d,%.4f,%.4f,%.2f\n", op, (long long)s[0], (long long)s[1], (long long)s[2],
+           (long long)s[3], threads, st.median_ms, st.min_ms, 2.0 * (double)nbytes / (st.median_ms * 1e6));
+    fflush(stdout);
+}
+
+static void bench_shape(const int64_t *s, int threads, int reps) {
+    torch_set_num_threads(threads);
+    torch_generator g = torch_generator_new(0);
+    bn_case c = {0};
+    c.x = torch_randn(&g, 4, s);
+    c.dy = torch_randn(&g, 4, s);
+    c.weight = torch_rand(&g, 1, &s[1]);
+    c.bias = torch_randn(&g, 1, &s[1]);
+    c.running_mean = torch_zeros(1, &s[1]);
+    c.running_var = torch_ones(1, &s[1]);
+    c.nbytes = (size_t)c.x->numel * sizeof(float);
+    c.copy_src = tensor_data_f32(c.x);
+    c.copy_dst = malloc(c.nbytes);
+    memset(c.copy_dst, 0, c.nbytes);
+    int warmup = reps / 10 + 2;
+    report("copy", s, threads, bench_run(run_copy, &c, warmup, reps), c.nbytes);
+    report("train_fwd", s, threads, bench_run(run_train_fwd, &c, warmup, reps), c.nbytes);
+    report("eval_fwd", s, threads, bench_run(run_eval_fwd, &c, warmup, reps), c.nbytes);
+    report("train_fwdbwd", s, threads, bench_run(run_train_fwdbwd, &c, warmup, reps), c.nbytes);
+    free(c.copy_dst);
+    tensor *all[] = {c.x, c.dy, c.weight, c.bias, c.running_mean, c.running_var};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) tensor_free(all[i]);
+}
+
+static const int64_t default_shapes[][4] = {
+    {64, 32, 28, 28}, {64, 64, 14, 14}, {128, 64, 8, 8}, {32, 64, 56, 56}, {20, 100, 35, 45}, {256, 16, 32, 32},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: bench_batch_norm [--threads N] [--reps N] [--shape N,C,H,W]\n"
+                 "  default: the six issue shapes at 1 and 2 threads, 50 repetitions\n");
+}
+
+int main(int argc, char **argv) {
+    int threads = 0, reps = 50;
+    int64_t shape[4];
+    bool one_shape = false;
+    static const struct option longopts[] = {{"threads", required_argument, 0, 't'},
+                                             {"reps", required_argument, 0, 'r'},
+                                             {"shape", required_argument, 0, 's'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
+    for (int opt; (opt = getopt_long(argc, argv, "t:r:s:h", longopts, NULL)) != -1;) {
+        long long a, b, c2, d;
+        switch (opt) {
+        case 't': threads = atoi(optarg); break;
+        case 'r': reps = atoi(optarg); break;
+        case 's':
+            if (sscanf(optarg, "%lld,%lld,%lld,%lld", &a, &b, &c2, &d) != 4 || a < 1 || b < 1 || c2 < 1 || d < 1) {
+                usage(stderr);
+                return 2;
+            }
+            shape[0] = a, shape[1] = b, shape[2] = c2, shape[3] = d;
+            one_shape = true;
+            break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (reps < 1) reps = 1;
+    printf("# openblas core: %s\n", torch_blas_corename());
+    printf("op,N,C,H,W,threads,median_ms,min_ms,GBps\n");
+    int thread_list[2] = {1, 2}, nthreads = threads > 0 ? 1 : 2;
+    if (threads > 0) thread_list[0] = threads;
+    for (int ti = 0; ti < nthreads; ti++) {
+        if (one_shape) {
+            bench_shape(shape, thread_list[ti], reps);
+            continue;
+        }
+        for (size_t i = 0; i < sizeof default_shapes / sizeof *default_shapes; i++)
+            bench_shape(default_shapes[i], thread_list[ti], reps);
+    }
+    return 0;
+}

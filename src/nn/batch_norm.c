@@ -1,0 +1,247 @@
+/* batch_norm.c — the BatchNorm1d/2d/3d modules: options, registration, the forward's mode logic
+ * (PyTorch 1.13 _BatchNorm.forward), reset functions and repr. The numbers are computed by
+ * nnf_batch_norm in functional_batch_norm.c. */
+#include "batch_norm.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static tensor *batch_norm_forward(nn_module *self, tensor *input);
+static torch_status batch_norm_reset_parameters_op(nn_module *self, torch_generator *gen);
+static int batch_norm_extra_repr(const nn_module *self, char *buf, size_t len);
+
+static const nn_module_ops batch_norm1d_ops = {.type_name = "BatchNorm1d",
+                                               .forward = batch_norm_forward,
+                                               .reset_parameters = batch_norm_reset_parameters_op,
+                                               .extra_repr = batch_norm_extra_repr};
+static const nn_module_ops batch_norm2d_ops = {.type_name = "BatchNorm2d",
+                                               .forward = batch_norm_forward,
+                                               .reset_parameters = batch_norm_reset_parameters_op,
+                                               .extra_repr = batch_norm_extra_repr};
+static const nn_module_ops batch_norm3d_ops = {.type_name = "BatchNorm3d",
+                                               .forward = batch_norm_forward,
+                                               .reset_parameters = batch_norm_reset_parameters_op,
+                                               .extra_repr = batch_norm_extra_repr};
+
+nn_batch_norm_options nn_batch_norm_options_default(int64_t num_features) {
+    nn_batch_norm_options o = {.num_features = num_features,
+                               .eps = 1e-5,
+                               .momentum = 0.1,
+                               .cumulative_moving_average = false,
+                               .affine = true,
+                               .track_running_stats = true};
+    return o;
+}
+
+nn_batch_norm *nn_as_batch_norm(nn_module *m) {
+    if (m && (m->ops == &batch_norm1d_ops || m->ops == &batch_norm2d_ops || m->ops == &batch_norm3d_ops))
+        return (nn_batch_norm *)m;
+    return NULL;
+}
+
+/* eps and momentum may change between forwards, so the forward checks them again. */
+static torch_status check_eps_momentum(const char *name, const nn_batch_norm_options *o) {
+    if (!(o->eps > 0) || isinf(o->eps))
+        return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: eps must be > 0 (got %g)", name, o->eps);
+    if (!o->cumulative_moving_average && !(o->momentum >= 0 && o->momentum <= 1))
+        return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: momentum must be in [0, 1] (got %g)", name, o->momentum);
+    return TORCH_OK;
+}
+
+static nn_module *batch_norm_new(const nn_module_ops *ops, int dims, nn_batch_norm_options o) {
+    const char *name = ops->type_name;
+    if (o.num_features <= 0) {
+        torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: num_features must be > 0 (got %lld)", name,
+                    (long long)o.num_features);
+        return NULL;
+    }
+    if (check_eps_momentum(name, &o) != TORCH_OK) return NULL;
+
+    nn_batch_norm *bn = calloc(1, sizeof *bn);
+    if (!bn) {
+        torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", name);
+        return NULL;
+    }
+    nn_module_init(&bn->base, ops);
+    bn->options = o;
+    bn->dims = dims;
+    const int64_t C = o.num_features;
+    /* This order is the state_dict order, PyTorch's: weight, bias, running_mean, running_var,
+     * num_batches_tracked. A NULL from a creation function is passed on and refused by the
+     * registration, which keeps the creation's out-of-memory message. */
+    bool ok = true;
+    if (o.affine) {
+        tensor *w = torch_ones(1, &C);
+        ok = w && (bn->weight = nn_module_register_parameter(&bn->base, "weight", w)) != NULL;
+        tensor *b = ok ? torch_zeros(1, &C) : NULL;
+        ok = b && (bn->bias = nn_module_register_parameter(&bn->base, "bias", b)) != NULL;
+    }
+    if (ok && o.track_running_stats) {
+        tensor *rm = torch_zeros(1, &C);
+        ok = rm && (bn->running_mean = nn_module_register_buffer(&bn->base, "running_mean", rm, true)) != NULL;
+        tensor *rv = ok ? torch_ones(1, &C) : NULL;
+        ok = rv && (bn->running_var = nn_module_register_buffer(&bn->base, "running_var", rv, true)) != NULL;
+        tensor *nbt = ok ? torch_scalar_int64(0) : NULL;
+        ok = nbt && (bn->num_batches_tracked = nn_module_register_buffer(&bn->base, "num_batches_tracked", nbt,
+                                                                         true)) != NULL;
+    }
+    if (!ok) {
+        nn_module_free(&bn->base);
+        return NULL;
+    }
+    return &bn->base;
+}
+
+nn_module *nn_batch_norm1d(nn_batch_norm_options options) { return batch_norm_new(&batch_norm1d_ops, 1, options); }
+nn_module *nn_batch_norm2d(nn_batch_norm_options options) { return batch_norm_new(&batch_norm2d_ops, 2, options); }
+nn_module *nn_batch_norm3d(nn_batch_norm_options options) { return batch_norm_new(&batch_norm3d_ops, 3, options); }
+
+/* _BatchNorm.forward: checks with the module's name, then which statistics and which factor. */
+static tensor *batch_norm_forward(nn_module *self, tensor *input) {
+    nn_batch_norm *bn = nn_as_batch_norm(self);
+    TORCH_ASSERT(bn);
+    const char *name = self->ops->type_name;
+    const nn_batch_norm_options *o = &bn->options;
+
+    /* 1. Checks (PyTorch's _check_input_dim, then F.batch_norm's), nothing changed yet. */
+    bool rank_ok = bn->dims == 1 ? input->ndim == 2 || input->ndim == 3 : input->ndim == bn->dims + 2;
+    if (!rank_ok) {
+        if (bn->dims == 1)
+            torch_error(TORCH_ERR_SHAPE, "%s: expected 2D or 3D input (got %dD input)", name, input->ndim);
+        else
+            torch_error(TORCH_ERR_SHAPE, "%s: expected %dD input (got %dD input)", name, bn->dims + 2, input->ndim);
+        return NULL;
+    }
+    if (input->dtype != TORCH_FLOAT32) {
+        torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: expected a float32 input (got %s)", name,
+                    torch_dtype_name(input->dtype));
+        return NULL;
+    }
+    if (input->shape[1] != o->num_features) {
+        torch_error(TORCH_ERR_SHAPE, "%s: expected input with %lld channels (got %lld)", name,
+                    (long long)o->num_features, (long long)input->shape[1]);
+        return NULL;
+    }
+    if (check_eps_momentum(name, o) != TORCH_OK) return NULL;
+    const bool tracking = bn->running_mean != NULL;
+    const bool batch_stats = self->training || !tracking;
+    if (batch_stats && input->numel / input->shape[1] == 1) {
+        char buf[128];
+        torch_error(TORCH_ERR_SHAPE, "%s: Expected more than 1 value per channel when training, got input size %s", name,
+                    torch_shape_str(input->ndim, input->shape, buf, sizeof buf));
+        return NULL;
+    }
+
+    /* 2. The factor uses the count after this batch: 1/num_batches_tracked for the cumulative average. */
+    const bool update = self->training && tracking;
+    int64_t *count = tracking ? tensor_data_i64(bn->num_batches_tracked) : NULL;
+    double factor = 0.0;
+    if (update) factor = o->cumulative_moving_average ? 1.0 / (double)(*count + 1) : o->momentum;
+
+    /* 3. Compute (updates the running statistics in place on success), then count the batch. */
+    tensor *y = nnf_batch_norm(input, update || !batch_stats ? bn->running_mean : NULL,
+                               update || !batch_stats ? bn->running_var : NULL, bn->weight, bn->bias, batch_stats,
+                               factor, o->eps);
+    if (y && update) *count += 1;
+    return y;
+}
+
+torch_status nn_batch_norm_reset_running_stats(nn_module *m) {
+    nn_batch_norm *bn = nn_as_batch_norm(m);
+    if (!bn) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_batch_norm_reset_running_stats: not a BatchNorm module");
+    if (bn->running_mean) {
+        tensor_zero_(bn->running_mean);
+        tensor_fill_(bn->running_var, 1.0);
+        tensor_zero_(bn->num_batches_tracked);
+    }
+    return TORCH_OK;
+}
+
+torch_status nn_batch_norm_reset_parameters(nn_module *m) {
+    nn_batch_norm *bn = nn_as_batch_norm(m);
+    if (!bn) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_batch_norm_reset_parameters: not a BatchNorm module");
+    nn_batch_norm_reset_running_stats(m);
+    if (bn->weight) {
+        tensor_fill_(bn->weight, 1.0);
+        tensor_zero_(bn->bias);
+    }
+    return TORCH_OK;
+}
+
+static torch_status batch_norm_reset_parameters_op(nn_module *self, torch_generator *gen) {
+    (void)gen; /* ones and zeros: nothing random */
+    return nn_batch_norm_reset_parameters(self);
+}
+
+/* Python's repr() of a float: the shortest digits that read back to v, in fixed notation when
+ * the decimal exponent is in [-4, 16), else d.ddde-XX ("1e-05", "0.1", "0.0001", "1.0"). */
+static void python_float_repr(double v, char *out, size_t len) {
+    if (isnan(v)) {
+        snprintf(out, len, "nan");
+        return;
+    }
+    if (isinf(v)) {
+        snprintf(out, len, v > 0 ? "inf" : "-inf");
+        return;
+    }
+    if (v == 0) {
+        snprintf(out, len, signbit(v) ? "-0.0" : "0.0");
+        return;
+    }
+    char e[40];
+    for (int p = 1; p <= 17; p++) {
+        snprintf(e, sizeof e, "%.*e", p - 1, v);
+        if (strtod(e, NULL) == v) break;
+    }
+    /* e = "[-]d[.ddd]e[+-]XX": split into sign, digits and exponent */
+    const char *s = e;
+    bool neg = *s == '-';
+    if (neg) s++;
+    char digits[24];
+    int nd = 0;
+    for (; *s && *s != 'e'; s++)
+        if (*s != '.') digits[nd++] = *s;
+    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    digits[nd] = '\0';
+    int exp10 = atoi(s + 1);
+    int decpt = exp10 + 1; /* v = 0.digits * 10^decpt */
+    char body[64];
+    size_t pos = 0;
+    if (decpt > -4 && decpt <= 16) {
+        if (decpt <= 0) {
+            pos += (size_t)snprintf(body + pos, sizeof body - pos, "0.");
+            for (int i = 0; i < -decpt; i++) body[pos++] = '0';
+            pos += (size_t)snprintf(body + pos, sizeof body - pos, "%s", digits);
+        } else if (decpt < nd) {
+            pos += (size_t)snprintf(body + pos, sizeof body - pos, "%.*s.%s", decpt, digits, digits + decpt);
+        } else {
+            pos += (size_t)snprintf(body + pos, sizeof body - pos, "%s", digits);
+            for (int i = nd; i < decpt; i++) body[pos++] = '0';
+            pos += (size_t)snprintf(body + pos, sizeof body - pos, ".0");
+        }
+    } else {
+        pos += (size_t)snprintf(body + pos, sizeof body - pos, "%c", digits[0]);
+        if (nd > 1) pos += (size_t)snprintf(body + pos, sizeof body - pos, ".%s", digits + 1);
+        snprintf(body + pos, sizeof body - pos, "e%c%02d", exp10 < 0 ? '-' : '+', exp10 < 0 ? -exp10 : exp10);
+    }
+    body[sizeof body - 1] = '\0';
+    snprintf(out, len, "%s%s", neg ? "-" : "", body);
+}
+
+/* "100, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True" (PyTorch's extra_repr). */
+static int batch_norm_extra_repr(const nn_module *self, char *buf, size_t len) {
+    const nn_batch_norm *bn = (const nn_batch_norm *)self;
+    const nn_batch_norm_options *o = &bn->options;
+    char eps[40], momentum[40];
+    python_float_repr(o->eps, eps, sizeof eps);
+    if (o->cumulative_moving_average)
+        snprintf(momentum, sizeof momentum, "None");
+    else
+        python_float_repr(o->momentum, momentum, sizeof momentum);
+    /* affine and tracking as built: the registered tensors, not options changed later */
+    return snprintf(buf, len, "%lld, eps=%s, momentum=%s, affine=%s, track_running_stats=%s",
+                    (long long)o->num_features, eps, momentum, bn->weight ? "True" : "False",
+                    bn->running_mean ? "True" : "False");
+}

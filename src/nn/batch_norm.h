@@ -1,0 +1,100 @@
+/* batch_norm.h — BatchNorm1d/2d/3d (PyTorch's nn.BatchNorm*d, R torch's nn_batch_norm*d) and the
+ * functional batch norm they call (F.batch_norm, nnf_batch_norm).
+ *
+ * Ownership:
+ *   - nn_batch_norm1d/2d/3d() return an owned nn_module * (NULL on error, torch_last_error() says
+ *     why); free it with nn_module_free().
+ *   - nn_as_batch_norm(m) returns a borrowed view of the same module; its tensor fields are borrowed
+ *     views of the registered parameters and buffers, valid until the module is freed.
+ *   - nn_module_forward() on these modules and nnf_batch_norm*() return a new tensor reference owned
+ *     by the caller (see autograd.h for the graph it carries).
+ *
+ * The seed's R example, line for line:
+ *   m <- nn_batch_norm2d(100)                   nn_module *m = nn_batch_norm2d(NN_BATCH_NORM_OPTIONS(.num_features = 100));
+ *   m <- nn_batch_norm2d(100, affine = FALSE)   m = nn_batch_norm2d(NN_BATCH_NORM_OPTIONS(.num_features = 100, .affine = false));
+ *   input <- torch_randn(20, 100, 35, 45)       tensor *input = torch_randn(NULL, TORCH_SHAPE(20, 100, 35, 45));
+ *   output <- m(input)                          tensor *output = nn_module_forward(m, input);
+ *
+ * Semantics (PyTorch 1.13 _BatchNorm.forward + F.batch_norm), per channel c of an (N, C, *) input
+ * with M = N * prod(*) values per channel:
+ *   y = (x - mean) / sqrt(var + eps) * weight + bias       var biased (divides by M)
+ *   batch statistics are used when training || !track_running_stats, else the running ones;
+ *   training with tracking: num_batches_tracked += 1, then with f = momentum (or
+ *   1/num_batches_tracked when cumulative_moving_average)
+ *     running_mean = (1 - f) * running_mean + f * mean
+ *     running_var  = (1 - f) * running_var  + f * var * M / (M - 1)     (unbiased)
+ *   eval with tracking normalises with the running statistics and never changes them.
+ *   The training flag decides, not the grad mode: a no-grad scope still updates the statistics.
+ */
+#ifndef CTORCH_NN_BATCH_NORM_H
+#define CTORCH_NN_BATCH_NORM_H
+
+#include "module.h"
+
+/* Options shared by BatchNorm1d/2d/3d, with PyTorch's names. */
+typedef struct nn_batch_norm_options {
+    int64_t num_features;              /* C of an (N, C, *) input. Required, > 0. No effect if changed after construction. */
+    double  eps;                       /* Added to the variance inside the sqrt. Default 1e-5; must be > 0. */
+    double  momentum;                  /* running = (1 - momentum) * running + momentum * batch. Default 0.1; in [0, 1]. */
+    bool    cumulative_moving_average; /* PyTorch's momentum=None, R's momentum=NULL: factor 1/num_batches_tracked. Default false. */
+    bool    affine;                    /* Learnable weight (ones) and bias (zeros). Default true. No effect if changed after construction. */
+    bool    track_running_stats;       /* running_mean/running_var/num_batches_tracked buffers. Default true. No effect if changed after construction. */
+} nn_batch_norm_options;
+
+/* The defaults above for num_features channels (the warning-free way to build options). */
+nn_batch_norm_options nn_batch_norm_options_default(int64_t num_features);
+
+/* Named-argument sugar: NN_BATCH_NORM_OPTIONS(.num_features = 100, .affine = false). Later
+ * designators override the defaults; ctorch's build exports -Wno-override-init (gcc) /
+ * -Wno-initializer-overrides (clang) to its users for this. num_features must be given. */
+#define NN_BATCH_NORM_OPTIONS(...)                                                                 \
+    ((nn_batch_norm_options){.eps = 1e-5,                                                          \
+                             .momentum = 0.1,                                                      \
+                             .cumulative_moving_average = false,                                   \
+                             .affine = true,                                                       \
+                             .track_running_stats = true,                                          \
+                             __VA_ARGS__})
+
+/* BatchNorm1d: input (N, C) or (N, C, L). */
+nn_module *nn_batch_norm1d(nn_batch_norm_options options);
+/* BatchNorm2d: input (N, C, H, W). */
+nn_module *nn_batch_norm2d(nn_batch_norm_options options);
+/* BatchNorm3d: input (N, C, D, H, W). */
+nn_module *nn_batch_norm3d(nn_batch_norm_options options);
+
+/* The typed view of a BatchNorm1d/2d/3d module. */
+typedef struct nn_batch_norm {
+    nn_module             base;    /* must be first */
+    nn_batch_norm_options options; /* eps, momentum and cumulative_moving_average may be changed between forwards */
+    int                   dims;    /* spatial dims: 1, 2 or 3 (accepted input ranks 2-3, 4, 5) */
+    /* Borrowed views of the registered tensors, NULL when absent (affine / track_running_stats off). */
+    tensor *weight, *bias;                   /* parameters [C] */
+    tensor *running_mean, *running_var;      /* buffers [C] */
+    tensor *num_batches_tracked;             /* int64 scalar buffer */
+} nn_batch_norm;
+
+/* Checked downcast: the BatchNorm view of m, or NULL when m is another module type (or NULL). */
+nn_batch_norm *nn_as_batch_norm(nn_module *m);
+
+/* running_mean <- 0, running_var <- 1, num_batches_tracked <- 0 (no-op without tracking). */
+torch_status nn_batch_norm_reset_running_stats(nn_module *m);
+/* reset_running_stats, then weight <- 1, bias <- 0 (PyTorch's reset_parameters). */
+torch_status nn_batch_norm_reset_parameters(nn_module *m);
+
+/* Functional batch norm (F.batch_norm / nnf_batch_norm) over an (N, C, *) input, C = size(1).
+ * running_mean/running_var: [C] or both NULL; weight/bias: [C] or NULL (then 1 and 0).
+ * training: normalise with batch statistics and, when running stats are given, update them in
+ * place with factor `momentum` (in [0, 1]); otherwise normalise with the running stats (which
+ * must then be given). eps >= 0. Records one NativeBatchNormBackward0 node (analytic backward
+ * for input, weight and bias). */
+tensor *nnf_batch_norm(tensor *input, tensor *running_mean, tensor *running_var, tensor *weight, tensor *bias,
+                       bool training, double momentum, double eps);
+
+/* The same function composed of differentiable primitives (torch_mean, torch_var, torch_sub,
+ * torch_rsqrt, torch_mul, torch_add, torch_reshape), so that autograd derives the gradient by
+ * itself: the teaching reference the fused version is tested against. Same arguments and
+ * running-stat updates as nnf_batch_norm; slower, more memory. */
+tensor *nnf_batch_norm_composite(tensor *input, tensor *running_mean, tensor *running_var, tensor *weight,
+                                 tensor *bias, bool training, double momentum, double eps);
+
+#endif /* CTORCH_NN_BATCH_NORM_H */
