@@ -19,5 +19,12 @@
 #include "autograd/gradcheck.h"
 #include "nn/module.h"
 #include "nn/batch_norm.h"
+#include "nn/conv.h"
+#include "nn/linear.h"
+#include "nn/pooling.h"
+#include "nn/activation.h"
+#include "nn/container.h"
+#include "nn/loss.h"
+#include "nn/init.h"
 
 #endif /* CTORCH_H */

@@ -51,7 +51,7 @@ tensor *torch_argmax(tensor *a, int dim, bool keepdim);
 
 /* ---- linear algebra --------------------------------------------------------------------------- */
 
-/* 2-D matrix product through cblas_sgemm: (n, k) @ (k, m) -> (n, m). */
+/* 2-D matrix product through torch_sgemm (OpenBLAS): (n, k) @ (k, m) -> (n, m). */
 tensor *torch_matmul(tensor *a, tensor *b);
 
 /* ---- views (share storage with the input where PyTorch's do) ---------------------------------- */

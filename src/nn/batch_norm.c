@@ -207,7 +207,7 @@ static void python_float_repr(double v, char *out, size_t len) {
     digits[nd] = '\0';
     int exp10 = atoi(s + 1);
     int decpt = exp10 + 1; /* v = 0.digits * 10^decpt */
-    char body[64];
+    char body[32]; /* at most "0.0000" + 17 digits, or 17 digits + "e+308" */
     size_t pos = 0;
     if (decpt > -4 && decpt <= 16) {
         if (decpt <= 0) {

@@ -2,8 +2,8 @@
  * children kept in registration order (PyTorch's nn.Module, R torch's nn_module).
  *
  * Ownership:
- *   - nn_*_new() constructors return an owned nn_module * (NULL on error, torch_last_error()
- *     says why); nn_module_free() frees it with everything it registered. nn_module_free(NULL)
+ *   - Constructors, named as in R torch (nn_batch_norm2d(...), nn_conv2d(...)), return an owned
+ *     nn_module * (NULL on error, torch_last_error() says why); nn_module_free() frees it with everything it registered. nn_module_free(NULL)
  *     does nothing.
  *   - Registering moves ownership to the module: nn_module_register_parameter/_buffer take an
  *     owned tensor reference, nn_module_register_module an owned child. They return the same

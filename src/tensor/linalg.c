@@ -11,6 +11,8 @@
 #include <limits.h>
 #include <string.h>
 
+#include "parallel.h"
+
 static const char fname[] = "torch_matmul";
 
 static torch_status check_matrix(const tensor *t) {
@@ -92,9 +94,36 @@ tensor *tensor_mm(const tensor *a, bool trans_a, const tensor *b, bool trans_b) 
         tensor_free(out);
         return NULL;
     }
-    cblas_sgemm(CblasRowMajor, ta, tb, (int)M, (int)N, (int)K, 1.0f, tensor_data_f32(ua), lda, tensor_data_f32(ub),
-                ldb, 0.0f, tensor_data_f32(out), (int)N);
+    torch_sgemm(ta == CblasTrans, tb == CblasTrans, M, N, K, tensor_data_f32(ua), lda, tensor_data_f32(ub), ldb, 0.0f,
+                tensor_data_f32(out), N);
     tensor_free(owned_a);
     tensor_free(owned_b);
     return out;
+}
+
+void torch_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (M == 0 || N == 0) return;
+    if (K == 0) { /* an empty sum: C = beta * C, and 0 * NaN must still give 0 when beta == 0 */
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+        return;
+    }
+    torch_blas_single_thread();
+    /* Blocks of 64 rows when C is tall, else of 256 columns: sizes depend on the shapes only. */
+    const bool by_rows = M > N;
+    const int64_t bs = by_rows ? 64 : 256, len = by_rows ? M : N, blocks = (len + bs - 1) / bs;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (blocks > 1 && M * N * K > 32768)
+#endif
+    for (int64_t k = 0; k < blocks; k++) {
+        int64_t o = k * bs, n = len - o < bs ? len - o : bs;
+        /* A block of rows of C needs the same rows of op(A); a block of columns, of op(B). */
+        const float *a = by_rows ? A + (trans_a ? o : o * lda) : A;
+        const float *b = by_rows ? B : B + (trans_b ? o * ldb : o);
+        float *c = by_rows ? C + o * ldc : C + o;
+        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                    (int)(by_rows ? n : M), (int)(by_rows ? N : n), (int)K, 1.0f, a, (int)lda, b, (int)ldb, beta, c,
+                    (int)ldc);
+    }
 }

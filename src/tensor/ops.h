@@ -86,6 +86,15 @@ tensor *tensor_expand(const tensor *a, int ndim, const int64_t *shape);
 /* op(a) @ op(b) for 2-D a, b, where op transposes when the flag is set. */
 tensor *tensor_mm(const tensor *a, bool trans_a, const tensor *b, bool trans_b);
 
+/* C (M, N) = op(A) (M, K) @ op(B) (K, N) + beta * C, row-major with leading dimensions: every
+ * matrix product in ctorch goes through here. OpenBLAS rounds differently depending on how it
+ * splits a product (its thread count, even the shape of a sub-product), so this runs sgemm on
+ * one OpenBLAS thread over blocks of rows or columns fixed by the shapes alone, and OpenMP
+ * threads share the blocks: the same bits at any thread count. Called inside an OpenMP
+ * parallel region it runs on the calling thread. Sizes must fit in int (checked by callers). */
+void torch_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
 /* ---- in place ------------------------------------------------------------------------------- */
 
 /* dst += alpha * src; src broadcasts to dst's shape. */

@@ -2,6 +2,7 @@
 #include "parallel.h"
 
 #include <cblas.h>
+#include <threads.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -11,8 +12,13 @@ void torch_set_num_threads(int n) {
 #ifdef _OPENMP
     omp_set_num_threads(n);
 #endif
-    openblas_set_num_threads(n);
+    torch_blas_single_thread();
 }
+
+static once_flag blas_once = ONCE_FLAG_INIT;
+static void blas_set_single(void) { openblas_set_num_threads(1); }
+
+void torch_blas_single_thread(void) { call_once(&blas_once, blas_set_single); }
 
 int torch_get_num_threads(void) {
 #ifdef _OPENMP

@@ -7,10 +7,14 @@
 #ifndef CTORCH_PARALLEL_H
 #define CTORCH_PARALLEL_H
 
-/* Sets the threads used by our kernels and by OpenBLAS; n < 1 is clamped to 1. */
+/* Sets the threads used by our kernels; n < 1 is clamped to 1. OpenBLAS itself always runs on
+ * one thread: ctorch parallelises around it (see torch_sgemm in ops.h), which keeps results
+ * independent of the thread count and keeps OpenBLAS's spinning workers from fighting ours. */
 void torch_set_num_threads(int n);
 /* Threads our kernels use (1 when built without OpenMP). */
 int  torch_get_num_threads(void);
+/* Puts OpenBLAS on one thread, once; every BLAS caller runs this first (cheap after the first call). */
+void torch_blas_single_thread(void);
 /* The OpenBLAS kernel family in use, e.g. "Haswell" (static string). */
 const char *torch_blas_corename(void);
 

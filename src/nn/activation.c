@@ -1,0 +1,164 @@
+/* activation.c — ReLU, Dropout (forward and backward side by side) and Flatten. */
+#include "activation.h"
+
+#include "../autograd/ops.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Allocates a module whose type has no state beyond the base. */
+static void *module_alloc(size_t size, const nn_module_ops *ops) {
+    nn_module *m = calloc(1, size);
+    if (!m) {
+        torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", ops->type_name);
+        return NULL;
+    }
+    nn_module_init(m, ops);
+    return m;
+}
+
+/* ---- ReLU ----------------------------------------------------------------------------------- */
+
+tensor *nnf_relu(tensor *input) { return torch_relu(input); }
+
+static tensor *relu_forward(nn_module *self, tensor *input) {
+    (void)self;
+    return torch_relu(input);
+}
+
+static const nn_module_ops relu_ops = {.type_name = "ReLU", .forward = relu_forward};
+
+nn_module *nn_relu(void) { return module_alloc(sizeof(nn_module), &relu_ops); }
+
+/* ---- Dropout ------------------------------------------------------------------------------------ */
+
+/* Backward of y = x * mask (mask[i] = keep[i] / (1 - p), drawn in the forward):
+ *   dx = dy * mask. saved[0] = mask. */
+static torch_status dropout_backward(ag_node *node, const tensor *grad_output, tensor **grad_inputs) {
+    const tensor *mask = node->saved[0];
+    tensor *dy = tensor_contiguous(grad_output);
+    tensor *dx = dy ? torch_empty(mask->ndim, mask->shape) : NULL;
+    if (!dx) {
+        tensor_free(dy);
+        return torch_last_status();
+    }
+    const float *d = tensor_data_f32(dy), *mk = tensor_data_f32(mask);
+    float *o = tensor_data_f32(dx);
+    for (int64_t i = 0; i < dx->numel; i++) o[i] = d[i] * mk[i];
+    tensor_free(dy);
+    grad_inputs[0] = dx;
+    return TORCH_OK;
+}
+
+static const ag_function dropout_function = {.name = "NativeDropoutBackward0", .backward = dropout_backward};
+
+static tensor *dropout_impl(const char *fname, tensor *input, double p, bool training, torch_generator *gen) {
+    if (!input) {
+        torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: input is NULL", fname);
+        return NULL;
+    }
+    if (!(p >= 0.0 && p <= 1.0)) {
+        torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: dropout probability has to be between 0 and 1, but got %g", fname, p);
+        return NULL;
+    }
+    if (input->dtype != TORCH_FLOAT32) {
+        torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: expected input of dtype float32 (got %s)", fname,
+                    torch_dtype_name(input->dtype));
+        return NULL;
+    }
+    if (!training || p == 0.0) return tensor_retain(input);
+    if (!gen) gen = torch_default_generator();
+    tensor *xc = tensor_contiguous(input);
+    tensor *mask = torch_empty(input->ndim, input->shape);
+    tensor *y = torch_empty(input->ndim, input->shape);
+    if (!xc || !mask || !y) {
+        tensor_free(xc), tensor_free(mask), tensor_free(y);
+        return NULL;
+    }
+    /* Sequential draws: the mask depends on the seed only, never on the thread count. */
+    const float scale = p < 1.0 ? (float)(1.0 / (1.0 - p)) : 0.0f;
+    const float *x = tensor_data_f32(xc);
+    float *mk = tensor_data_f32(mask), *out = tensor_data_f32(y);
+    for (int64_t i = 0; i < y->numel; i++) {
+        mk[i] = torch_generator_uniform(gen) >= p ? scale : 0.0f;
+        out[i] = x[i] * mk[i];
+    }
+    tensor_free(xc);
+    if (ag_should_record(1, &input)) {
+        ag_node *node = ag_record(&dropout_function, y, 1, &input);
+        if (!node || ag_node_save(node, 0, mask) != TORCH_OK) {
+            tensor_free(y);
+            y = NULL;
+        }
+    }
+    tensor_free(mask);
+    return y;
+}
+
+tensor *nnf_dropout(tensor *input, double p, bool training, torch_generator *gen) {
+    return dropout_impl("nnf_dropout", input, p, training, gen);
+}
+
+static tensor *dropout_forward(nn_module *self, tensor *input) {
+    nn_dropout_module *m = (nn_dropout_module *)self;
+    return dropout_impl("Dropout", input, m->p, self->training, m->generator);
+}
+
+/* Python's repr of a float: the shortest decimal that reads back the same, with ".0" on integers. */
+static void python_float(double v, char *buf, size_t len) {
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, len, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) break;
+    }
+    if (!strpbrk(buf, ".en")) strncat(buf, ".0", len - strlen(buf) - 1);
+}
+
+static int dropout_extra_repr(const nn_module *self, char *buf, size_t len) {
+    char p[40];
+    python_float(((const nn_dropout_module *)self)->p, p, sizeof p);
+    return snprintf(buf, len, "p=%s, inplace=False", p);
+}
+
+static const nn_module_ops dropout_ops = {
+    .type_name = "Dropout", .forward = dropout_forward, .extra_repr = dropout_extra_repr};
+
+nn_module *nn_dropout(double p, torch_generator *gen) {
+    if (!(p >= 0.0 && p <= 1.0)) {
+        torch_error(TORCH_ERR_INVALID_ARGUMENT, "Dropout: dropout probability has to be between 0 and 1, but got %g", p);
+        return NULL;
+    }
+    nn_dropout_module *m = module_alloc(sizeof *m, &dropout_ops);
+    if (!m) return NULL;
+    m->p = p;
+    m->generator = gen;
+    return &m->base;
+}
+
+nn_dropout_module *nn_as_dropout(nn_module *m) { return m && m->ops == &dropout_ops ? (nn_dropout_module *)m : NULL; }
+
+/* ---- Flatten ------------------------------------------------------------------------------------ */
+
+static tensor *flatten_forward(nn_module *self, tensor *input) {
+    const nn_flatten_module *m = (const nn_flatten_module *)self;
+    return torch_flatten(input, m->start_dim, m->end_dim);
+}
+
+static int flatten_extra_repr(const nn_module *self, char *buf, size_t len) {
+    const nn_flatten_module *m = (const nn_flatten_module *)self;
+    return snprintf(buf, len, "start_dim=%d, end_dim=%d", m->start_dim, m->end_dim);
+}
+
+static const nn_module_ops flatten_ops = {
+    .type_name = "Flatten", .forward = flatten_forward, .extra_repr = flatten_extra_repr};
+
+nn_module *nn_flatten(int start_dim, int end_dim) {
+    nn_flatten_module *m = module_alloc(sizeof *m, &flatten_ops);
+    if (!m) return NULL;
+    m->start_dim = start_dim;
+    m->end_dim = end_dim;
+    return &m->base;
+}
+
+nn_flatten_module *nn_as_flatten(nn_module *m) { return m && m->ops == &flatten_ops ? (nn_flatten_module *)m : NULL; }

@@ -1,0 +1,62 @@
+/* activation.h — element-wise and shape layers without parameters: ReLU, Dropout, Flatten
+ * (torch.nn.ReLU, Dropout, Flatten; R torch's nn_relu, nn_dropout, nn_flatten).
+ *
+ * Ownership (as in tensor.h and module.h):
+ *   - nnf_* and nn_module_forward return a new tensor reference owned by the caller, or NULL with
+ *     torch_last_error() set; inputs are borrowed. Where the result equals the input (dropout in
+ *     eval mode), the "new reference" is the input itself, retained, as PyTorch returns it.
+ *   - The constructors return an owned module (no parameters, no buffers); free it with nn_module_free().
+ */
+#ifndef CTORCH_NN_ACTIVATION_H
+#define CTORCH_NN_ACTIVATION_H
+
+#include "module.h"
+
+/* ---- ReLU ----------------------------------------------------------------------------------- */
+
+/* max(x, 0), torch.nn.functional.relu; the same as torch_relu (gradient 0 at x = 0). */
+tensor *nnf_relu(tensor *input);
+
+/* ReLU(): applies nnf_relu. */
+nn_module *nn_relu(void);
+
+/* ---- Dropout ------------------------------------------------------------------------------------ */
+
+/* torch.nn.functional.dropout(input, p, training). In training, each element is kept with
+ * probability 1 - p and scaled by 1 / (1 - p), or zeroed (p = 1 zeroes everything); the mask is
+ * drawn from gen (NULL: this thread's default generator), one uniform per element in row-major
+ * order, so a seed reproduces it at any thread count. Outside training, or with p = 0, the
+ * input itself is returned (retained). p must lie in [0, 1]. */
+tensor *nnf_dropout(tensor *input, double p, bool training, torch_generator *gen);
+
+/* Dropout(p): nnf_dropout with the module's training flag. gen (NULL: this thread's default
+ * generator at each forward) is borrowed and must outlive the module. NULL unless 0 <= p <= 1. */
+nn_module *nn_dropout(double p, torch_generator *gen);
+
+/* The typed view of a Dropout module. */
+typedef struct nn_dropout_module {
+    nn_module        base;      /* must be first */
+    double           p;         /* probability of zeroing an element; read at every forward */
+    torch_generator *generator; /* borrowed; NULL: this thread's default generator */
+} nn_dropout_module;
+
+/* m as a Dropout, or NULL when m is NULL or another type. Borrowed. */
+nn_dropout_module *nn_as_dropout(nn_module *m);
+
+/* ---- Flatten ------------------------------------------------------------------------------------ */
+
+/* Flatten(start_dim, end_dim): torch_flatten(input, start_dim, end_dim) at every forward.
+ * PyTorch's defaults are start_dim = 1, end_dim = -1 (keep the batch dim). */
+nn_module *nn_flatten(int start_dim, int end_dim);
+
+/* The typed view of a Flatten module. */
+typedef struct nn_flatten_module {
+    nn_module base;      /* must be first */
+    int       start_dim; /* read at every forward; negative counts from the end */
+    int       end_dim;   /* read at every forward; negative counts from the end */
+} nn_flatten_module;
+
+/* m as a Flatten, or NULL when m is NULL or another type. Borrowed. */
+nn_flatten_module *nn_as_flatten(nn_module *m);
+
+#endif /* CTORCH_NN_ACTIVATION_H */
