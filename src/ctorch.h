@@ -4,7 +4,7 @@
  *   tensor/    storage, shapes, creation, raw kernels, generator, status codes
  *   autograd/  the graph, backward, differentiable ops, gradcheck
  *   nn/        modules (BatchNorm2d, ...), functional ops (nnf_*), state_dict
- *   optim/     optimizers (SGD) and schedules
+ *   optim/     optimizers (SGD), schedules, training checkpoints
  */
 #ifndef CTORCH_H
 #define CTORCH_H
@@ -26,5 +26,10 @@
 #include "nn/container.h"
 #include "nn/loss.h"
 #include "nn/init.h"
+#include "nn/safetensors.h"
+#include "nn/data.h"
+#include "optim/sgd.h"
+#include "optim/lr_scheduler.h"
+#include "optim/checkpoint.h"
 
 #endif /* CTORCH_H */

@@ -1,0 +1,89 @@
+/* safetensors.h — state_dicts to and from the safetensors format, PyTorch's key names, atomic
+ * writes and a hardened reader.
+ *
+ * Ownership:
+ *   - nn_safetensors_load/_parse return a new nn_tensor_dict (free with nn_tensor_dict_free)
+ *     whose tensors are fresh copies of the file's data; NULL on error, with the error set.
+ *   - Metadata comes back, if asked for, as a new nn_metadata (free with nn_metadata_free).
+ *   - Save functions only read their inputs.
+ *
+ * The format (Hugging Face's safetensors): an 8-byte little-endian u64 N, N
+ * bytes of a UTF-8 JSON object
+ *     {"__metadata__": {"k": "v", ...},                  (optional, string to string)
+ *      "0.weight": {"dtype": "F32", "shape": [2, 1, 3, 3], "data_offsets": [0, 72]}, ...}
+ * padded with spaces to a multiple of 8, then the byte buffer; offsets are relative to the
+ * buffer's start, tensors are row-major little-endian, and together they cover the buffer exactly.
+ * ctorch reads and writes dtypes F32 (float32) and I64 (int64: num_batches_tracked, shape []).
+ * The writer puts tensors in the dict's order, header keys in the same order, compact JSON:
+ * the same bytes as scripts/safetensors_convert.py writes for the same state_dict.
+ *
+ * The reader refuses, with TORCH_ERR_FORMAT and a message naming the file and the problem: a
+ * header longer than the file or than 100 MB, non-JSON or non-UTF-8 headers, missing or
+ * mistyped fields, unknown dtypes, negative, fractional or huge shapes, byte counts that
+ * overflow, offsets out of range or not matching the shape, overlapping buffers or gaps,
+ * duplicate keys. It never reads outside the bytes it was given.
+ */
+#ifndef CTORCH_NN_SAFETENSORS_H
+#define CTORCH_NN_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "module.h"
+
+/* Headers larger than this are refused (the safetensors library's own limit). */
+#define NN_SAFETENSORS_MAX_HEADER ((uint64_t)100 * 1000 * 1000)
+
+/* The "__metadata__" map: string keys to string values, in insertion order. */
+typedef struct nn_metadata_entry {
+    char *key;
+    char *value;
+} nn_metadata_entry;
+
+typedef struct nn_metadata {
+    int64_t            count;
+    nn_metadata_entry *items; /* count entries, owned */
+} nn_metadata;
+
+/* An empty map (NULL on out-of-memory). */
+nn_metadata *nn_metadata_new(void);
+/* Adds or replaces key -> value (both copied). */
+torch_status nn_metadata_set(nn_metadata *md, const char *key, const char *value);
+/* Borrowed value, NULL if absent. */
+const char  *nn_metadata_get(const nn_metadata *md, const char *key);
+void         nn_metadata_free(nn_metadata *md);
+
+/* Writes d (and metadata, may be NULL) to path atomically (see nn_write_file_atomic). */
+torch_status    nn_safetensors_save(const nn_tensor_dict *d, const nn_metadata *metadata, const char *path);
+/* Reads a whole file. metadata may be NULL; otherwise *metadata receives the map (empty if
+ * the file has none). */
+nn_tensor_dict *nn_safetensors_load(const char *path, nn_metadata **metadata);
+
+/* The file's bytes in memory: *out is malloc'ed (caller frees), *size its length. */
+torch_status nn_safetensors_serialize(const nn_tensor_dict *d, const nn_metadata *metadata, uint8_t **out,
+                                      size_t *size);
+/* The reader on a memory buffer (for tests and fuzzing, and for data that is not a file);
+ * name labels error messages (e.g. the file name). */
+nn_tensor_dict *nn_safetensors_parse(const uint8_t *data, size_t size, const char *name, nn_metadata **metadata);
+
+/* m's state_dict to a file (parameters and persistent buffers, PyTorch's keys). */
+torch_status nn_module_save(const nn_module *m, const char *path);
+/* A file into m through nn_module_load_state_dict (strict: missing/unexpected keys are errors;
+ * shape mismatches always are; on error m is unchanged). */
+torch_status nn_module_load(nn_module *m, const char *path, bool strict);
+
+/* ---- atomic files ------------------------------------------------------------------------------ */
+
+/* Replaces path with data so that a crash at any moment leaves either the old file or the new
+ * one: writes path.tmp.XXXXXX in the same directory, fsyncs it, renames it over path, fsyncs
+ * the directory. On error the temporary file is removed and path is untouched. A new file gets
+ * mode 0644; an existing file keeps its mode. */
+torch_status nn_write_file_atomic(const char *path, const void *data, size_t size);
+
+/* For tests: called before each stage of nn_write_file_atomic ("open", "write", "fsync",
+ * "rename"); returning true makes that stage fail as if the system call had (at "write", after
+ * half of the data is written). NULL removes the hook. Not thread-safe; not for production. */
+typedef bool (*nn_atomic_write_fault_hook)(const char *stage, void *user);
+void nn_atomic_write_set_fault_hook(nn_atomic_write_fault_hook hook, void *user);
+
+#endif /* CTORCH_NN_SAFETENSORS_H */

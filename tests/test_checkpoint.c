@@ -1,0 +1,375 @@
+/* test_checkpoint.c — whole-training-state checkpoints: a small CNN (conv, BatchNorm, dropout,
+ * linear; SGD with two parameter groups, StepLR, a shuffling loader) trained 2 epochs in one run
+ * equals, bit for bit, 1 epoch + save + load into freshly built objects + 1 epoch. Truncated and
+ * corrupted checkpoints are refused with clear errors and leave every object unchanged, also
+ * when the failure comes after part of the state was committed (rollback). */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nn/activation.h"
+#include "nn/batch_norm.h"
+#include "nn/container.h"
+#include "nn/conv.h"
+#include "nn/data.h"
+#include "nn/linear.h"
+#include "nn/loss.h"
+#include "nn/pooling.h"
+#include "nn/safetensors.h"
+#include "optim/checkpoint.h"
+
+typedef struct run {
+    torch_generator     gen; /* the training generator: init, shuffling, dropout */
+    nn_module          *model;
+    optim_sgd          *opt;
+    optim_lr_scheduler *sched;
+    int64_t             step;
+} run;
+
+static void build(run *r, uint64_t seed, int64_t hidden_out) {
+    r->gen = torch_generator_new(seed);
+    r->step = 0;
+    nn_conv2d_options co = nn_conv2d_options_default(1, 4, 3);
+    co.padding[0] = co.padding[1] = 1;
+    co.bias = false;
+    co.generator = &r->gen;
+    nn_module *mods[7] = {nn_conv2d(co),
+                          nn_batch_norm2d(nn_batch_norm_options_default(4)),
+                          nn_relu(),
+                          nn_max_pool2d(nn_max_pool2d_options_default(2)),
+                          nn_flatten(1, -1),
+                          nn_dropout(0.2, &r->gen),
+                          nn_linear(4 * 14 * 14, hidden_out, true, &r->gen)};
+    r->model = nn_sequential(7, mods);
+    cr_assert_not_null(r->model, "%s", torch_last_error());
+    nn_tensor_dict *params = nn_module_named_parameters(r->model), *decay, *no_decay;
+    cr_assert_eq(optim_split_weight_decay(params, &decay, &no_decay), TORCH_OK);
+    optim_sgd_options o = optim_sgd_options_default(0.05);
+    o.momentum = 0.9;
+    o.weight_decay = 5e-4;
+    o.nesterov = true;
+    r->opt = optim_sgd_new(decay, o);
+    o.weight_decay = 0;
+    cr_assert_eq(optim_sgd_add_param_group(r->opt, no_decay, o), TORCH_OK);
+    r->sched = optim_step_lr_new(r->opt, 1, 0.5);
+    cr_assert_not_null(r->sched);
+    nn_tensor_dict_free(params);
+    nn_tensor_dict_free(decay);
+    nn_tensor_dict_free(no_decay);
+}
+
+static void destroy(run *r) {
+    optim_lr_scheduler_free(r->sched);
+    optim_sgd_free(r->opt);
+    nn_module_free(r->model);
+}
+
+static void train_epoch(run *r, const nn_dataset *ds) {
+    nn_dataloader *dl = nn_dataloader_new(ds, 16, true, &r->gen);
+    nn_module_train(r->model, true);
+    tensor *x, *y;
+    while (nn_dataloader_next(dl, &x, &y) == TORCH_OK && x) {
+        optim_sgd_zero_grad(r->opt);
+        tensor *out = nn_module_forward(r->model, x);
+        cr_assert_not_null(out, "%s", torch_last_error());
+        tensor *loss = nnf_cross_entropy(out, y);
+        cr_assert_not_null(loss, "%s", torch_last_error());
+        cr_assert_eq(tensor_backward(loss, NULL, false), TORCH_OK, "%s", torch_last_error());
+        cr_assert_eq(optim_sgd_step(r->opt), TORCH_OK);
+        r->step++;
+        tensor_free(loss);
+        tensor_free(out);
+        tensor_free(x);
+        tensor_free(y);
+    }
+    nn_dataloader_free(dl);
+    cr_assert_eq(optim_lr_scheduler_step(r->sched), TORCH_OK);
+}
+
+static optim_training_state state_of(run *r, int64_t epoch) {
+    return (optim_training_state){
+        .model = r->model, .optimizer = r->opt, .scheduler = r->sched, .generator = &r->gen, .epoch = epoch, .step = r->step};
+}
+
+static size_t nbytes(const tensor *t) { return (size_t)t->numel * torch_dtype_size(t->dtype); }
+static const void *bytes_of(const tensor *t) {
+    return t->dtype == TORCH_INT64 ? (const void *)tensor_data_i64(t) : (const void *)tensor_data_f32(t);
+}
+
+/* Everything a load may change, copied. */
+typedef struct snapshot {
+    nn_tensor_dict *model;
+    tensor         *bufs[16];
+    double          lr[2];
+    optim_lr_scheduler_state sched;
+    torch_generator gen;
+} snapshot;
+
+static snapshot take(run *r) {
+    snapshot s = {0};
+    nn_tensor_dict *sd = nn_module_state_dict(r->model);
+    s.model = nn_tensor_dict_new();
+    for (int64_t i = 0; i < sd->count; i++) {
+        tensor *c = tensor_clone(sd->items[i].value);
+        nn_tensor_dict_set(s.model, sd->items[i].name, c);
+        tensor_free(c);
+    }
+    nn_tensor_dict_free(sd);
+    for (int64_t i = 0; i < optim_sgd_num_params(r->opt); i++) {
+        tensor *b = optim_sgd_momentum_buffer(r->opt, i);
+        s.bufs[i] = b ? tensor_clone(b) : NULL;
+    }
+    s.lr[0] = optim_sgd_get_lr(r->opt, 0);
+    s.lr[1] = optim_sgd_get_lr(r->opt, 1);
+    s.sched = optim_lr_scheduler_get_state(r->sched); /* only the scalars are compared */
+    s.gen = r->gen;
+    return s;
+}
+
+/* Bit-identical to the snapshot? */
+static void expect_same(run *r, const snapshot *s, const char *what) {
+    nn_tensor_dict *sd = nn_module_state_dict(r->model);
+    cr_assert_eq(sd->count, s->model->count);
+    for (int64_t i = 0; i < sd->count; i++) {
+        tensor *a = sd->items[i].value, *b = nn_tensor_dict_get(s->model, sd->items[i].name);
+        cr_assert_eq(memcmp(bytes_of(a), bytes_of(b), nbytes(a)), 0, "%s: %s differs", what, sd->items[i].name);
+    }
+    nn_tensor_dict_free(sd);
+    for (int64_t i = 0; i < optim_sgd_num_params(r->opt); i++) {
+        tensor *b = optim_sgd_momentum_buffer(r->opt, i);
+        cr_assert_eq(b != NULL, s->bufs[i] != NULL, "%s: buffer %lld presence", what, (long long)i);
+        if (b) cr_assert_eq(memcmp(bytes_of(b), bytes_of(s->bufs[i]), nbytes(b)), 0, "%s: buffer %lld", what, (long long)i);
+    }
+    cr_assert_eq(optim_sgd_get_lr(r->opt, 0), s->lr[0], "%s: lr", what);
+    cr_assert_eq(optim_sgd_get_lr(r->opt, 1), s->lr[1], "%s: lr", what);
+    cr_assert_eq(optim_lr_scheduler_last_epoch(r->sched), s->sched.last_epoch, "%s: scheduler", what);
+    cr_assert_eq(memcmp(&r->gen, &s->gen, sizeof r->gen), 0, "%s: generator", what);
+}
+
+static void free_snapshot(snapshot *s) {
+    nn_tensor_dict_free(s->model);
+    for (int i = 0; i < 16; i++) tensor_free(s->bufs[i]);
+}
+
+static char tmpdir[64];
+
+static nn_dataset *data(void) {
+    torch_generator dg = torch_generator_new(2024);
+    nn_dataset *ds = nn_synthetic_shapes(96, &dg, NN_FASHION_MNIST_MEAN, NN_FASHION_MNIST_STD);
+    cr_assert_not_null(ds);
+    return ds;
+}
+
+Test(checkpoint, resume_is_bit_identical) {
+    nn_dataset *ds = data();
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/ctorch_ckpt_XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/train.ckpt", tmpdir);
+
+    run a;
+    build(&a, 42, 10);
+    train_epoch(&a, ds);
+    train_epoch(&a, ds);
+
+    run b;
+    build(&b, 42, 10);
+    train_epoch(&b, ds);
+    optim_training_state sb = state_of(&b, 1);
+    cr_assert_eq(optim_checkpoint_save(path, &sb), TORCH_OK, "%s", torch_last_error());
+    destroy(&b);
+
+    run c;
+    build(&c, 999, 10); /* different initial weights and generator: everything must come from the file */
+    optim_training_state sc = state_of(&c, 0);
+    cr_assert_eq(optim_checkpoint_load(path, &sc), TORCH_OK, "%s", torch_last_error());
+    cr_assert_eq(sc.epoch, 1);
+    cr_assert_eq(sc.step, 6);
+    c.step = sc.step;
+    train_epoch(&c, ds);
+
+    snapshot sa = take(&a);
+    expect_same(&c, &sa, "2 epochs vs 1 + resume + 1");
+    cr_assert_eq(c.step, a.step);
+    free_snapshot(&sa);
+
+    /* the file is a plain safetensors file with PyTorch's keys under "model." */
+    nn_metadata *md = NULL;
+    nn_tensor_dict *raw = nn_safetensors_load(path, &md);
+    cr_assert_not_null(raw);
+    cr_assert_not_null(nn_tensor_dict_get(raw, "model.1.num_batches_tracked"));
+    cr_assert_eq(*tensor_data_i64(nn_tensor_dict_get(raw, "model.1.num_batches_tracked")), 6);
+    cr_assert_not_null(nn_tensor_dict_get(raw, "optimizer.state.0.momentum_buffer"));
+    cr_assert_str_eq(nn_metadata_get(md, "epoch"), "1");
+    nn_metadata_free(md);
+    nn_tensor_dict_free(raw);
+
+    unlink(path);
+    rmdir(tmpdir);
+    destroy(&a);
+    destroy(&c);
+    nn_dataset_free(ds);
+}
+
+/* The serialized checkpoint of a run after one epoch. */
+static uint8_t *checkpoint_bytes(run *r, size_t *size, nn_tensor_dict **d, nn_metadata **md) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/ctorch_ckpt_XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/c.ckpt", tmpdir);
+    optim_training_state st = state_of(r, 1);
+    cr_assert_eq(optim_checkpoint_save(path, &st), TORCH_OK);
+    FILE *f = fopen(path, "rb");
+    fseek(f, 0, SEEK_END);
+    *size = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = malloc(*size);
+    cr_assert_eq(fread(buf, 1, *size, f), *size);
+    fclose(f);
+    unlink(path);
+    rmdir(tmpdir);
+    *d = nn_safetensors_parse(buf, *size, "c.ckpt", md);
+    cr_assert_not_null(*d);
+    return buf;
+}
+
+/* Loads modified bytes into r and expects refusal with msg and no change. */
+static void expect_refused(run *r, const uint8_t *bytes, size_t size, torch_status status, const char *msg) {
+    snapshot s = take(r);
+    optim_training_state st = state_of(r, 77);
+    torch_status got = optim_checkpoint_parse(bytes, size, "c.ckpt", &st);
+    cr_assert_eq(got, status, "expected status %d for \"%s\", got %d: %s", status, msg, got, torch_last_error());
+    cr_assert_not_null(strstr(torch_last_error(), msg), "got \"%s\", expected \"%s\"", torch_last_error(), msg);
+    cr_assert_not_null(strstr(torch_last_error(), "optim_checkpoint_load"), "%s", torch_last_error());
+    cr_assert_eq(st.epoch, 77);
+    expect_same(r, &s, msg);
+    free_snapshot(&s);
+}
+
+/* Re-serializes d with metadata key set to value (NULL: removed). */
+static uint8_t *with_metadata(const nn_tensor_dict *d, const nn_metadata *md, const char *key, const char *value,
+                              size_t *size) {
+    nn_metadata *m = nn_metadata_new();
+    for (int64_t i = 0; i < md->count; i++)
+        if (strcmp(md->items[i].key, key) != 0) nn_metadata_set(m, md->items[i].key, md->items[i].value);
+    if (value) nn_metadata_set(m, key, value);
+    uint8_t *out;
+    cr_assert_eq(nn_safetensors_serialize(d, m, &out, size), TORCH_OK);
+    nn_metadata_free(m);
+    return out;
+}
+
+Test(checkpoint, refuses_truncated_and_corrupted_files) {
+    nn_dataset *ds = data();
+    run src, dst;
+    build(&src, 5, 10);
+    train_epoch(&src, ds);
+    build(&dst, 6, 10);
+    train_epoch(&dst, ds); /* dst has buffers, lrs and a scheduler position of its own */
+    size_t size;
+    nn_tensor_dict *d;
+    nn_metadata *md;
+    uint8_t *good = checkpoint_bytes(&src, &size, &d, &md);
+
+    /* every prefix up to the end of the header, then a stride through the data */
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | good[i];
+    for (size_t n = 0; n < size; n += n < 8 + hlen + 8 ? 1 : 509) {
+        uint8_t *cut = malloc(n ? n : 1);
+        memcpy(cut, good, n);
+        expect_refused(&dst, cut, n, TORCH_ERR_FORMAT, "c.ckpt");
+        free(cut);
+    }
+
+    size_t n;
+    uint8_t *b;
+    struct {
+        const char *key, *value;
+        torch_status status;
+        const char *msg;
+    } cases[] = {
+        {"ctorch.format", NULL, TORCH_ERR_FORMAT, "not a ctorch checkpoint"},
+        {"ctorch.version", "2", TORCH_ERR_FORMAT, "unsupported checkpoint version 2"},
+        {"epoch", "-1", TORCH_ERR_FORMAT, "epoch or step"},
+        {"step", "1x", TORCH_ERR_FORMAT, "epoch or step"},
+        {"generator", "0123", TORCH_ERR_FORMAT, "generator state"},
+        {"generator", NULL, TORCH_ERR_FORMAT, "generator state"},
+        {"optimizer.param_groups", "{", TORCH_ERR_FORMAT, "not a JSON array"},
+        {"optimizer.param_groups", "[{}]", TORCH_ERR_KEY, "the checkpoint has 1 parameter groups, the optimizer 2"},
+        {"optimizer.param_groups", "[{},{}]", TORCH_ERR_FORMAT, "optimizer.param_groups[0] is malformed"},
+        {"scheduler", "{\"kind\":\"CosineAnnealingLR\",\"last_epoch\":1,\"step_count\":2,\"base_lrs\":[1,1],"
+                      "\"last_lrs\":[1,1]}",
+         TORCH_ERR_KEY, "the checkpoint's scheduler is CosineAnnealingLR, this one is StepLR"},
+        {"scheduler", "{\"kind\":\"StepLR\",\"last_epoch\":1,\"step_count\":2,\"base_lrs\":[1],\"last_lrs\":[1,1]}",
+         TORCH_ERR_FORMAT, "scheduler learning rates are malformed"},
+        {"scheduler", NULL, TORCH_ERR_FORMAT, "no scheduler state"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        b = with_metadata(d, md, cases[i].key, cases[i].value, &n);
+        expect_refused(&dst, b, n, cases[i].status, cases[i].msg);
+        free(b);
+    }
+
+    /* A negative lr passes parsing, is refused by the optimizer after the momentum buffers were
+     * committed: they are rolled back. */
+    const char *groups = nn_metadata_get(md, "optimizer.param_groups");
+    char *bad = malloc(strlen(groups) + 2);
+    const char *lr = strstr(groups, "\"lr\":");
+    size_t pre = (size_t)(lr - groups) + 5;
+    memcpy(bad, groups, pre);
+    bad[pre] = '-';
+    strcpy(bad + pre + 1, groups + pre);
+    b = with_metadata(d, md, "optimizer.param_groups", bad, &n);
+    expect_refused(&dst, b, n, TORCH_ERR_INVALID_ARGUMENT, "Invalid learning rate: -0.025");
+    free(b);
+    free(bad);
+
+    /* A model key missing: found last, after optimizer and scheduler were committed; all rolled back. */
+    nn_tensor_dict *less = nn_tensor_dict_new();
+    for (int64_t i = 0; i < d->count; i++)
+        if (strcmp(d->items[i].name, "model.1.running_var") != 0) nn_tensor_dict_set(less, d->items[i].name, d->items[i].value);
+    cr_assert_eq(nn_safetensors_serialize(less, md, &b, &n), TORCH_OK);
+    expect_refused(&dst, b, n, TORCH_ERR_KEY, "1.running_var");
+    free(b);
+    /* an unexpected top-level key */
+    tensor *extra = torch_zeros(TORCH_SHAPE(1));
+    nn_tensor_dict_set(less, "model.1.running_var", nn_tensor_dict_get(d, "model.1.running_var"));
+    nn_tensor_dict_set(less, "stray", extra);
+    cr_assert_eq(nn_safetensors_serialize(less, md, &b, &n), TORCH_OK);
+    expect_refused(&dst, b, n, TORCH_ERR_FORMAT, "unexpected key \"stray\"");
+    free(b);
+    tensor_free(extra);
+    nn_tensor_dict_free(less);
+
+    /* a model of another shape: refused by name, nothing changes */
+    run other;
+    build(&other, 6, 12);
+    train_epoch(&other, ds);
+    expect_refused(&other, good, size, TORCH_ERR_KEY, "size mismatch");
+    destroy(&other);
+
+    /* a plain state_dict file is not a checkpoint */
+    nn_tensor_dict *sd = nn_module_state_dict(src.model);
+    cr_assert_eq(nn_safetensors_serialize(sd, NULL, &b, &n), TORCH_OK);
+    expect_refused(&dst, b, n, TORCH_ERR_FORMAT, "not a ctorch checkpoint");
+    free(b);
+    nn_tensor_dict_free(sd);
+
+    /* and the untouched bytes load */
+    optim_training_state st = state_of(&dst, 0);
+    cr_assert_eq(optim_checkpoint_parse(good, size, "c.ckpt", &st), TORCH_OK, "%s", torch_last_error());
+    cr_assert_eq(memcmp(&dst.gen, &src.gen, sizeof src.gen), 0);
+
+    cr_assert_eq(optim_checkpoint_load("/nonexistent/c.ckpt", &st), TORCH_ERR_IO);
+    cr_assert_not_null(strstr(torch_last_error(), "/nonexistent/c.ckpt"));
+
+    free(good);
+    nn_tensor_dict_free(d);
+    nn_metadata_free(md);
+    destroy(&src);
+    destroy(&dst);
+    nn_dataset_free(ds);
+}

@@ -1,0 +1,288 @@
+/* test_data.c — the IDX reader (plain and gzip, committed fixtures, malformed files, every
+ * truncation in memory), normalisation against torchvision's (PyTorch-computed fixture), the
+ * mini-batch iterator, the synthetic shapes and, when installed, Fashion-MNIST itself. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixtures/optim_idx_fixture.h"
+#include "nn/data.h"
+
+#define FIX(name) CTORCH_TEST_DIR "/fixtures/" name
+
+Test(data, reads_idx_plain_and_gzip) {
+    const char *images[] = {FIX("optim_idx_images.idx"), FIX("optim_idx_images.idx.gz")};
+    const char *labels[] = {FIX("optim_idx_labels.idx"), FIX("optim_idx_labels.idx.gz")};
+    for (int k = 0; k < 2; k++) {
+        nn_idx *im = nn_idx_read(images[k]);
+        cr_assert_not_null(im, "%s", torch_last_error());
+        cr_assert_eq(im->ndim, 3);
+        cr_assert(im->dims[0] == IDX_FIX_N && im->dims[1] == IDX_FIX_H && im->dims[2] == IDX_FIX_W);
+        cr_assert_eq(im->numel, IDX_FIX_N * IDX_FIX_H * IDX_FIX_W);
+        cr_assert_eq(memcmp(im->data, idx_fix_pixels, (size_t)im->numel), 0);
+        nn_idx *lb = nn_idx_read(labels[k]);
+        cr_assert_not_null(lb, "%s", torch_last_error());
+        cr_assert_eq(lb->ndim, 1);
+        cr_assert_eq(lb->dims[0], IDX_FIX_N);
+        for (int i = 0; i < IDX_FIX_N; i++) cr_assert_eq(lb->data[i], idx_fix_labels[i]);
+        nn_idx_free(im);
+        nn_idx_free(lb);
+    }
+}
+
+Test(data, normalises_as_torchvision) {
+    nn_dataset *ds = nn_dataset_from_idx(FIX("optim_idx_images.idx.gz"), FIX("optim_idx_labels.idx"),
+                                         NN_FASHION_MNIST_MEAN, NN_FASHION_MNIST_STD);
+    cr_assert_not_null(ds, "%s", torch_last_error());
+    cr_assert_eq(nn_dataset_size(ds), IDX_FIX_N);
+    cr_assert_eq(ds->images->ndim, 4);
+    cr_assert(ds->images->shape[1] == 1 && ds->images->shape[2] == IDX_FIX_H && ds->images->shape[3] == IDX_FIX_W);
+    cr_assert_eq(ds->labels->dtype, TORCH_INT64);
+    const float *x = tensor_data_f32(ds->images);
+    double worst = 0;
+    for (int i = 0; i < IDX_FIX_N * IDX_FIX_H * IDX_FIX_W; i++) worst = fmax(worst, fabs((double)x[i] - idx_fix_normalised[i]));
+    cr_assert_leq(worst, 1e-6, "max |ctorch - torchvision| = %g", worst);
+    cr_log_info("data: normalisation max |ctorch - torchvision| = %g", worst);
+    for (int i = 0; i < IDX_FIX_N; i++) cr_assert_eq(tensor_data_i64(ds->labels)[i], idx_fix_labels[i]);
+    nn_dataset_free(ds);
+
+    cr_assert_null(nn_dataset_from_idx(FIX("optim_idx_images.idx"), FIX("optim_idx_labels.idx"), 0.5f, 0.0f));
+    cr_assert_not_null(strstr(torch_last_error(), "std must be positive"));
+    cr_assert_null(nn_dataset_from_idx(FIX("optim_idx_images.idx"), FIX("optim_idx_count_mismatch.idx"), 0, 1));
+    cr_assert_eq(torch_last_status(), TORCH_ERR_FORMAT);
+    cr_assert_not_null(strstr(torch_last_error(), "5 images"), "%s", torch_last_error());
+    cr_assert_null(nn_dataset_from_idx(FIX("optim_idx_labels.idx"), FIX("optim_idx_labels.idx"), 0, 1));
+    cr_assert_not_null(strstr(torch_last_error(), "expected an images file"), "%s", torch_last_error());
+}
+
+Test(data, refuses_malformed_idx_files) {
+    struct {
+        const char *file, *msg;
+    } cases[] = {
+        {FIX("optim_idx_bad_magic.idx"), "bad IDX magic 0x00010801"},
+        {FIX("optim_idx_float.idx"), "data type 0x0d is not supported"},
+        {FIX("optim_idx_truncated.idx"), "truncated IDX file"},
+        {FIX("optim_idx_trailing.idx"), "trailing bytes"},
+        {FIX("optim_idx_huge_dims.idx"), "dimensions too large"},
+        {FIX("optim_idx_five_dims.idx"), "5 dimensions"},
+        {FIX("optim_idx_short_header.idx"), "truncated IDX header"},
+        {FIX("optim_idx_truncated.idx.gz"), "unexpected end of file"},
+        {FIX("optim_idx_corrupt.idx.gz"), "corrupt gzip data"},
+        {FIX("optim_idx_gz_trailing.idx.gz"), "trailing bytes"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        torch_clear_error();
+        cr_assert_null(nn_idx_read(cases[i].file), "%s accepted", cases[i].file);
+        cr_assert_eq(torch_last_status(), TORCH_ERR_FORMAT, "%s: %s", cases[i].file, torch_last_error());
+        cr_assert_not_null(strstr(torch_last_error(), cases[i].msg), "%s: got \"%s\"", cases[i].file, torch_last_error());
+        cr_assert_not_null(strstr(torch_last_error(), cases[i].file), "the message names the file");
+    }
+    cr_assert_null(nn_idx_read(FIX("does_not_exist.idx")));
+    cr_assert_eq(torch_last_status(), TORCH_ERR_IO);
+}
+
+static uint8_t *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc(*n);
+    cr_assert_eq(fread(b, 1, *n, f), *n);
+    fclose(f);
+    return b;
+}
+
+/* Every proper prefix of a valid file (plain and gzip) is refused, reading only what it was given. */
+Test(data, every_truncation_refused_in_memory) {
+    const char *files[] = {FIX("optim_idx_images.idx"), FIX("optim_idx_images.idx.gz")};
+    for (int k = 0; k < 2; k++) {
+        size_t n;
+        uint8_t *full = slurp(files[k], &n);
+        nn_idx *ok = nn_idx_parse(full, n, "full");
+        cr_assert_not_null(ok, "%s", torch_last_error());
+        nn_idx_free(ok);
+        for (size_t len = 0; len < n; len++) {
+            uint8_t *cut = malloc(len ? len : 1);
+            memcpy(cut, full, len);
+            cr_assert_null(nn_idx_parse(cut, len, "cut"), "%s: prefix %zu accepted", files[k], len);
+            cr_assert_eq(torch_last_status(), TORCH_ERR_FORMAT);
+            free(cut);
+        }
+        free(full);
+    }
+}
+
+/* A dataset whose label is the sample's index, to follow samples through the loader. */
+static nn_dataset *indexed(int64_t n) {
+    tensor *x = torch_empty(TORCH_SHAPE(n, 1, 2, 2));
+    tensor *y = torch_empty_dtype(TORCH_INT64, 1, &n);
+    for (int64_t i = 0; i < n; i++) {
+        for (int j = 0; j < 4; j++) tensor_data_f32(x)[i * 4 + j] = (float)(i * 10 + j);
+        tensor_data_i64(y)[i] = i;
+    }
+    nn_dataset *ds = nn_dataset_new(x, y);
+    tensor_free(x);
+    tensor_free(y);
+    return ds;
+}
+
+Test(data, loader_batches_shuffles_and_keeps_the_last_partial_batch) {
+    nn_dataset *ds = indexed(10);
+    torch_generator g = torch_generator_new(11), copy = g;
+    nn_dataloader *dl = nn_dataloader_new(ds, 4, true, &g);
+    cr_assert_eq(nn_dataloader_num_batches(dl), 3);
+    tensor *expected = torch_randperm(&copy, 10); /* the loader draws exactly this permutation */
+    int64_t seen[10] = {0}, pos = 0, first_epoch[10];
+    const int64_t sizes[3] = {4, 4, 2};
+    tensor *x, *y;
+    for (int b = 0; b < 3; b++) {
+        cr_assert_eq(nn_dataloader_next(dl, &x, &y), TORCH_OK);
+        cr_assert_not_null(x);
+        cr_assert_eq(x->shape[0], sizes[b]);
+        cr_assert(x->shape[1] == 1 && x->shape[2] == 2 && x->shape[3] == 2);
+        cr_assert_eq(y->shape[0], sizes[b]);
+        for (int64_t i = 0; i < sizes[b]; i++) {
+            int64_t id = tensor_data_i64(y)[i];
+            cr_assert_eq(id, tensor_data_i64(expected)[pos]);
+            cr_assert_eq(tensor_data_f32(x)[i * 4 + 3], (float)(id * 10 + 3), "image travels with its label");
+            seen[id]++;
+            first_epoch[pos++] = id;
+        }
+        tensor_free(x);
+        tensor_free(y);
+    }
+    cr_assert_eq(nn_dataloader_next(dl, &x, &y), TORCH_OK);
+    cr_assert_null(x, "end of epoch");
+    cr_assert_null(y);
+    for (int i = 0; i < 10; i++) cr_assert_eq(seen[i], 1, "each sample once per epoch");
+    /* the next epoch draws a new order */
+    bool differs = false;
+    for (pos = 0; nn_dataloader_next(dl, &x, &y) == TORCH_OK && x;) {
+        for (int64_t i = 0; i < y->numel; i++) differs |= tensor_data_i64(y)[i] != first_epoch[pos++];
+        tensor_free(x);
+        tensor_free(y);
+    }
+    cr_assert_eq(pos, 10);
+    cr_assert(differs);
+    nn_dataloader_free(dl);
+    tensor_free(expected);
+
+    /* without shuffling: in order; a batch larger than the set gives one batch */
+    dl = nn_dataloader_new(ds, 64, false, NULL);
+    cr_assert_eq(nn_dataloader_next(dl, &x, &y), TORCH_OK);
+    cr_assert_eq(y->numel, 10);
+    for (int64_t i = 0; i < 10; i++) cr_assert_eq(tensor_data_i64(y)[i], i);
+    tensor_free(x);
+    tensor_free(y);
+    nn_dataloader_free(dl);
+
+    cr_assert_null(nn_dataloader_new(ds, 0, false, NULL));
+    cr_assert_not_null(strstr(torch_last_error(), "batch_size should be a positive integer value, but got batch_size=0"));
+
+    /* a subset shares storage and keeps the loader working on it */
+    nn_dataset *sub = nn_dataset_subset(ds, 7, 3);
+    cr_assert_not_null(sub);
+    cr_assert_eq(nn_dataset_size(sub), 3);
+    cr_assert_eq(tensor_data_i64(sub->labels)[0], 7);
+    cr_assert_eq(tensor_data_f32(sub->images)[0], 70.0f);
+    cr_assert_null(nn_dataset_subset(ds, 8, 3));
+    cr_assert_not_null(strstr(torch_last_error(), "out of a data set of 10"));
+    dl = nn_dataloader_new(sub, 2, false, NULL);
+    nn_dataset_free(sub); /* the loader keeps its own references */
+    cr_assert_eq(nn_dataloader_next(dl, &x, &y), TORCH_OK);
+    cr_assert_eq(tensor_data_i64(y)[1], 8);
+    tensor_free(x);
+    tensor_free(y);
+    nn_dataloader_free(dl);
+    nn_dataset_free(ds);
+}
+
+Test(data, dataset_new_checks_shapes) {
+    tensor *x = torch_zeros(TORCH_SHAPE(3, 1, 2, 2));
+    tensor *y = torch_zeros(TORCH_SHAPE(3));
+    cr_assert_null(nn_dataset_new(x, y));
+    cr_assert_eq(torch_last_status(), TORCH_ERR_SHAPE);
+    cr_assert_not_null(strstr(torch_last_error(), "expected int64 labels [3] (got float32 [3])"), "%s",
+                       torch_last_error());
+    tensor *x3 = torch_zeros(TORCH_SHAPE(3, 2, 2));
+    tensor *y64 = torch_empty_dtype(TORCH_INT64, 1, (int64_t[]){3});
+    cr_assert_null(nn_dataset_new(x3, y64));
+    cr_assert_not_null(strstr(torch_last_error(), "(N, C, H, W)"));
+    tensor_free(x);
+    tensor_free(y);
+    tensor_free(x3);
+    tensor_free(y64);
+}
+
+Test(data, synthetic_shapes_are_deterministic_and_well_formed) {
+    torch_generator g1 = torch_generator_new(5), g2 = torch_generator_new(5), g3 = torch_generator_new(6);
+    nn_dataset *a = nn_synthetic_shapes(40, &g1, NN_FASHION_MNIST_MEAN, NN_FASHION_MNIST_STD);
+    nn_dataset *b = nn_synthetic_shapes(40, &g2, NN_FASHION_MNIST_MEAN, NN_FASHION_MNIST_STD);
+    nn_dataset *c = nn_synthetic_shapes(40, &g3, NN_FASHION_MNIST_MEAN, NN_FASHION_MNIST_STD);
+    cr_assert_not_null(a);
+    cr_assert(a->images->shape[0] == 40 && a->images->shape[1] == 1 && a->images->shape[2] == 28 &&
+              a->images->shape[3] == 28);
+    size_t bytes = 40 * 28 * 28 * sizeof(float);
+    cr_assert_eq(memcmp(tensor_data_f32(a->images), tensor_data_f32(b->images), bytes), 0, "same seed, same set");
+    cr_assert_neq(memcmp(tensor_data_f32(a->images), tensor_data_f32(c->images), bytes), 0);
+    cr_assert_eq(memcmp(&g1, &g2, sizeof g1), 0);
+
+    const float *x = tensor_data_f32(a->images);
+    double class_mass[NN_SYNTHETIC_CLASSES] = {0};
+    for (int64_t i = 0; i < 40; i++) {
+        cr_assert_eq(tensor_data_i64(a->labels)[i], i % 10);
+        double ink = 0;
+        for (int p = 0; p < 784; p++) {
+            /* undo the normalisation: an 8-bit pixel */
+            double v = x[i * 784 + p] * (double)NN_FASHION_MNIST_STD + NN_FASHION_MNIST_MEAN;
+            cr_assert(v > -1e-5 && v < 1 + 1e-5, "pixel %g out of [0, 1]", v);
+            cr_assert_lt(fabs(v * 255 - floor(v * 255 + 0.5)), 1e-3, "pixel %g not on the 8-bit grid", v);
+            ink += v;
+        }
+        cr_assert_gt(ink, 10, "image %lld has a visible shape", (long long)i);
+        class_mass[i % 10] += ink / 4;
+    }
+    /* a filled square carries more ink than a bar */
+    cr_assert_gt(class_mass[4], 2 * class_mass[0]);
+    cr_assert_str_eq(nn_synthetic_class_name(9), "triangle");
+    cr_assert_str_eq(nn_synthetic_class_name(10), "?");
+    cr_assert_null(nn_synthetic_shapes(-1, NULL, 0, 1));
+    nn_dataset_free(a);
+    nn_dataset_free(b);
+    nn_dataset_free(c);
+}
+
+Test(data, data_dir_and_fashion_mnist) {
+    cr_assert_str_eq(nn_data_dir("/explicit"), "/explicit");
+    setenv(NN_DATA_ENV, "/nonexistent-data-dir", 1);
+    cr_assert_str_eq(nn_data_dir(NULL), "/nonexistent-data-dir");
+    cr_assert_null(nn_fashion_mnist(NULL, false));
+    cr_assert_eq(torch_last_status(), TORCH_ERR_IO);
+    cr_assert_not_null(strstr(torch_last_error(), "/nonexistent-data-dir/t10k-images-idx3-ubyte"), "%s",
+                       torch_last_error());
+    unsetenv(NN_DATA_ENV);
+    cr_assert_str_eq(nn_data_dir(NULL), NN_DATA_DEFAULT_DIR);
+
+    nn_dataset *test = nn_fashion_mnist(NULL, false);
+    if (!test) {
+        cr_log_warn("Fashion-MNIST not installed (%s): skipping its check", torch_last_error());
+        return;
+    }
+    cr_assert_eq(nn_dataset_size(test), 10000);
+    cr_assert(test->images->shape[2] == 28 && test->images->shape[3] == 28);
+    /* the first test image is an ankle boot (9), the second a pullover (2) */
+    cr_assert_eq(tensor_data_i64(test->labels)[0], 9);
+    cr_assert_eq(tensor_data_i64(test->labels)[1], 2);
+    int64_t counts[10] = {0};
+    for (int64_t i = 0; i < 10000; i++) counts[tensor_data_i64(test->labels)[i]]++;
+    for (int k = 0; k < 10; k++) cr_assert_eq(counts[k], 1000);
+    double mean = 0;
+    const float *x = tensor_data_f32(test->images);
+    for (int64_t i = 0; i < test->images->numel; i++) mean += x[i];
+    mean /= (double)test->images->numel;
+    cr_assert_lt(fabs(mean), 0.02, "normalised test-set mean %g should be near 0", mean);
+    nn_dataset_free(test);
+}
