@@ -1,0 +1,461 @@
+/* train_cnn.c — train a small CNN with BatchNorm2d on Fashion-MNIST, the ctorch way.
+ *
+ * The reference network (PyTorch's notation):
+ *   Conv2d(1, 32, 3, padding=1, bias=False) - BatchNorm2d(32) - ReLU - MaxPool2d(2)
+ *   Conv2d(32, 64, 3, padding=1, bias=False) - BatchNorm2d(64) - ReLU - MaxPool2d(2)
+ *   Flatten - Linear(3136, 10)
+ * trained with SGD (lr 0.01, momentum 0.9, weight decay 5e-4) on mini-batches of 64, inputs
+ * x/255 normalised with mean 0.2860 and std 0.3530. `--model deep` trains a larger network.
+ *
+ * Every training step is the same five lines as in PyTorch:
+ *   logits = model(x); loss = cross_entropy(logits, y); zero_grad; loss.backward(); step
+ * and, because we are in C, one tensor_free per tensor we were given.
+ *
+ * Without a data set (Debian's dataset-fashion-mnist, --data DIR or $CTORCH_DATA) it trains on
+ * a synthetic set of ten kinds of shapes, and says so on its first line.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctorch.h"
+#include "nn/activation.h"
+#include "nn/batch_norm.h"
+#include "nn/container.h"
+#include "nn/conv.h"
+#include "nn/data.h"
+#include "nn/linear.h"
+#include "nn/loss.h"
+#include "nn/pooling.h"
+#include "nn/safetensors.h"
+#include "optim/checkpoint.h"
+#include "optim/lr_scheduler.h"
+#include "optim/sgd.h"
+
+/* ---- command line ------------------------------------------------------------------------------- */
+
+typedef struct config {
+    int         epochs, batch_size, threads;
+    double      lr, momentum, weight_decay;
+    uint64_t    seed;
+    const char *model, *data, *save, *load, *checkpoint, *resume, *log, *schedule;
+    bool        eval_only;
+    int64_t     limit_train, limit_test;
+} config;
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: train_cnn [options]\n"
+            "Trains a CNN with BatchNorm2d on Fashion-MNIST and reports the test accuracy.\n\n"
+            "  --epochs N          training epochs (default 2)\n"
+            "  --batch-size N      mini-batch size (default 64)\n"
+            "  --lr X              SGD learning rate (default 0.01)\n"
+            "  --momentum X        SGD momentum (default 0.9)\n"
+            "  --weight-decay X    L2 penalty on all parameters (default 5e-4)\n"
+            "  --schedule S        none | step | cosine (default none; cosine for --model deep)\n"
+            "  --model M           ref (default) or deep\n"
+            "  --threads N         threads for kernels and BLAS (default: all cores)\n"
+            "  --seed N            seed for initial weights, shuffling and dropout (default 0)\n"
+            "  --data DIR          folder with the IDX files (default $CTORCH_DATA or\n"
+            "                      /usr/share/datasets/fashion-mnist); synthetic shapes if absent\n"
+            "  --limit-train N     use only the first N training images\n"
+            "  --limit-test N      use only the first N test images\n"
+            "  --save FILE         write the model's state_dict (safetensors) after training\n"
+            "  --load FILE         start from a model state_dict (e.g. exported from PyTorch)\n"
+            "  --checkpoint FILE   write the whole training state after every epoch\n"
+            "  --resume FILE       continue from a --checkpoint file\n"
+            "  --eval-only         only evaluate (use with --load)\n"
+            "  --log FILE          CSV of per-epoch loss, accuracy and time\n"
+            "  --help              this text\n");
+}
+
+static bool parse_long(const char *s, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_double(const char *s, double lo, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo) return false;
+    *out = v;
+    return true;
+}
+
+/* 0: run, 1: --help shown, 2: bad usage (message printed). */
+static int parse_args(int argc, char **argv, config *c) {
+    *c = (config){.epochs = 2, .batch_size = 64, .lr = 0.01, .momentum = 0.9, .weight_decay = 5e-4, .model = "ref",
+                  .limit_train = -1, .limit_test = -1};
+    enum { EPOCHS = 256, BATCH, LR, MOMENTUM, WD, THREADS, SEED, DATA, SAVE, LOAD, CKPT, RESUME, EVAL, LOG, MODEL,
+           SCHEDULE, LIMIT_TRAIN, LIMIT_TEST, HELP };
+    static const struct option opts[] = {
+        {"epochs", required_argument, 0, EPOCHS},     {"batch-size", required_argument, 0, BATCH},
+        {"lr", required_argument, 0, LR},             {"momentum", required_argument, 0, MOMENTUM},
+        {"weight-decay", required_argument, 0, WD},   {"threads", required_argument, 0, THREADS},
+        {"seed", required_argument, 0, SEED},         {"data", required_argument, 0, DATA},
+        {"save", required_argument, 0, SAVE},         {"load", required_argument, 0, LOAD},
+        {"checkpoint", required_argument, 0, CKPT},   {"resume", required_argument, 0, RESUME},
+        {"eval-only", no_argument, 0, EVAL},          {"log", required_argument, 0, LOG},
+        {"model", required_argument, 0, MODEL},       {"schedule", required_argument, 0, SCHEDULE},
+        {"limit-train", required_argument, 0, LIMIT_TRAIN}, {"limit-test", required_argument, 0, LIMIT_TEST},
+        {"help", no_argument, 0, HELP},               {0, 0, 0, 0}};
+    long long v;
+    for (int o; (o = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
+        bool ok = true;
+        switch (o) {
+        case EPOCHS: ok = parse_long(optarg, 0, 100000, &v) && ((c->epochs = (int)v), 1); break;
+        case BATCH: ok = parse_long(optarg, 1, 1 << 20, &v) && ((c->batch_size = (int)v), 1); break;
+        case THREADS: ok = parse_long(optarg, 1, 1024, &v) && ((c->threads = (int)v), 1); break;
+        case SEED: ok = parse_long(optarg, 0, INT64_MAX, &v) && ((c->seed = (uint64_t)v), 1); break;
+        case LIMIT_TRAIN: ok = parse_long(optarg, 1, INT64_MAX, &v) && ((c->limit_train = v), 1); break;
+        case LIMIT_TEST: ok = parse_long(optarg, 1, INT64_MAX, &v) && ((c->limit_test = v), 1); break;
+        case LR: ok = parse_double(optarg, 0, &c->lr); break;
+        case MOMENTUM: ok = parse_double(optarg, 0, &c->momentum); break;
+        case WD: ok = parse_double(optarg, 0, &c->weight_decay); break;
+        case DATA: c->data = optarg; break;
+        case SAVE: c->save = optarg; break;
+        case LOAD: c->load = optarg; break;
+        case CKPT: c->checkpoint = optarg; break;
+        case RESUME: c->resume = optarg; break;
+        case EVAL: c->eval_only = true; break;
+        case LOG: c->log = optarg; break;
+        case MODEL: c->model = optarg; break;
+        case SCHEDULE: c->schedule = optarg; break;
+        case HELP: usage(stdout); return 1;
+        default: usage(stderr); return 2;
+        }
+        if (!ok) {
+            fprintf(stderr, "train_cnn: invalid value '%s' for --%s\n", optarg, opts[o - EPOCHS].name);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "train_cnn: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(c->model, "ref") && strcmp(c->model, "deep")) {
+        fprintf(stderr, "train_cnn: --model must be ref or deep (got '%s')\n", c->model);
+        return 2;
+    }
+    if (!c->schedule) c->schedule = strcmp(c->model, "deep") ? "none" : "cosine";
+    if (strcmp(c->schedule, "none") && strcmp(c->schedule, "step") && strcmp(c->schedule, "cosine")) {
+        fprintf(stderr, "train_cnn: --schedule must be none, step or cosine (got '%s')\n", c->schedule);
+        return 2;
+    }
+    return 0;
+}
+
+/* ---- the networks -------------------------------------------------------------------------------- */
+
+static nn_module *conv3x3(int64_t in, int64_t out, torch_generator *gen) {
+    return nn_conv2d(NN_CONV2D_OPTIONS(.in_channels = in, .out_channels = out, .kernel_size = {3, 3},
+                                       .padding = {1, 1}, .bias = false, .generator = gen));
+}
+
+static nn_module *batch_norm(int64_t c) { return nn_batch_norm2d(NN_BATCH_NORM_OPTIONS(.num_features = c)); }
+static nn_module *max_pool2(void) { return nn_max_pool2d(NN_MAX_POOL2D_OPTIONS(.kernel_size = {2, 2})); }
+
+/* The reference CNN of the issue tracker, exactly. */
+static nn_module *reference_cnn(torch_generator *gen) {
+    nn_module *layers[] = {
+        conv3x3(1, 32, gen),  batch_norm(32), nn_relu(), max_pool2(),
+        conv3x3(32, 64, gen), batch_norm(64), nn_relu(), max_pool2(),
+        nn_flatten(1, -1),    nn_linear(3136, 10, true, gen),
+    };
+    return nn_sequential((int)(sizeof layers / sizeof *layers), layers);
+}
+
+/* Four conv-BN-ReLU blocks in two stages, dropout, and a linear classifier (about 93%). */
+static nn_module *deep_cnn(torch_generator *gen) {
+    nn_module *layers[] = {
+        conv3x3(1, 32, gen),  batch_norm(32), nn_relu(), conv3x3(32, 32, gen), batch_norm(32), nn_relu(), max_pool2(),
+        conv3x3(32, 64, gen), batch_norm(64), nn_relu(), conv3x3(64, 64, gen), batch_norm(64), nn_relu(), max_pool2(),
+        nn_dropout(0.25, gen), nn_flatten(1, -1), nn_linear(3136, 10, true, gen),
+    };
+    return nn_sequential((int)(sizeof layers / sizeof *layers), layers);
+}
+
+/* ---- progress ------------------------------------------------------------------------------------- */
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* On a terminal: a bar redrawn in place; otherwise a plain line every tenth of the epoch. */
+static void show_progress(bool tty, int epoch, int64_t batch, int64_t batches, double loss, double images_per_s,
+                          double elapsed) {
+    double eta = batch ? elapsed / (double)batch * (double)(batches - batch) : 0;
+    if (tty) {
+        int width = 30, filled = (int)(width * batch / batches);
+        char bar[32];
+        for (int i = 0; i < width; i++) bar[i] = i < filled ? '=' : (i == filled ? '>' : ' ');
+        bar[width] = '\0';
+        printf("\repoch %d [%s] %lld/%lld loss %.4f %6.0f img/s ETA %d:%02d ", epoch, bar, (long long)batch,
+               (long long)batches, loss, images_per_s, (int)eta / 60, (int)eta % 60);
+        if (batch == batches) printf("\n");
+        fflush(stdout);
+    } else if (batch == batches || batch % (batches / 10 > 0 ? batches / 10 : 1) == 0) {
+        printf("epoch %d batch %lld/%lld loss %.4f %.0f img/s ETA %.0fs\n", epoch, (long long)batch,
+               (long long)batches, loss, images_per_s, eta);
+        fflush(stdout);
+    }
+}
+
+/* ---- training and evaluation ---------------------------------------------------------------------- */
+
+/* Number of rows of logits (B, K) whose argmax equals labels (B). */
+static int64_t count_correct(tensor *logits, tensor *labels) {
+    tensor *pred = torch_argmax(logits, 1, false);
+    if (!pred) return 0;
+    int64_t correct = 0;
+    for (int64_t i = 0; i < pred->numel; i++) correct += tensor_data_i64(pred)[i] == tensor_data_i64(labels)[i];
+    tensor_free(pred);
+    return correct;
+}
+
+typedef struct epoch_result {
+    double loss, accuracy; /* mean loss per sample, fraction correct */
+} epoch_result;
+
+static torch_status train_epoch(nn_module *model, optim_sgd *opt, nn_dataloader *dl, int epoch, epoch_result *out) {
+    nn_module_train(model, true);
+    bool tty = isatty(STDOUT_FILENO);
+    int64_t batches = nn_dataloader_num_batches(dl), seen = 0, correct = 0, b = 0;
+    double loss_sum = 0, t0 = now_seconds();
+    tensor *x, *y;
+    torch_status st;
+    while ((st = nn_dataloader_next(dl, &x, &y)) == TORCH_OK && x) {
+        tensor *logits = nn_module_forward(model, x);
+        tensor *loss = logits ? nnf_cross_entropy(logits, y) : NULL;
+        st = loss ? TORCH_OK : torch_last_status();
+        if (st == TORCH_OK) {
+            optim_sgd_zero_grad(opt);
+            st = tensor_backward(loss, NULL, false);
+        }
+        if (st == TORCH_OK) st = optim_sgd_step(opt);
+        if (st == TORCH_OK) {
+            loss_sum += tensor_item(loss) * (double)x->shape[0];
+            correct += count_correct(logits, y);
+            seen += x->shape[0];
+        }
+        tensor_free(loss);
+        tensor_free(logits);
+        tensor_free(x);
+        tensor_free(y);
+        if (st != TORCH_OK) return st;
+        double elapsed = now_seconds() - t0;
+        show_progress(tty, epoch, ++b, batches, loss_sum / (double)seen, (double)seen / elapsed, elapsed);
+    }
+    out->loss = loss_sum / (double)seen;
+    out->accuracy = (double)correct / (double)seen;
+    return st;
+}
+
+static torch_status evaluate(nn_module *model, const nn_dataset *test, epoch_result *out) {
+    nn_module_eval(model);
+    bool grad = torch_set_grad_enabled(false); /* no graph: evaluation needs no backward */
+    nn_dataloader *dl = nn_dataloader_new(test, 1000, false, NULL);
+    torch_status st = dl ? TORCH_OK : torch_last_status();
+    int64_t seen = 0, correct = 0;
+    double loss_sum = 0;
+    tensor *x, *y;
+    while (st == TORCH_OK && (st = nn_dataloader_next(dl, &x, &y)) == TORCH_OK && x) {
+        tensor *logits = nn_module_forward(model, x);
+        tensor *loss = logits ? nnf_cross_entropy(logits, y) : NULL;
+        if (loss) {
+            loss_sum += tensor_item(loss) * (double)x->shape[0];
+            correct += count_correct(logits, y);
+            seen += x->shape[0];
+        } else {
+            st = torch_last_status();
+        }
+        tensor_free(loss);
+        tensor_free(logits);
+        tensor_free(x);
+        tensor_free(y);
+    }
+    nn_dataloader_free(dl);
+    torch_set_grad_enabled(grad);
+    out->loss = seen ? loss_sum / (double)seen : NAN;
+    out->accuracy = seen ? (double)correct / (double)seen : NAN;
+    return st;
+}
+
+/* ---- data ---------------------------------------------------------------------------------------- */
+
+static nn_dataset *limit(nn_dataset *ds, int64_t n) {
+    if (!ds || n < 0 || n >= nn_dataset_size(ds)) return ds;
+    nn_dataset *sub = nn_dataset_subset(ds, 0, n);
+    nn_dataset_free(ds);
+    return sub;
+}
+
+/* Fashion-MNIST if it is there, else the synthetic shapes (announced on the first line). */
+static bool load_data(const config *c, torch_generator *gen, nn_dataset **train, nn_dataset **test) {
+    const char *dir = nn_data_dir(c->data);
+    *train = nn_fashion_mnist(dir, true);
+    *test = *train ? nn_fashion_mnist(dir, false) : NULL;
+    if (*train && *test) {
+        printf("data: Fashion-MNIST from %s\n", dir);
+    } else {
+        printf("data: no data set found in %s (%s); using the synthetic shapes data set instead\n", dir,
+               torch_last_error());
+        nn_dataset_free(*train);
+        *train = nn_synthetic_shapes(6000, gen, NN_FASHION_MNIST_MEAN, NN_FASHION_MNIST_STD);
+        *test = nn_synthetic_shapes(1000, gen, NN_FASHION_MNIST_MEAN, NN_FASHION_MNIST_STD);
+    }
+    *train = limit(*train, c->limit_train);
+    *test = limit(*test, c->limit_test);
+    return *train && *test;
+}
+
+/* ---- main ------------------------------------------------------------------------------------------ */
+
+static int fail(const char *what) {
+    fprintf(stderr, "train_cnn: %s: %s\n", what, torch_last_error());
+    return 2;
+}
+
+int main(int argc, char **argv) {
+    config c;
+    int parsed = parse_args(argc, argv, &c);
+    if (parsed) return parsed == 1 ? 0 : 2;
+    if (c.threads) torch_set_num_threads(c.threads);
+    torch_generator gen = torch_generator_new(c.seed);
+
+    nn_dataset *train = NULL, *test = NULL;
+    nn_module *model = NULL;
+    optim_sgd *opt = NULL;
+    optim_lr_scheduler *sched = NULL;
+    nn_dataloader *dl = NULL;
+    nn_tensor_dict *params = NULL;
+    FILE *log = NULL;
+    int rc = 0;
+
+    if (!load_data(&c, &gen, &train, &test)) {
+        rc = fail("loading data");
+        goto done;
+    }
+    model = strcmp(c.model, "deep") ? reference_cnn(&gen) : deep_cnn(&gen);
+    if (!model) {
+        rc = fail("building the model");
+        goto done;
+    }
+    if (c.load && nn_module_load(model, c.load, true) != TORCH_OK) {
+        rc = fail(c.load);
+        goto done;
+    }
+    printf("model: ");
+    nn_module_print(model);
+
+    if (c.eval_only) {
+        epoch_result r;
+        if (evaluate(model, test, &r) != TORCH_OK) {
+            rc = fail("evaluating");
+            goto done;
+        }
+        printf("test loss: %.4f\ntest accuracy: %.2f%%\n", r.loss, 100 * r.accuracy);
+        goto done;
+    }
+
+    optim_sgd_options so = optim_sgd_options_default(c.lr);
+    so.momentum = c.momentum;
+    so.weight_decay = c.weight_decay;
+    params = nn_module_named_parameters(model);
+    opt = params ? optim_sgd_new(params, so) : NULL;
+    dl = nn_dataloader_new(train, c.batch_size, true, &gen);
+    if (!opt || !dl) {
+        rc = fail("setting up training");
+        goto done;
+    }
+    if (!strcmp(c.schedule, "cosine")) sched = optim_cosine_annealing_lr_new(opt, c.epochs, 0.0);
+    else if (!strcmp(c.schedule, "step")) sched = optim_step_lr_new(opt, c.epochs > 2 ? c.epochs / 3 : 1, 0.1);
+    if (strcmp(c.schedule, "none") && !sched) {
+        rc = fail("setting up the schedule");
+        goto done;
+    }
+    if (c.log) {
+        log = fopen(c.log, "w");
+        if (!log) {
+            fprintf(stderr, "train_cnn: cannot open log file %s: %s\n", c.log, strerror(errno));
+            rc = 2;
+            goto done;
+        }
+        fprintf(log, "epoch,lr,train_loss,train_accuracy,test_loss,test_accuracy,seconds\n");
+    }
+
+    /* The whole training state, for --checkpoint and --resume: resuming gives the same weights,
+     * bit for bit, as never having stopped (same shuffling and dropout draws included). */
+    optim_training_state state = {.model = model, .optimizer = opt, .scheduler = sched, .generator = &gen};
+    if (c.resume) {
+        if (optim_checkpoint_load(c.resume, &state) != TORCH_OK) {
+            rc = fail(c.resume);
+            goto done;
+        }
+        printf("resumed from %s after epoch %lld\n", c.resume, (long long)state.epoch);
+    }
+
+    for (int epoch = (int)state.epoch + 1; epoch <= c.epochs; epoch++) {
+        double lr = optim_sgd_get_lr(opt, 0), t0 = now_seconds();
+        epoch_result tr, te;
+        if (train_epoch(model, opt, dl, epoch, &tr) != TORCH_OK) {
+            rc = fail("training");
+            goto done;
+        }
+        double seconds = now_seconds() - t0;
+        if (evaluate(model, test, &te) != TORCH_OK) {
+            rc = fail("evaluating");
+            goto done;
+        }
+        printf("epoch %d: train loss %.4f, train accuracy %.2f%%, %.1f s\n", epoch, tr.loss, 100 * tr.accuracy,
+               seconds);
+        printf("test loss: %.4f\ntest accuracy: %.2f%%\n", te.loss, 100 * te.accuracy);
+        if (log) {
+            fprintf(log, "%d,%g,%.6f,%.6f,%.6f,%.6f,%.3f\n", epoch, lr, tr.loss, tr.accuracy, te.loss, te.accuracy,
+                    seconds);
+            fflush(log);
+        }
+        if (sched && optim_lr_scheduler_step(sched) != TORCH_OK) {
+            rc = fail("stepping the schedule");
+            goto done;
+        }
+        state.epoch = epoch;
+        state.step += nn_dataloader_num_batches(dl);
+        if (c.checkpoint && optim_checkpoint_save(c.checkpoint, &state) != TORCH_OK) {
+            rc = fail(c.checkpoint);
+            goto done;
+        }
+    }
+    if (c.save) {
+        if (nn_module_save(model, c.save) != TORCH_OK) {
+            rc = fail(c.save);
+            goto done;
+        }
+        printf("saved the model's state_dict to %s\n", c.save);
+    }
+
+done:
+    if (log) fclose(log);
+    optim_lr_scheduler_free(sched);
+    nn_dataloader_free(dl);
+    optim_sgd_free(opt);
+    nn_tensor_dict_free(params);
+    nn_module_free(model);
+    nn_dataset_free(train);
+    nn_dataset_free(test);
+    return rc;
+}
