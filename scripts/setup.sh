@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ctorch needs (only those missing) and builds the release preset.
-# Usage: bash scripts/setup.sh [--no-dataset]
+# Usage: bash scripts/setup.sh [--no-dataset] [--fuzz-tools]
 #   --no-dataset  skip dataset-fashion-mnist (the demo's data; the tests do not need it)
+#   --fuzz-tools  also install clang with libFuzzer and its OpenMP runtime (scripts/fuzz.sh)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 packages=(build-essential cmake pkg-config libopenblas-dev libstb-dev libcriterion-dev
           libcjson-dev zlib1g-dev)
-if [[ ${1:-} != --no-dataset ]]; then
+dataset=1
+for arg in "$@"; do
+  case $arg in
+    --no-dataset) dataset=0 ;;
+    --fuzz-tools) packages+=(clang libclang-rt-dev libomp-dev) ;;
+    *) echo "setup: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+if ((dataset)); then
   packages+=(dataset-fashion-mnist)
 fi
 
