@@ -25,18 +25,14 @@
 #include <unistd.h>
 
 #include "ctorch.h"
-#include "nn/activation.h"
-#include "nn/batch_norm.h"
-#include "nn/container.h"
-#include "nn/conv.h"
 #include "nn/data.h"
-#include "nn/linear.h"
 #include "nn/loss.h"
-#include "nn/pooling.h"
 #include "nn/safetensors.h"
 #include "optim/checkpoint.h"
 #include "optim/lr_scheduler.h"
 #include "optim/sgd.h"
+
+#include "models.h"
 
 /* ---- command line ------------------------------------------------------------------------------- */
 
@@ -155,36 +151,6 @@ static int parse_args(int argc, char **argv, config *c) {
         return 2;
     }
     return 0;
-}
-
-/* ---- the networks -------------------------------------------------------------------------------- */
-
-static nn_module *conv3x3(int64_t in, int64_t out, torch_generator *gen) {
-    return nn_conv2d(NN_CONV2D_OPTIONS(.in_channels = in, .out_channels = out, .kernel_size = {3, 3},
-                                       .padding = {1, 1}, .bias = false, .generator = gen));
-}
-
-static nn_module *batch_norm(int64_t c) { return nn_batch_norm2d(NN_BATCH_NORM_OPTIONS(.num_features = c)); }
-static nn_module *max_pool2(void) { return nn_max_pool2d(NN_MAX_POOL2D_OPTIONS(.kernel_size = {2, 2})); }
-
-/* The reference CNN of the issue tracker, exactly. */
-static nn_module *reference_cnn(torch_generator *gen) {
-    nn_module *layers[] = {
-        conv3x3(1, 32, gen),  batch_norm(32), nn_relu(), max_pool2(),
-        conv3x3(32, 64, gen), batch_norm(64), nn_relu(), max_pool2(),
-        nn_flatten(1, -1),    nn_linear(3136, 10, true, gen),
-    };
-    return nn_sequential((int)(sizeof layers / sizeof *layers), layers);
-}
-
-/* Four conv-BN-ReLU blocks in two stages, dropout, and a linear classifier (about 93%). */
-static nn_module *deep_cnn(torch_generator *gen) {
-    nn_module *layers[] = {
-        conv3x3(1, 32, gen),  batch_norm(32), nn_relu(), conv3x3(32, 32, gen), batch_norm(32), nn_relu(), max_pool2(),
-        conv3x3(32, 64, gen), batch_norm(64), nn_relu(), conv3x3(64, 64, gen), batch_norm(64), nn_relu(), max_pool2(),
-        nn_dropout(0.25, gen), nn_flatten(1, -1), nn_linear(3136, 10, true, gen),
-    };
-    return nn_sequential((int)(sizeof layers / sizeof *layers), layers);
 }
 
 /* ---- progress ------------------------------------------------------------------------------------- */

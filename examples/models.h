@@ -1,0 +1,41 @@
+/* models.h — the networks of the examples, shared with the tests that check them against
+ * PyTorch (header-only: the examples build one program per .c file).
+ *
+ * Ownership: each builder returns an owned nn_module * (free with nn_module_free), or NULL
+ * with torch_last_error() set. gen (borrowed, may be NULL for the default generator) draws the
+ * initial weights; the deep network's Dropout keeps using it, so it must outlive the model.
+ */
+#ifndef CTORCH_EXAMPLES_MODELS_H
+#define CTORCH_EXAMPLES_MODELS_H
+
+#include "ctorch.h"
+
+static inline nn_module *model_conv3x3(int64_t in, int64_t out, torch_generator *gen) {
+    return nn_conv2d(NN_CONV2D_OPTIONS(.in_channels = in, .out_channels = out, .kernel_size = {3, 3},
+                                       .padding = {1, 1}, .bias = false, .generator = gen));
+}
+
+static inline nn_module *model_batch_norm2d(int64_t c) { return nn_batch_norm2d(NN_BATCH_NORM_OPTIONS(.num_features = c)); }
+static inline nn_module *model_max_pool2(void) { return nn_max_pool2d(NN_MAX_POOL2D_OPTIONS(.kernel_size = {2, 2})); }
+
+/* The reference CNN of the issue tracker, exactly. */
+static inline nn_module *reference_cnn(torch_generator *gen) {
+    nn_module *layers[] = {
+        model_conv3x3(1, 32, gen),  model_batch_norm2d(32), nn_relu(), model_max_pool2(),
+        model_conv3x3(32, 64, gen), model_batch_norm2d(64), nn_relu(), model_max_pool2(),
+        nn_flatten(1, -1),    nn_linear(3136, 10, true, gen),
+    };
+    return nn_sequential((int)(sizeof layers / sizeof *layers), layers);
+}
+
+/* Four conv-BN-ReLU blocks in two stages, dropout, and a linear classifier (about 93%). */
+static inline nn_module *deep_cnn(torch_generator *gen) {
+    nn_module *layers[] = {
+        model_conv3x3(1, 32, gen),  model_batch_norm2d(32), nn_relu(), model_conv3x3(32, 32, gen), model_batch_norm2d(32), nn_relu(), model_max_pool2(),
+        model_conv3x3(32, 64, gen), model_batch_norm2d(64), nn_relu(), model_conv3x3(64, 64, gen), model_batch_norm2d(64), nn_relu(), model_max_pool2(),
+        nn_dropout(0.25, gen), nn_flatten(1, -1), nn_linear(3136, 10, true, gen),
+    };
+    return nn_sequential((int)(sizeof layers / sizeof *layers), layers);
+}
+
+#endif /* CTORCH_EXAMPLES_MODELS_H */
