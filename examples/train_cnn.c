@@ -291,6 +291,7 @@ static bool load_data(const config *c, torch_generator *gen, nn_dataset **train,
 
 /* ---- main ------------------------------------------------------------------------------------------ */
 
+/* Prints ctorch's message (which names the file where there is one) after what we were doing. */
 static int fail(const char *what) {
     fprintf(stderr, "train_cnn: %s: %s\n", what, torch_last_error());
     return 2;
@@ -322,7 +323,7 @@ int main(int argc, char **argv) {
         goto done;
     }
     if (c.load && nn_module_load(model, c.load, true) != TORCH_OK) {
-        rc = fail(c.load);
+        rc = fail("loading the model");
         goto done;
     }
     printf("model: ");
@@ -369,7 +370,7 @@ int main(int argc, char **argv) {
     optim_training_state state = {.model = model, .optimizer = opt, .scheduler = sched, .generator = &gen};
     if (c.resume) {
         if (optim_checkpoint_load(c.resume, &state) != TORCH_OK) {
-            rc = fail(c.resume);
+            rc = fail("resuming");
             goto done;
         }
         printf("resumed from %s after epoch %lld\n", c.resume, (long long)state.epoch);
@@ -402,13 +403,13 @@ int main(int argc, char **argv) {
         state.epoch = epoch;
         state.step += nn_dataloader_num_batches(dl);
         if (c.checkpoint && optim_checkpoint_save(c.checkpoint, &state) != TORCH_OK) {
-            rc = fail(c.checkpoint);
+            rc = fail("saving the checkpoint");
             goto done;
         }
     }
     if (c.save) {
         if (nn_module_save(model, c.save) != TORCH_OK) {
-            rc = fail(c.save);
+            rc = fail("saving the model");
             goto done;
         }
         printf("saved the model's state_dict to %s\n", c.save);
