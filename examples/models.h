@@ -28,12 +28,16 @@ static inline nn_module *reference_cnn(torch_generator *gen) {
     return nn_sequential((int)(sizeof layers / sizeof *layers), layers);
 }
 
-/* Four conv-BN-ReLU blocks in two stages, dropout, and a linear classifier (about 93%). */
+/* Four conv-BN-ReLU blocks in two stages (28x28 then 14x14), then a small classifier with
+ * dropout: about 93% on Fashion-MNIST (see the README for the measured run). */
 static inline nn_module *deep_cnn(torch_generator *gen) {
     nn_module *layers[] = {
-        model_conv3x3(1, 32, gen),  model_batch_norm2d(32), nn_relu(), model_conv3x3(32, 32, gen), model_batch_norm2d(32), nn_relu(), model_max_pool2(),
-        model_conv3x3(32, 64, gen), model_batch_norm2d(64), nn_relu(), model_conv3x3(64, 64, gen), model_batch_norm2d(64), nn_relu(), model_max_pool2(),
-        nn_dropout(0.25, gen), nn_flatten(1, -1), nn_linear(3136, 10, true, gen),
+        model_conv3x3(1, 32, gen),  model_batch_norm2d(32), nn_relu(),
+        model_conv3x3(32, 32, gen), model_batch_norm2d(32), nn_relu(), model_max_pool2(),
+        model_conv3x3(32, 64, gen), model_batch_norm2d(64), nn_relu(),
+        model_conv3x3(64, 64, gen), model_batch_norm2d(64), nn_relu(), model_max_pool2(),
+        nn_flatten(1, -1), nn_dropout(0.25, gen), nn_linear(3136, 128, true, gen), nn_relu(),
+        nn_dropout(0.5, gen), nn_linear(128, 10, true, gen),
     };
     return nn_sequential((int)(sizeof layers / sizeof *layers), layers);
 }

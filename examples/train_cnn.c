@@ -51,7 +51,7 @@ static void usage(FILE *out) {
             "Trains a CNN with BatchNorm2d on Fashion-MNIST and reports the test accuracy.\n\n"
             "  --epochs N          training epochs (default 2)\n"
             "  --batch-size N      mini-batch size (default 64)\n"
-            "  --lr X              SGD learning rate (default 0.01)\n"
+            "  --lr X              SGD learning rate (default 0.01; 0.05 for --model deep)\n"
             "  --momentum X        SGD momentum (default 0.9)\n"
             "  --weight-decay X    L2 penalty on all parameters (default 5e-4)\n"
             "  --schedule S        none | step | cosine (default none; cosine for --model deep)\n"
@@ -91,7 +91,7 @@ static bool parse_double(const char *s, double lo, double *out) {
 
 /* 0: run, 1: --help shown, 2: bad usage (message printed). */
 static int parse_args(int argc, char **argv, config *c) {
-    *c = (config){.epochs = 2, .batch_size = 64, .lr = 0.01, .momentum = 0.9, .weight_decay = 5e-4, .model = "ref",
+    *c = (config){.epochs = 2, .batch_size = 64, .lr = -1, .momentum = 0.9, .weight_decay = 5e-4, .model = "ref",
                   .limit_train = -1, .limit_test = -1};
     enum { EPOCHS = 256, BATCH, LR, MOMENTUM, WD, THREADS, SEED, DATA, SAVE, LOAD, CKPT, RESUME, EVAL, LOG, MODEL,
            SCHEDULE, LIMIT_TRAIN, LIMIT_TEST, HELP };
@@ -145,7 +145,9 @@ static int parse_args(int argc, char **argv, config *c) {
         fprintf(stderr, "train_cnn: --model must be ref or deep (got '%s')\n", c->model);
         return 2;
     }
-    if (!c->schedule) c->schedule = strcmp(c->model, "deep") ? "none" : "cosine";
+    bool deep = !strcmp(c->model, "deep");
+    if (!c->schedule) c->schedule = deep ? "cosine" : "none";
+    if (c->lr < 0) c->lr = deep ? 0.05 : 0.01;
     if (strcmp(c->schedule, "none") && strcmp(c->schedule, "step") && strcmp(c->schedule, "cosine")) {
         fprintf(stderr, "train_cnn: --schedule must be none, step or cosine (got '%s')\n", c->schedule);
         return 2;
