@@ -1,31 +1,92 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark: ctorch against PyTorch on the same shapes, threads and machine.
+"""Side-by-side benchmark: ctorch against PyTorch (and oneDNN) on the same shapes, threads and machine.
 
-Runs our C benchmark and the equivalent PyTorch code alternately (one shape at a time, in
-separate processes so that each gets its own thread settings), then prints a table of times
-and ratios. Run with Debian's interpreter, which sees python3-torch:
+Runs our C benchmarks and the equivalent PyTorch code alternately (one shape or thread count
+at a time, each in its own process so that each gets its own thread settings) and prints
+markdown tables of times and ratios:
 
-    /usr/bin/python3 scripts/bench_side_by_side.py [--build build/release] [--reps 50]
+  1. BatchNorm2d: train_fwd / eval_fwd / train_fwdbwd at the six issue shapes, ctorch
+     (bench_batch_norm) vs PyTorch, ctorch / same-size copy, and oneDNN's batch normalization
+     primitive on nchw, nChw8c and nChw16c (bench/onednn/bench_onednn_bn.c, compiled here when
+     Debian's libdnnl-dev is installed).
+  2. Training step of the reference CNN at batch 64 (bench_train_step), with the per-layer-kind
+     breakdown, vs the same code in PyTorch.
+  3. Peak memory (maximum resident set size) of a 100-step training loop, of the same process
+     with 0 steps (libraries + model), and of the trainer (train_cnn) when it is built.
 
-PyTorch runs with OPENBLAS_NUM_THREADS=1 so that its BLAS threads do not fight its OpenMP
-threads. Pass --unset-coretype to drop OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE for both sides.
+Run with Debian's interpreter, which sees python3-torch:
+
+    /usr/bin/python3 scripts/bench_side_by_side.py --build build-bench
+
+Thread policy: ctorch gets --threads N (torch_set_num_threads: OpenMP and OpenBLAS threads);
+PyTorch gets torch.set_num_threads(N) and OPENBLAS_NUM_THREADS=1 so that its BLAS threads do
+not fight its OpenMP threads; oneDNN gets omp_set_num_threads(N) (and OMP_NUM_THREADS=N).
+--unset-coretype drops OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for every side (this command only).
+See docs/benchmarks.md for what each column means.
 """
 import argparse
 import csv
+import ctypes
 import io
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 SHAPES = [(64, 32, 28, 28), (64, 64, 14, 14), (128, 64, 8, 8), (32, 64, 56, 56), (20, 100, 35, 45),
           (256, 16, 32, 32)]
-OPS = ["train_fwd", "eval_fwd", "train_fwdbwd"]
+BN_OPS = ["train_fwd", "eval_fwd", "train_fwdbwd"]
+DNNL_LAYOUTS = ["nchw", "nChw8c", "nChw16c"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DNNL_HEADER = "/usr/include/oneapi/dnnl/dnnl.h"
+DNNL_SOURCE = os.path.join(ROOT, "bench", "onednn", "bench_onednn_bn.c")
+# Kinds of the step breakdown, in table order: (component, pass) as printed by bench_train_step.
+STEP_ROWS = [("step", "total"), ("step", "forward"), ("step", "loss"), ("step", "backward"), ("step", "optimizer"),
+             ("conv", "forward"), ("conv", "backward"), ("batchnorm", "forward"), ("batchnorm", "backward"),
+             ("relu", "forward"), ("relu", "backward"), ("maxpool", "forward"), ("maxpool", "backward"),
+             ("flatten", "forward"), ("flatten", "backward"), ("linear", "forward"), ("linear", "backward"),
+             ("loss", "forward"), ("loss", "backward"), ("optimizer", "step"), ("breakdown", "total")]
 
 
-def torch_worker(shape, threads, reps):
+# ---------------------------------------------------------------------------------------------
+# PyTorch workers (run in child processes: python3 bench_side_by_side.py --worker KIND JSON)
+# ---------------------------------------------------------------------------------------------
+
+def _timeit(fn, reps, warmup):
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(samples), min(samples)
+
+
+def _blas_core():
+    """The OpenBLAS kernel family this process uses (torch links Debian's libopenblas)."""
+    try:
+        lib = ctypes.CDLL("libopenblas.so.0")
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return lib.openblas_get_corename().decode()
+    except (OSError, AttributeError):
+        return "?"
+
+
+def _vmhwm_kb():
+    """Peak RSS of this process image (VmHWM); ru_maxrss would include the parent's image before exec."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return -1
+
+
+def worker_bn(shape, threads, reps):
     """Times PyTorch's BatchNorm2d exactly as bench/bench_batch_norm.c times ours."""
     import torch
     torch.set_num_threads(threads)
@@ -36,21 +97,7 @@ def torch_worker(shape, threads, reps):
     bn = torch.nn.BatchNorm2d(c)
     out = {}
 
-    def timeit(fn):
-        for _ in range(reps // 10 + 2):
-            fn()
-        samples = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            fn()
-            samples.append((time.perf_counter() - t0) * 1e3)
-        return statistics.median(samples), min(samples)
-
-    def train_fwd():
-        with torch.no_grad():
-            bn(x)
-
-    def eval_fwd():
+    def fwd():
         with torch.no_grad():
             bn(x)
 
@@ -59,72 +106,503 @@ def torch_worker(shape, threads, reps):
         bn.zero_grad(set_to_none=True)
         bn(xg).backward(dy)
 
+    warmup = reps // 10 + 2
     bn.train()
-    out["train_fwd"] = timeit(train_fwd)
+    out["train_fwd"] = _timeit(fwd, reps, warmup)
     bn.eval()
-    out["eval_fwd"] = timeit(eval_fwd)
+    out["eval_fwd"] = _timeit(fwd, reps, warmup)
     bn.train()
-    out["train_fwdbwd"] = timeit(train_fwdbwd)
-    print(json.dumps(out))
+    out["train_fwdbwd"] = _timeit(train_fwdbwd, reps, warmup)
+    return out
 
 
-def env_for(unset_coretype, torch_side):
+def reference_cnn():
+    import torch.nn as nn
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 7 * 7, 10))
+
+
+KIND_OF = {"Conv2d": "conv", "BatchNorm2d": "batchnorm", "ReLU": "relu", "MaxPool2d": "maxpool",
+           "Flatten": "flatten", "Linear": "linear"}
+
+
+def worker_step(threads, reps, batch):
+    """The same measurements as bench/bench_train_step.c, in PyTorch (same order, same cuts)."""
+    import torch
+    import torch.nn.functional as F
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = reference_cnn()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    x = torch.randn(batch, 1, 28, 28)
+    labels = torch.randint(0, 10, (batch,))
+    pc = time.perf_counter
+    warmup = reps // 5 + 2
+
+    def step():
+        t0 = pc()
+        opt.zero_grad()
+        t1 = pc()
+        logits = model(x)
+        t2 = pc()
+        loss = F.cross_entropy(logits, labels)
+        t3 = pc()
+        loss.backward()
+        t4 = pc()
+        opt.step()
+        t5 = pc()
+        return [t2 - t1, t3 - t2, t4 - t3, (t1 - t0) + (t5 - t4)]
+
+    for _ in range(warmup):
+        step()
+    samples = {("step", p): [] for p in ("total", "forward", "loss", "backward", "optimizer")}
+    for _ in range(reps):
+        t0 = pc()
+        ph = step()
+        samples[("step", "total")].append(pc() - t0)
+        for name, v in zip(("forward", "loss", "backward", "optimizer"), ph):
+            samples[("step", name)].append(v)
+
+    layers = list(model)
+    kinds = [KIND_OF[type(m).__name__] for m in layers]
+    for k in set(kinds) | {"loss"}:
+        samples[(k, "forward")], samples[(k, "backward")] = [], []
+    samples[("optimizer", "step")], samples[("breakdown", "total")] = [], []
+    L = len(layers)
+    for r in range(-warmup, reps):
+        t0 = pc()
+        opt.zero_grad()
+        zero_t = pc() - t0
+        ins, outs, fwd, bwd = [x], [], [0.0] * L, [0.0] * L
+        for i, m in enumerate(layers):
+            t0 = pc()
+            y = m(ins[i])
+            fwd[i] = pc() - t0
+            outs.append(y)
+            ins.append(y.detach().requires_grad_())
+        t0 = pc()
+        loss = F.cross_entropy(ins[L], labels)
+        t1 = pc()
+        loss.backward()
+        loss_f, loss_b = t1 - t0, pc() - t1
+        del loss
+        for i in reversed(range(L)):
+            t0 = pc()
+            outs[i].backward(ins[i + 1].grad)
+            bwd[i] = pc() - t0
+            outs[i] = ins[i + 1] = None
+        t0 = pc()
+        opt.step()
+        opt_t = zero_t + pc() - t0
+        if r < 0:
+            continue
+        per = {}
+        for i, k in enumerate(kinds):
+            f, b = per.get(k, (0.0, 0.0))
+            per[k] = (f + fwd[i], b + bwd[i])
+        for k, (f, b) in per.items():
+            samples[(k, "forward")].append(f)
+            samples[(k, "backward")].append(b)
+        samples[("loss", "forward")].append(loss_f)
+        samples[("loss", "backward")].append(loss_b)
+        samples[("optimizer", "step")].append(opt_t)
+        samples[("breakdown", "total")].append(sum(fwd) + sum(bwd) + loss_f + loss_b + opt_t)
+    out = {f"{c},{p}": (statistics.median(v) * 1e3, min(v) * 1e3) for (c, p), v in samples.items()}
+    out["blas_core"] = _blas_core()
+    return out
+
+
+def worker_memory(threads, steps, batch):
+    """The training loop of bench_train_step --memory-run: `steps` steps on fresh random batches."""
+    import torch
+    import torch.nn.functional as F
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = reference_cnn()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    for _ in range(steps):
+        x = torch.randn(batch, 1, 28, 28)
+        labels = torch.randint(0, 10, (batch,))
+        opt.zero_grad()
+        F.cross_entropy(model(x), labels).backward()
+        opt.step()
+    return {"steps": steps, "vmhwm_kb": _vmhwm_kb()}
+
+
+def _read_idx(path):
+    import gzip
+    import numpy as np
+    with gzip.open(path, "rb") as f:
+        data = bytearray(f.read())  # writable, so torch.from_numpy needs no copy
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def worker_trainer(threads, n_train, n_test, batch, data_dir, eval_batch=1000):
+    """A tiny PyTorch trainer equivalent to `train_cnn --epochs 1 --limit-train N --limit-test M`,
+    data handling included: the whole Fashion-MNIST (or random images when absent) read into
+    float32 as x/255 normalised with 0.2860/0.3530, the first N / M images used, one shuffled
+    epoch of SGD at `batch`, then the test images in eval mode in batches of 1000 (train_cnn's)."""
+    import torch
+    import torch.nn.functional as F
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    files = [os.path.join(data_dir, f) for f in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                                                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")]
+    if all(os.path.exists(f) for f in files):
+        xi, yi, xt, yt = (_read_idx(f) for f in files)
+        source = "fashion-mnist"
+    else:
+        import numpy as np
+        rng = np.random.default_rng(0)
+        xi, xt = rng.integers(0, 256, (60000, 28, 28), np.uint8), rng.integers(0, 256, (10000, 28, 28), np.uint8)
+        yi, yt = rng.integers(0, 10, 60000), rng.integers(0, 10, 10000)
+        source = "random"
+
+    def prep(x, y, n):
+        # like train_cnn: the whole set as normalised float32, then the first n (a view here)
+        xs = torch.from_numpy(x).float().div_(255.0).sub_(0.2860).div_(0.3530).unsqueeze(1)
+        return xs[:n], torch.from_numpy(y.astype("int64"))[:n]
+
+    xtr, ytr = prep(xi, yi, n_train)
+    xte, yte = prep(xt, yt, n_test)
+    del xi, xt
+    model = reference_cnn()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    model.train()
+    perm = torch.randperm(n_train)
+    for s in range(0, n_train, batch):
+        idx = perm[s:s + batch]
+        opt.zero_grad()
+        F.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
+        opt.step()
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for s in range(0, n_test, eval_batch):
+            correct += int((model(xte[s:s + eval_batch]).argmax(1) == yte[s:s + eval_batch]).sum())
+    return {"data": source, "accuracy": correct / max(n_test, 1), "vmhwm_kb": _vmhwm_kb()}
+
+
+WORKERS = {
+    "bn": lambda a: worker_bn(tuple(a["shape"]), a["threads"], a["reps"]),
+    "step": lambda a: worker_step(a["threads"], a["reps"], a["batch"]),
+    "memory": lambda a: worker_memory(a["threads"], a["steps"], a["batch"]),
+    "trainer": lambda a: worker_trainer(a["threads"], a["n_train"], a["n_test"], a["batch"], a["data"]),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver
+# ---------------------------------------------------------------------------------------------
+
+def env_for(args, side, threads=None):
     env = dict(os.environ)
-    if unset_coretype:
+    if args.unset_coretype:
         env.pop("OPENBLAS_CORETYPE", None)
         env.pop("OPENBLAS_L2_SIZE", None)
-    if torch_side:
+    if args.malloc_no_trim:
+        env["GLIBC_TUNABLES"] = "glibc.malloc.trim_threshold=4294967296:glibc.malloc.mmap_threshold=4294967296"
+    if side == "torch":
         env["OPENBLAS_NUM_THREADS"] = "1"
+    if side == "dnnl" and threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     return env
 
 
-def run_ours(binary, shape, threads, reps, env):
-    res = subprocess.run([binary, "--threads", str(threads), "--reps", str(reps), "--shape",
-                          ",".join(map(str, shape))], capture_output=True, text=True, env=env, check=True)
-    rows = {}
-    lines = [l for l in res.stdout.splitlines() if l and not l.startswith("#")]
-    for row in csv.DictReader(io.StringIO("\n".join(lines))):
-        rows[row["op"]] = (float(row["median_ms"]), float(row["min_ms"]))
-    core = [l for l in res.stdout.splitlines() if l.startswith("# openblas core")]
-    return rows, (core[0].split(":", 1)[1].strip() if core else "?")
+def run_measured(cmd, env):
+    """Runs cmd; returns (stdout, peak RSS in KiB of that process, from wait4's rusage)."""
+    # stderr goes to a file so that a chatty child cannot block on a full pipe while we read stdout
+    with tempfile.TemporaryFile("w+") as errf:
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, text=True, env=env)
+        out = p.stdout.read()
+        p.stdout.close()
+        _, status, ru = os.wait4(p.pid, 0)  # reaps the child ourselves to get its own rusage
+        p.returncode = os.waitstatus_to_exitcode(status)
+        errf.seek(0)
+        err = errf.read()
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}): {err.strip()[-500:]}")
+    return out, ru.ru_maxrss
 
 
-def run_torch(shape, threads, reps, env):
-    res = subprocess.run([sys.executable, __file__, "--torch-worker", ",".join(map(str, shape)), str(threads),
-                          str(reps)], capture_output=True, text=True, env=env, check=True)
-    return json.loads(res.stdout.strip().splitlines()[-1])
+def run_worker(kind, params, env):
+    out, rss = run_measured([sys.executable, os.path.abspath(__file__), "--worker", kind, json.dumps(params)], env)
+    return json.loads(out.strip().splitlines()[-1]), rss
+
+
+def parse_csv(text):
+    lines = [l for l in text.splitlines() if l and not l.startswith("#")]
+    return list(csv.DictReader(io.StringIO("\n".join(lines))))
+
+
+def comment(text, key):
+    for line in text.splitlines():
+        if line.startswith("# " + key):
+            return line.split(":", 1)[1].strip()
+    return "?"
+
+
+def build_onednn(build):
+    """Compiles bench/onednn/bench_onednn_bn.c into the build dir when libdnnl-dev is there."""
+    if not os.path.exists(DNNL_HEADER):
+        return None, "libdnnl-dev not installed (apt-get install libdnnl-dev)"
+    binary = os.path.join(build, "bench_onednn_bn")
+    if not os.path.exists(binary) or os.path.getmtime(binary) < max(
+            os.path.getmtime(DNNL_SOURCE), os.path.getmtime(os.path.join(ROOT, "bench", "bench_util.h"))):
+        cc = os.environ.get("CC", "cc")
+        cmd = [cc, "-O2", "-std=c11", "-Wall", "-Wextra", "-fopenmp", DNNL_SOURCE, "-o", binary, "-ldnnl"]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            return None, f"compiling bench_onednn_bn failed: {res.stderr.strip()[-300:]}"
+    return binary, None
+
+
+def machine_line():
+    model = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        flags = open("/proc/cpuinfo").read()
+        isa = "AVX-512" if " avx512f" in flags else ("AVX2" if " avx2" in flags else "no AVX2")
+    except OSError:
+        isa = "?"
+    cc = subprocess.run(["cc", "--version"], capture_output=True, text=True).stdout.splitlines()
+    blas = "?"
+    try:
+        lib = ctypes.CDLL("libopenblas.so.0")
+        lib.openblas_get_config.restype = ctypes.c_char_p
+        blas = lib.openblas_get_config().decode().split(" ")[1]
+    except (OSError, AttributeError, IndexError):
+        pass
+    return (f"{model} ({isa}), {os.cpu_count()} cpus, Linux {platform.release()}; "
+            f"{cc[0] if cc else 'cc ?'}; OpenBLAS {blas}")
+
+
+def keep_min(acc, new):
+    """Merges one round of medians into acc, keeping the smallest per key."""
+    for k, v in new.items():
+        acc[k] = min(acc.get(k, v), v)
+
+
+def fmt(v, width, digits=3):
+    return f"{v:{width}.{digits}f}" if v is not None else " " * (width - 1) + "-"
+
+
+def ratio(a, b):
+    return a / b if a and b else None
+
+
+def bench_bn(args, threads_list, dnnl_bin):
+    ours_bin = os.path.join(args.build, "bench_batch_norm")
+    dnnl_cols = DNNL_LAYOUTS if dnnl_bin else []
+    head = ("| op           | shape            | thr | ctorch ms | torch ms | speed-up | ctorch GB/s | ctorch/copy |"
+            + "".join(f" dnnl {l:<7} ms |" for l in dnnl_cols)
+            + (" dnnl-blocked/ctorch |" if dnnl_cols else ""))
+    print(head)
+    print("|" + "|".join("-" * len(c) for c in head.split("|")[1:-1]) + "|", flush=True)
+    impls, core = {}, "?"
+    for threads in threads_list:
+        for shape in SHAPES:
+            sh = ",".join(map(str, shape))
+            ours, theirs, dnnl = {}, {}, {}
+            for _ in range(args.rounds):  # each round: ctorch, PyTorch, oneDNN; keep the best median
+                out, _ = run_measured([ours_bin, "--threads", str(threads), "--reps", str(args.reps), "--shape", sh],
+                                      env_for(args, "ours"))
+                core = comment(out, "openblas core")
+                keep_min(ours, {r["op"]: float(r["median_ms"]) for r in parse_csv(out)})
+                res, _ = run_worker("bn", {"shape": shape, "threads": threads, "reps": args.reps},
+                                    env_for(args, "torch"))
+                keep_min(theirs, {op: v[0] for op, v in res.items()})
+                if dnnl_bin:
+                    out, _ = run_measured([dnnl_bin, "--threads", str(threads), "--reps", str(args.reps),
+                                           "--shape", sh], env_for(args, "dnnl", threads))
+                    rows = parse_csv(out)
+                    keep_min(dnnl, {(r["op"], r["layout"]): float(r["median_ms"]) for r in rows})
+                    for r in rows:
+                        impls.setdefault((r["layout"], r["op"]), set()).add(r["impl"])
+            copy_ms = ours["copy"]
+            gbytes = 4e-9 * shape[0] * shape[1] * shape[2] * shape[3]
+            for op in BN_OPS:
+                o, t = ours[op], theirs[op]
+                row = (f"| {op:<12} | {'x'.join(map(str, shape)):<16} | {threads:>3} | {o:9.3f} | {t:8.3f} | "
+                       f"{t / o:7.2f}x | {2 * gbytes / (o * 1e-3):11.2f} | {o / copy_ms:10.2f}x |")
+                for l in dnnl_cols:
+                    row += f" {fmt(dnnl.get((op, l)), 15)} |"
+                if dnnl_cols:
+                    blocked = [dnnl[(op, l)] for l in ("nChw8c", "nChw16c") if (op, l) in dnnl]
+                    best = min(blocked) if blocked else None
+                    row += f" {fmt(ratio(best, o), 18, 2)}x |"
+                print(row, flush=True)
+    print(f"\nctorch's OpenBLAS core: {core}. speed-up = torch ms / ctorch ms (medians); "
+          "ctorch/copy = ctorch ms / memcpy of the same bytes in the same process; "
+          "GB/s = 2 x tensor bytes / median.")
+    if dnnl_bin:
+        desc = "; ".join(f"{l}: " + ", ".join(sorted(set().union(*(impls.get((l, op), set()) for op in BN_OPS))))
+                         for l in DNNL_LAYOUTS)
+        print(f"oneDNN implementations picked: {desc}. "
+              "dnnl-blocked/ctorch = best blocked-layout oneDNN ms / ctorch ms (>= 1: ctorch at least as fast). "
+              "A `ref` implementation is oneDNN's slow reference code (the layout has no JIT kernel "
+              "for this ISA); it is timed with 3 repetitions only.")
+    print()
+
+
+def bench_step(args, threads_list):
+    binary = os.path.join(args.build, "bench_train_step")
+    head = "| component            | thr | ctorch ms | torch ms | speed-up | ctorch % | torch % |"
+    print(head)
+    print("|" + "|".join("-" * len(c) for c in head.split("|")[1:-1]) + "|", flush=True)
+    cores = set()
+    for threads in threads_list:
+        ours, theirs = {}, {}
+        for _ in range(args.rounds):  # each round: ctorch, then PyTorch; keep the best median
+            out, _ = run_measured([binary, "--threads", str(threads), "--reps", str(args.step_reps),
+                                   "--batch", str(args.batch)], env_for(args, "ours"))
+            cores.add(("ctorch", comment(out, "openblas core")))
+            keep_min(ours, {f"{r['component']},{r['pass']}": float(r["median_ms"]) for r in parse_csv(out)})
+            res, _ = run_worker("step", {"threads": threads, "reps": args.step_reps, "batch": args.batch},
+                                env_for(args, "torch"))
+            cores.add(("PyTorch", res.pop("blas_core")))
+            keep_min(theirs, {k: v[0] for k, v in res.items()})
+        o_tot, t_tot = ours["breakdown,total"], theirs["breakdown,total"]
+        for comp, pas in STEP_ROWS:
+            o = ours.get(f"{comp},{pas}")
+            t = theirs.get(f"{comp},{pas}")
+            name = f"{comp} {pas}" if comp != pas else comp
+            share = comp not in ("step", "breakdown")
+            print(f"| {name:<20} | {threads:>3} | {fmt(o, 9)} | {fmt(t, 8)} | {fmt(ratio(t, o), 7, 2)}x | "
+                  f"{fmt(100 * o / o_tot if share and o else None, 7, 1)}% | "
+                  f"{fmt(100 * t / t_tot if share and t else None, 6, 1)}% |", flush=True)
+    print("\nspeed-up = torch ms / ctorch ms (medians). `step` rows: one full step (zero_grad, forward, "
+          "loss, backward, SGD step) and its phases; the other rows: the same step cut at every layer "
+          "boundary, summed per layer kind (% = share of `breakdown total`). OpenBLAS cores: "
+          + ", ".join(f"{who} {c}" for who, c in sorted(cores)) + "\n")
+
+
+def run_peak(cmd, env):
+    """Runs cmd; returns (stdout, peak RSS in KiB) measured by GNU time (%M), or (stdout, None)
+    without /usr/bin/time. (Our own wait4 would not do: a child's ru_maxrss keeps the peak of the
+    forked copy of this process, torch included, from before its exec.)"""
+    if not os.path.exists("/usr/bin/time"):
+        return run_measured(cmd, env)[0], None
+    with tempfile.NamedTemporaryFile("r") as f:
+        out, _ = run_measured(["/usr/bin/time", "-f", "%M", "-o", f.name] + cmd, env)
+        return out, int(f.read().split()[-1])
+
+
+def bench_memory(args, threads_list):
+    steps = args.memory_steps
+    binary = os.path.join(args.build, "bench_train_step")
+    head = ("| run                                                   | thr | ctorch MiB | torch MiB | ctorch/torch |"
+            " ctorch - base | torch - base |")
+    print(head)
+    print("|" + "|".join("-" * len(c) for c in head.split("|")[1:-1]) + "|", flush=True)
+    threads = threads_list[0]
+    rows = []
+    for n in (0, steps):
+        out, o = run_peak([binary, "--threads", str(threads), "--batch", str(args.batch), "--memory-run", str(n)],
+                          env_for(args, "ours"))
+        o = o or int(out.strip().split(",")[-1])
+        res, _ = run_worker("memory", {"threads": threads, "steps": n, "batch": args.batch}, env_for(args, "torch"))
+        t = res["vmhwm_kb"]
+        label = f"training loop, {n} steps of batch {args.batch}" if n else "libraries + model (0 steps)"
+        rows.append((label, o, t))
+    trainer = os.path.join(args.build, "train_cnn")
+    note = None
+    if not os.path.exists(trainer):
+        note = f"{trainer} not built: trainer row skipped"
+    elif "--limit-train" not in subprocess.run([trainer, "--help"], capture_output=True, text=True).stdout:
+        note = "train_cnn has no --limit-train/--limit-test flags: trainer row skipped"
+    elif not os.path.exists("/usr/bin/time"):
+        note = "/usr/bin/time (Debian package time) not installed: trainer row skipped"
+    else:
+        n_train, n_test = args.trainer_train, args.trainer_test
+        try:
+            out, o = run_peak([trainer, "--epochs", "1", "--limit-train", str(n_train), "--limit-test", str(n_test),
+                               "--batch-size", str(args.batch), "--threads", str(threads), "--data", args.data],
+                              env_for(args, "ours"))
+            acc = [l for l in out.splitlines() if "accuracy" in l]
+            res, _ = run_worker("trainer", {"threads": threads, "n_train": n_train, "n_test": n_test,
+                                            "batch": args.batch, "data": args.data}, env_for(args, "torch"))
+            rows.append((f"train_cnn 1 epoch, {n_train} train / {n_test} test", o, res["vmhwm_kb"]))
+            note = (f"trainer data: {res['data']}; test accuracy after the epoch: ctorch "
+                    f"{acc[-1].split(':')[-1].strip() if acc else '?'}, PyTorch {100 * res['accuracy']:.2f}%")
+        except RuntimeError as e:
+            note = f"train_cnn run failed: {e}"
+    base_o, base_t = rows[0][1], rows[0][2]
+    for label, o, t in rows:
+        print(f"| {label:<53} | {threads:>3} | {o / 1024:10.1f} | {t / 1024:9.1f} | {o / t:11.2f}x | "
+              f"{(o - base_o) / 1024:13.1f} | {(t - base_t) / 1024:12.1f} |", flush=True)
+    print("\nPeak resident set size of each process (ctorch: GNU time's %M, or VmHWM without it; PyTorch: "
+          "VmHWM of the worker, which includes the Python interpreter and torch's libraries). The loop rows run "
+          "bench_train_step --memory-run N and the same loop in PyTorch on fresh random batches; the trainer "
+          "row runs train_cnn and a PyTorch script with the same data handling (whole data set as float32, "
+          "evaluation in batches of 1000). `- base`: minus the 0-step row of the same side (what the run adds "
+          "to the libraries and the model).")
+    if note:
+        print(note)
+    print()
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", default="build/release")
-    ap.add_argument("--reps", type=int, default=50)
+    ap.add_argument("--build", default="build/bench", help="build directory with the bench programs")
+    ap.add_argument("--reps", type=int, default=50, help="repetitions per BatchNorm measurement")
+    ap.add_argument("--step-reps", type=int, default=20, help="repetitions of the training step")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="alternate the sides this many times and keep each one's best median")
     ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--unset-coretype", action="store_true")
-    ap.add_argument("--torch-worker", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--only", default="bn,step,memory", help="comma list of bn, step, memory")
+    ap.add_argument("--no-onednn", action="store_true", help="skip the oneDNN columns")
+    ap.add_argument("--memory-steps", type=int, default=100)
+    ap.add_argument("--trainer-train", type=int, default=6400)
+    ap.add_argument("--trainer-test", type=int, default=1000)
+    ap.add_argument("--data", default=os.environ.get("CTORCH_DATA", "/usr/share/datasets/fashion-mnist"))
+    ap.add_argument("--unset-coretype", action="store_true",
+                    help="drop OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for every side (this command only)")
+    ap.add_argument("--malloc-no-trim", action="store_true",
+                    help="diagnostic: glibc never returns freed memory to the kernel (both sides)")
+    ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.torch_worker:
-        shape = tuple(int(v) for v in args.torch_worker[0].split(","))
-        torch_worker(shape, int(args.torch_worker[1]), int(args.torch_worker[2]))
+    if args.worker:
+        print(json.dumps(WORKERS[args.worker[0]](json.loads(args.worker[1]))))
         return
     import torch
-    binary = os.path.join(args.build, "bench_batch_norm")
-    ours_env, torch_env = env_for(args.unset_coretype, False), env_for(args.unset_coretype, True)
-    print(f"# {time.strftime('%Y-%m-%d')}  torch {torch.__version__}  cpu threads {os.cpu_count()}")
-    header = f"| {'op':<13} | {'shape':<16} | thr | ctorch ms | torch ms | speed-up | ctorch/copy |"
-    print(header)
-    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    core_seen = None
-    for threads in [int(t) for t in args.threads.split(",")]:
-        for shape in SHAPES:
-            ours, core_seen = run_ours(binary, shape, threads, args.reps, ours_env)
-            theirs = run_torch(shape, threads, args.reps, torch_env)
-            copy_ms = ours["copy"][0]
-            for op in OPS:
-                o, t = ours[op][0], theirs[op][0]
-                print(f"| {op:<13} | {'x'.join(map(str, shape)):<16} | {threads:>3} | {o:9.3f} | {t:8.3f} | "
-                      f"{t / o:7.2f}x | {o / copy_ms:10.2f}x |", flush=True)
-    print(f"# ctorch's OpenBLAS core: {core_seen}; speed-up = torch time / ctorch time (medians)")
+    args.build = os.path.abspath(args.build)
+    threads_list = [int(t) for t in args.threads.split(",")]
+    only = set(args.only.split(","))
+    dnnl_bin, dnnl_note = (None, "skipped (--no-onednn)") if args.no_onednn else build_onednn(args.build)
+    dnnl_version = "-"
+    if dnnl_bin:
+        first = subprocess.run([dnnl_bin, "--shape", "1,1,1,1", "--reps", "1", "--layouts", "none"],
+                               capture_output=True, text=True).stdout.splitlines()
+        dnnl_version = first[0].lstrip("# ") if first else "oneDNN ?"
+    env_desc = ", ".join(f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+                         if k in os.environ) or "OPENBLAS_CORETYPE/L2_SIZE not set"
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {machine_line()}")
+    print(f"# torch {torch.__version__}, {dnnl_version if dnnl_bin else 'oneDNN: ' + dnnl_note}; "
+          f"threads {args.threads}; {env_desc}"
+          f"{' (unset for this run: --unset-coretype)' if args.unset_coretype else ''}"
+          f"{'; --malloc-no-trim' if args.malloc_no_trim else ''}; load average {os.getloadavg()[0]:.2f}\n")
+    if os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1):
+        print("> WARNING: the machine is busy (load average above half the cpus): other processes take "
+              "cores from the benchmarks, 2-thread runs suffer most; rerun when it is idle.\n")
+    if "bn" in only:
+        print(f"## BatchNorm2d ({args.reps} reps, {args.rounds} round(s))\n")
+        bench_bn(args, threads_list, dnnl_bin)
+    if "step" in only:
+        print(f"## Training step, reference CNN, batch {args.batch} ({args.step_reps} reps, {args.rounds} round(s))\n")
+        bench_step(args, threads_list)
+    if "memory" in only:
+        print("## Peak memory\n")
+        bench_memory(args, threads_list)
+    print(f"# done {time.strftime('%H:%M')}, load average {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
