@@ -272,3 +272,29 @@ Test(status, internal_assertion_aborts, .signal = SIGABRT) {
     tensor *t = torch_zeros(TORCH_SHAPE(2));
     tensor_item(t); /* a two-element tensor has no single item: a caller bug */
 }
+
+/* ---- the storage cache -------------------------------------------------------------------- */
+
+Test(tensor, reused_memory_is_initialised_by_creation_functions) {
+    /* 1 MiB blocks are cached when freed; a dirty block handed out again must still give
+     * exact zeros and ones. */
+    const int64_t n = 1 << 18;
+    for (int round = 0; round < 3; round++) {
+        tensor *dirty = torch_full(1, &n, 7.0f);
+        tensor_free(dirty);
+        tensor *z = torch_zeros(1, &n);
+        tensor *zl = torch_zeros_like(z);
+        tensor *o = torch_ones(1, &n);
+        for (int64_t i = 0; i < n; i += 4099) {
+            cr_assert_eq(tensor_data_f32(z)[i], 0.0f);
+            cr_assert_eq(tensor_data_f32(zl)[i], 0.0f);
+            cr_assert_eq(tensor_data_f32(o)[i], 1.0f);
+        }
+        cr_assert_eq((uintptr_t)tensor_data_f32(z) % 64, 0);
+        tensor_free(z);
+        tensor_free(zl);
+        tensor_free(o);
+        if (round == 1) torch_empty_cache();
+    }
+    torch_empty_cache();
+}

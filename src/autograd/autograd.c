@@ -185,7 +185,9 @@ torch_status tensor_backward(tensor *root, const tensor *grad, bool retain_graph
                            torch_shape_str(grad->ndim, grad->shape, a, sizeof a),
                            torch_shape_str(root->ndim, root->shape, b, sizeof b));
 
-    tensor *g0 = grad ? tensor_clone(grad) : torch_ones(root->ndim, root->shape);
+    /* Backward functions only read their grad_output and sums make new tensors, so the caller's
+     * gradient can seed the walk without a copy (a leaf clones it into its own .grad). */
+    tensor *g0 = grad ? tensor_retain((tensor *)grad) : torch_ones(root->ndim, root->shape);
     if (!g0) return torch_last_status();
     if (!root->grad_fn) return accumulate_leaf(root, g0);
 

@@ -79,6 +79,12 @@ tensor *tensor_retain(tensor *t);
 /* Drops a reference; frees the tensor (its grad and graph reference too) at zero. NULL-safe. */
 void    tensor_free(tensor *t);
 
+/* Frees the blocks ctorch keeps for reuse. Tensor memory of 64 KiB and more is not returned to
+ * the system when freed but kept (up to 1 GiB) for the next tensor of about the same size, as
+ * PyTorch's GPU caching allocator does: a training loop then allocates nothing new after its
+ * first step. Like torch.cuda.empty_cache(); the tensors in use are not affected. */
+void torch_empty_cache(void);
+
 /* ---- creation (float32 unless named otherwise); shape has ndim entries, each >= 0 ---------------- */
 
 /* Uninitialised contents. */
