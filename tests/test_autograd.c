@@ -317,3 +317,26 @@ Test(autograd, only_the_inputs_that_require_grad_get_gradients) {
     tensor_free(b);
     tensor_free(c);
 }
+
+Test(autograd, leaf_grad_never_aliases_the_callers_gradient) {
+    /* backward may hand a leaf a gradient it owns alone instead of copying it; one that the
+     * caller can still reach (here through a view of the caller's own tensor) must be copied. */
+    const float xv[4] = {1, 2, 3, 4}, gv[4] = {0.5f, -1, 2, 3};
+    tensor *x = torch_tensor(xv, TORCH_SHAPE(4));
+    tensor_set_requires_grad(x, true);
+    tensor *y = torch_reshape(x, TORCH_SHAPE(2, 2));
+    tensor *g = torch_tensor(gv, TORCH_SHAPE(2, 2));
+    cr_assert_eq(tensor_backward(y, g, false), TORCH_OK);
+    tensor_fill_(g, 100.0);
+    for (int i = 0; i < 4; i++) cr_assert_eq(tensor_data_f32(tensor_grad(x))[i], gv[i]);
+    /* A second backward accumulates into the same .grad in place. */
+    tensor *y2 = torch_mul_scalar(x, 3.0);
+    tensor *g2 = torch_ones(TORCH_SHAPE(4));
+    cr_assert_eq(tensor_backward(y2, g2, false), TORCH_OK);
+    for (int i = 0; i < 4; i++) cr_assert_eq(tensor_data_f32(tensor_grad(x))[i], gv[i] + 3.0f);
+    tensor_free(g2);
+    tensor_free(y2);
+    tensor_free(g);
+    tensor_free(y);
+    tensor_free(x);
+}

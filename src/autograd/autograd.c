@@ -146,6 +146,10 @@ static torch_status accumulate(tensor **slot, tensor *g) {
 /* Sums g (owned, consumed) into a leaf's .grad, which the leaf owns exclusively. */
 static torch_status accumulate_leaf(tensor *leaf, tensor *g) {
     torch_status st = TORCH_OK;
+    if (!leaf->grad && tensor_is_exclusive(g) && tensor_is_contiguous(g) && !g->grad_fn) {
+        leaf->grad = g; /* a fresh gradient nobody else sees: take it over instead of copying */
+        return TORCH_OK;
+    }
     if (!leaf->grad) {
         leaf->grad = tensor_clone(g); /* g may alias the caller's gradient or another view */
         if (!leaf->grad) st = torch_last_status();

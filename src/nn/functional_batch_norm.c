@@ -1,26 +1,52 @@
 /* functional_batch_norm.c — nnf_batch_norm: per-channel statistics, the fused forward, its
  * analytic backward (one NativeBatchNormBackward0 node), and the composite teaching reference.
  *
- * Layout: an (N, C, *) input is seen as (N, C, S) with S = prod(*), so channel c owns N runs of S
- * contiguous floats, and M = N * S values. Every per-channel loop below walks those runs in the
- * same fixed order (n outer, s inner) with double accumulators; threads split channels, never a
- * channel, so results are bit-identical whatever the thread count.
+ * Layout: an (N, C, *) input is seen as (N, C, S) with S = prod(*): N * C planes of S contiguous
+ * floats, plane p = n * C + c belonging to channel c. Channel c has M = N * S values.
  *
- * Precision: statistics are two-pass in double (mean, then sum of squared deviations), never
- * E[x^2] - E[x]^2. The element-wise passes also run in double: with mean 1e4 and std 1, float
- * arithmetic on x * scale + shift (or x - mean) would lose ~1e-3 absolute to cancellation, double
- * keeps the result at float32 rounding.
+ * Speed: BatchNorm does a few flops per float, so its cost is memory traffic, and the kernels are
+ * laid out for it. Every pass walks the planes in memory order (the hardware prefetchers serve
+ * that far better than hopping between one channel's planes), split between threads statically.
+ * A reduction pass leaves one partial per plane, a short per-channel step adds them up, an
+ * element-wise pass writes the output with per-channel constants:
+ *   training forward  x -> per-plane sums of d, d^2 -> mean, invstd -> y           x read twice
+ *   eval forward      running statistics -> y                                      x read once
+ *   backward          x, dy -> per-plane sums of dy, dy (x - mean) -> dx           x, dy read twice
+ * The second read of a tensor usually comes from L3 cache. Nothing is zero-filled, nothing is
+ * allocated per element.
+ *
+ * Determinism: the order of every floating-point addition is fixed by the shape alone: lanes
+ * within a plane, then planes in n order within a channel. Which thread reduced a plane never
+ * matters, so results are bit-identical whatever the thread count.
+ *
+ * Precision (float32 data; worst error against a float64 reference ~1e-7 relative):
+ *   - reductions run in double on terms that are exact or nearly so: a float widened to double,
+ *     the difference of two floats (exact in double), its square (exact: at most 50 bits), the
+ *     product of dy and x - mean (two double roundings at most). Mainly the additions round.
+ *   - statistics are shifted: with K the channel's first value and d = x - K,
+ *       mean = K + sum(d) / M,   m2 = sum((x - mean)^2) = sum(d^2) - sum(d)^2 / M.
+ *     K is one of the values, so (K - mean)^2 <= M var and the subtraction loses at most log10(M)
+ *     of double's 16 digits. (E[x^2] - E[x]^2 in float loses all 7 of float's when mean = 1e4, std = 1.)
+ *   - the normalisation y = a (x - mean) + beta runs in float, 8 values per instruction (this pass
+ *     has to keep up with a plain copy), with mean and a each split into two floats and fused
+ *     multiply-adds: ~1.5 float roundings. It subtracts the mean first; the naive x * scale + shift
+ *     cancels ~1e4 against ~1e4 for the input above and loses ~1e-3.
+ *   - dx = a dy + b x + d runs in double: its terms nearly cancel in small channels, where float
+ *     would lose up to ~5e-7.
  */
 #include "batch_norm.h"
 
 #include <math.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "../autograd/ops.h"
 
 /* Below this many input elements the kernels stay on one thread (the fork costs more). */
 #define BN_PARALLEL_MIN 32768
+
+/* Planes shorter than this are reduced channel by channel, without the array of per-plane
+ * partials (which would outweigh the data). The sums are the same either way. */
+#define BN_PLANE_MIN 16
 
 /* What the backward needs besides the saved input and weight. */
 typedef struct bn_ctx {
@@ -28,6 +54,163 @@ typedef struct bn_ctx {
     bool    training; /* batch statistics (true) or constant running statistics (false) */
     double  data[];   /* mean[C], then invstd[C] */
 } bn_ctx;
+
+/* ---- SIMD --------------------------------------------------------------------------------------- */
+
+/* Four doubles in one register (a GCC/Clang vector extension: one AVX register, or a pair of SSE2
+ * registers on a baseline x86-64 build). Arithmetic on them is lane by lane, so the order of the
+ * additions is still the one written in the code. */
+typedef double f64x4 __attribute__((vector_size(32)));
+typedef float f32x4 __attribute__((vector_size(16), aligned(4), may_alias)); /* 4 floats anywhere in memory */
+
+/* LOAD4D(p): floats p[0..3] widened to doubles (exactly); STORE4F(p, v): v rounded to floats in
+ * p[0..3]. GCC 12 converts generic vectors clumsily, so AVX builds name the instructions. */
+#ifdef __AVX__
+#include <immintrin.h>
+#define LOAD4D(p)     _mm256_cvtps_pd(_mm_loadu_ps(p))
+#define STORE4F(p, v) _mm_storeu_ps(p, _mm256_cvtpd_ps(v))
+#else
+#define LOAD4D(p)     __builtin_convertvector(*(const f32x4 *)(p), f64x4)
+#define STORE4F(p, v) (*(f32x4 *)(p) = __builtin_convertvector(v, f32x4))
+#endif
+
+/* MADD4(a, b, c) = a * b + c on f64x4, one instruction (and one rounding) where the CPU has FMA. */
+#ifdef __FMA__
+#define MADD4(a, b, c) _mm256_fmadd_pd(a, b, c)
+#else
+#define MADD4(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* FMAF(a, b, c) = a * b + c on floats, fused where the CPU has FMA (C99's FP_FAST_FMAF; the compiler
+ * vectorises it); a multiply and an add elsewhere, where fmaf would be a slow library call. */
+#ifdef FP_FAST_FMAF
+#define FMAF(a, b, c) fmaf(a, b, c)
+#else
+#define FMAF(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* ---- plane kernels: the inner loops ------------------------------------------------------------ */
+
+/* A plane's two sums, still as 4 lanes each: the lanes are added up once per channel, after its
+ * planes, rather than once per plane. */
+typedef struct bn_partial {
+    f64x4 a, b;
+} bn_partial;
+
+/* sum(d) and sum(d^2) over one plane, d = x - pivot, in double: 16 lanes (4 chains of 4, enough to
+ * hide the adder's latency) folded to 4, then the plane's last S % 16 values into lane 0. d is
+ * computed as x * 1 - pivot: the same number as x - pivot, but on the multiply-add units, which
+ * are otherwise idle here while the adders are the bottleneck. */
+static void plane_moments(const float *restrict x /* (S) */, int64_t S, double pivot, bn_partial *out) {
+    const f64x4 one = {1, 1, 1, 1}, k = {-pivot, -pivot, -pivot, -pivot};
+    f64x4 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};
+    int64_t i = 0;
+    for (; i + 16 <= S; i += 16) {
+        const f64x4 d0 = MADD4(LOAD4D(x + i), one, k), d1 = MADD4(LOAD4D(x + i + 4), one, k);
+        const f64x4 d2 = MADD4(LOAD4D(x + i + 8), one, k), d3 = MADD4(LOAD4D(x + i + 12), one, k);
+        a0 += d0, a1 += d1, a2 += d2, a3 += d3;
+        b0 = MADD4(d0, d0, b0), b1 = MADD4(d1, d1, b1), b2 = MADD4(d2, d2, b2), b3 = MADD4(d3, d3, b3);
+    }
+    out->a = (a0 + a1) + (a2 + a3), out->b = (b0 + b1) + (b2 + b3);
+    for (; i < S; i++) {
+        const double d = (double)x[i] - pivot;
+        out->a[0] += d, out->b[0] += d * d;
+    }
+}
+
+/* sum(dy) and sum(dy * (x - mean)) over one plane, in double, lanes as in plane_moments. */
+static void plane_grad_sums(const float *restrict x /* (S) */, const float *restrict dy /* (S) */, int64_t S,
+                            double mean, bn_partial *out) {
+    const f64x4 one = {1, 1, 1, 1}, k = {-mean, -mean, -mean, -mean};
+    f64x4 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};
+    int64_t i = 0;
+    for (; i + 16 <= S; i += 16) {
+        const f64x4 g0 = LOAD4D(dy + i), g1 = LOAD4D(dy + i + 4), g2 = LOAD4D(dy + i + 8), g3 = LOAD4D(dy + i + 12);
+        a0 += g0, a1 += g1, a2 += g2, a3 += g3;
+        b0 = MADD4(g0, MADD4(LOAD4D(x + i), one, k), b0);
+        b1 = MADD4(g1, MADD4(LOAD4D(x + i + 4), one, k), b1);
+        b2 = MADD4(g2, MADD4(LOAD4D(x + i + 8), one, k), b2);
+        b3 = MADD4(g3, MADD4(LOAD4D(x + i + 12), one, k), b3);
+    }
+    out->a = (a0 + a1) + (a2 + a3), out->b = (b0 + b1) + (b2 + b3);
+    for (; i < S; i++) {
+        out->a[0] += dy[i];
+        out->b[0] += (double)dy[i] * ((double)x[i] - mean);
+    }
+}
+
+/* Which per-plane reduction a channel sum is made of. */
+typedef enum { BN_MOMENTS, BN_GRAD_SUMS } bn_reduction;
+
+/* Channel c's two sums: its planes' partials added in n order, lane by lane, then the lanes. With
+ * part (every plane's partial, computed in parallel beforehand) they are read; without it (short
+ * planes) they are computed here. Same numbers, same order, either way. */
+static void channel_sums(bn_reduction kind, const bn_partial *part /* (N * C) or NULL */, const float *x /* (N, C, S) */,
+                         const float *dy /* (N, C, S) or NULL */, int64_t N, int64_t C, int64_t S, int64_t c,
+                         double shift, double *sum_a, double *sum_b) {
+    f64x4 a = {0}, b = {0};
+    for (int64_t n = 0; n < N; n++) {
+        const int64_t p = n * C + c;
+        bn_partial own;
+        if (!part && kind == BN_MOMENTS) plane_moments(x + p * S, S, shift, &own);
+        if (!part && kind == BN_GRAD_SUMS) plane_grad_sums(x + p * S, dy + p * S, S, shift, &own);
+        const bn_partial *q = part ? &part[p] : &own;
+        a += q->a, b += q->b;
+    }
+    *sum_a = (a[0] + a[1]) + (a[2] + a[3]);
+    *sum_b = (b[0] + b[1]) + (b[2] + b[3]);
+}
+
+/* y = a (x - mean) + beta in float, with mean = mean_hi + mean_lo and a = a_hi + a_lo each split in
+ * two floats: t = x - mean_hi is exact when x is near the mean (Sterbenz's lemma), a * t is formed
+ * without rounding a, and mean_lo's share goes into d. */
+typedef struct bn_normalise {
+    float mean_hi, a_hi, a_lo, d; /* d = beta - a mean_lo */
+} bn_normalise;
+
+static bn_normalise normalise_constants(double mean, double a, double beta) {
+    const float mean_hi = (float)mean, a_hi = (float)a;
+    return (bn_normalise){.mean_hi = mean_hi, .a_hi = a_hi, .a_lo = (float)(a - a_hi),
+                          .d = (float)(beta - a * (mean - mean_hi))};
+}
+
+/* y = a (x - mean) + beta over one plane (a plain loop: the compiler vectorises it). */
+static void plane_normalise(float *restrict y /* (S) */, const float *restrict x /* (S) */, int64_t S,
+                            const bn_normalise *k) {
+    const float mh = k->mean_hi, ah = k->a_hi, al = k->a_lo, d = k->d;
+    for (int64_t i = 0; i < S; i++) {
+        const float t = x[i] - mh;
+        y[i] = FMAF(ah, t, FMAF(al, t, d));
+    }
+}
+
+/* dx = a dy + b x + d in double: b x and d may cancel (mean 1e4), harmless in double. */
+typedef struct bn_dx {
+    double a, b, d;
+} bn_dx;
+
+/* dx = a * dy + (b * x + d) over one plane, 8 values at a time, then the rest. */
+static void plane_dx(float *restrict dx /* (S) */, const float *restrict dy /* (S) */, const float *restrict x /* (S) */,
+                     int64_t S, const bn_dx *k) {
+    const f64x4 a = {k->a, k->a, k->a, k->a}, b = {k->b, k->b, k->b, k->b}, d = {k->d, k->d, k->d, k->d};
+    int64_t i = 0;
+    for (; i + 8 <= S; i += 8) {
+        STORE4F(dx + i, MADD4(LOAD4D(dy + i), a, MADD4(LOAD4D(x + i), b, d)));
+        STORE4F(dx + i + 4, MADD4(LOAD4D(dy + i + 4), a, MADD4(LOAD4D(x + i + 4), b, d)));
+    }
+    for (; i < S; i++) dx[i] = (float)(dy[i] * k->a + (x[i] * k->b + k->d));
+}
+
+/* dx = a * dy over one plane (eval mode, where the statistics are constants). */
+static void plane_scale(float *restrict dx /* (S) */, const float *restrict dy /* (S) */, int64_t S, double a) {
+    const f64x4 a4 = {a, a, a, a};
+    int64_t i = 0;
+    for (; i + 8 <= S; i += 8) {
+        STORE4F(dx + i, LOAD4D(dy + i) * a4);
+        STORE4F(dx + i + 4, LOAD4D(dy + i + 4) * a4);
+    }
+    for (; i < S; i++) dx[i] = (float)(dy[i] * a);
+}
 
 /* ---- checks shared by the fused and the composite versions ------------------------------------ */
 
@@ -65,7 +248,7 @@ static torch_status check_args(const char *fname, const tensor *input, const ten
                            fname);
     if (!training && !running_mean)
         return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: running_mean must be defined in evaluation mode", fname);
-    if (training && input->numel / C == 1) {
+    if (training && input->shape[0] * torch_shape_numel(input->ndim - 2, input->shape + 2) == 1) { /* also for C = 0 */
         char buf[128];
         return torch_error(TORCH_ERR_SHAPE, "%s: Expected more than 1 value per channel when training, got input size %s",
                            fname, torch_shape_str(input->ndim, input->shape, buf, sizeof buf));
@@ -85,48 +268,50 @@ static double vec_get(const tensor *t, int64_t i, double dflt) {
     return t ? (double)tensor_data_f32(t)[i * t->stride[0]] : dflt;
 }
 
-/* ---- forward ------------------------------------------------------------------------------------ */
-
-/* Per channel: mean and sum of squared deviations (two passes, double). */
-static void batch_norm_stats(const float *x /* (N, C, S) */, int64_t N, int64_t C, int64_t S,
-                             double *mean /* (C) */, double *m2 /* (C) */) {
-    const int64_t M = N * S;
-    const bool parallel = N * C * S >= BN_PARALLEL_MIN && C > 1;
-    (void)parallel; /* unused without OpenMP */
-#pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t c = 0; c < C; c++) {
-        double sum = 0;
-        for (int64_t n = 0; n < N; n++) {
-            const float *xp = x + (n * C + c) * S;
-            for (int64_t s = 0; s < S; s++) sum += xp[s];
-        }
-        const double mu = M > 0 ? sum / (double)M : 0.0;
-        double ss = 0;
-        for (int64_t n = 0; n < N; n++) {
-            const float *xp = x + (n * C + c) * S;
-            for (int64_t s = 0; s < S; s++) {
-                const double d = xp[s] - mu;
-                ss += d * d;
-            }
-        }
-        mean[c] = mu;
-        m2[c] = ss;
-    }
+/* One aligned block for a call's scratch: `n_part` per-plane partials first (f64x4 needs 32-byte
+ * alignment), then `rest` bytes. NULL when out of memory. */
+static void *scratch_alloc(size_t n_part, size_t rest) {
+    const size_t bytes = n_part * sizeof(bn_partial) + rest;
+    return aligned_alloc(64, (bytes + 64) / 64 * 64);
 }
 
-/* y = x * scale + shift per channel, with scale = gamma * invstd and shift = beta - mean * scale. */
-static void batch_norm_apply(float *y /* (N, C, S) */, const float *x /* (N, C, S) */, int64_t N, int64_t C,
-                             int64_t S, const double *scale /* (C) */, const double *shift /* (C) */) {
-    const bool parallel = N * C * S >= BN_PARALLEL_MIN && C > 1;
-    (void)parallel;
-#pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t c = 0; c < C; c++) {
-        const double a = scale[c], b = shift[c];
-        for (int64_t n = 0; n < N; n++) {
-            const float *xp = x + (n * C + c) * S;
-            float *yp = y + (n * C + c) * S;
-            for (int64_t s = 0; s < S; s++) yp[s] = (float)(xp[s] * a + b);
+/* ---- forward ------------------------------------------------------------------------------------ */
+
+/* Training: batch statistics from the shifted sums (see the top of the file); eval: the running
+ * ones. Then y = a (x - mean) + beta with a = gamma * invstd. Fills mean, invstd and, in training,
+ * m2 = sum((x - mean)^2) for the running variance. */
+static void batch_norm_forward_kernel(float *y /* (N, C, S) */, const float *x /* (N, C, S) */, int64_t N, int64_t C,
+                                      int64_t S, const tensor *weight /* (C) or NULL */,
+                                      const tensor *bias /* (C) or NULL */, const tensor *running_mean /* (C) */,
+                                      const tensor *running_var /* (C) */, bool training, double eps,
+                                      double *mean /* (C) */, double *invstd /* (C) */, double *m2 /* (C) */,
+                                      bn_partial *part /* (N * C) or NULL */, bn_normalise *k /* (C) */) {
+    const int64_t P = N * C, M = N * S;
+    const bool parallel = P * S >= BN_PARALLEL_MIN;
+    (void)parallel; /* unused without OpenMP */
+#pragma omp parallel if (parallel)
+    {
+        if (training && part) {
+#pragma omp for schedule(static)
+            for (int64_t p = 0; p < P; p++) plane_moments(x + p * S, S, x[(p % C) * S], &part[p]);
         }
+#pragma omp for schedule(static)
+        for (int64_t c = 0; c < C; c++) {
+            if (training) {
+                const double pivot = M > 0 ? x[c * S] : 0.0; /* the channel's first value */
+                double sum_d, sum_d2;
+                channel_sums(BN_MOMENTS, part, x, NULL, N, C, S, c, pivot, &sum_d, &sum_d2);
+                mean[c] = M > 0 ? pivot + sum_d / (double)M : 0.0;
+                m2[c] = M > 0 ? fmax(sum_d2 - sum_d * sum_d / (double)M, 0.0) : 0.0;
+                invstd[c] = inv_std(M > 0 ? m2[c] / (double)M : 0.0, eps);
+            } else {
+                mean[c] = vec_get(running_mean, c, 0.0);
+                invstd[c] = inv_std(vec_get(running_var, c, 1.0), eps);
+            }
+            k[c] = normalise_constants(mean[c], vec_get(weight, c, 1.0) * invstd[c], vec_get(bias, c, 0.0));
+        }
+#pragma omp for schedule(static)
+        for (int64_t p = 0; p < P; p++) plane_normalise(y + p * S, x + p * S, S, &k[p % C]);
     }
 }
 
@@ -147,14 +332,16 @@ tensor *nnf_batch_norm(tensor *input, tensor *running_mean, tensor *running_var,
     const int64_t S = N * C > 0 ? input->numel / (N * C) : torch_shape_numel(input->ndim - 2, input->shape + 2);
     const int64_t M = N * S;
 
-    /* 1. Allocate: a contiguous input, the output, ctx (mean, invstd) and scratch (m2, scale, shift). */
+    /* 1. Allocate: a contiguous input, the output, ctx (mean, invstd) and scratch: per-plane
+     *    partials (training with planes of BN_PLANE_MIN values or more), m2 (C), constants (C). */
     tensor *x = tensor_contiguous(input);
     tensor *y = x ? torch_empty(input->ndim, input->shape) : NULL;
+    const size_t n_part = training && S >= BN_PLANE_MIN ? (size_t)(N * C) : 0;
     bn_ctx *ctx = NULL;
-    double *scratch = NULL;
+    bn_partial *scratch = NULL;
     if (y) {
         ctx = malloc(sizeof *ctx + 2 * (size_t)C * sizeof(double));
-        scratch = malloc(3 * (size_t)C * sizeof(double) + 1);
+        scratch = scratch_alloc(n_part, (size_t)C * (sizeof(double) + sizeof(bn_normalise)));
         if (!ctx || !scratch) torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", fname);
     }
     if (!ctx || !scratch) {
@@ -165,25 +352,12 @@ tensor *nnf_batch_norm(tensor *input, tensor *running_mean, tensor *running_var,
         return NULL;
     }
     *ctx = (bn_ctx){.N = N, .C = C, .S = S, .training = training};
-    double *mean = ctx->data, *invstd = ctx->data + C;
-    double *m2 = scratch, *scale = scratch + C, *shift = scratch + 2 * C;
-    const float *xd = tensor_data_f32(x);
+    double *mean = ctx->data, *invstd = ctx->data + C, *m2 = (double *)(scratch + n_part);
+    bn_normalise *k = (bn_normalise *)(m2 + C);
 
-    /* 2. Compute: the batch statistics or the running ones, then y = x * scale + shift. */
-    if (training) {
-        batch_norm_stats(xd, N, C, S, mean, m2);
-        for (int64_t c = 0; c < C; c++) invstd[c] = inv_std(M > 0 ? m2[c] / (double)M : 0.0, eps);
-    } else {
-        for (int64_t c = 0; c < C; c++) {
-            mean[c] = vec_get(running_mean, c, 0.0);
-            invstd[c] = inv_std(vec_get(running_var, c, 1.0), eps);
-        }
-    }
-    for (int64_t c = 0; c < C; c++) {
-        scale[c] = vec_get(weight, c, 1.0) * invstd[c];
-        shift[c] = vec_get(bias, c, 0.0) - mean[c] * scale[c];
-    }
-    batch_norm_apply(tensor_data_f32(y), xd, N, C, S, scale, shift);
+    /* 2. Compute: the batch statistics or the running ones, and y. */
+    batch_norm_forward_kernel(tensor_data_f32(y), tensor_data_f32(x), N, C, S, weight, bias, running_mean, running_var,
+                              training, eps, mean, invstd, m2, n_part ? scratch : NULL, k);
 
     /* 3. Record the node: the last step that can fail. */
     tensor *inputs[3] = {input, weight, bias};
@@ -237,47 +411,46 @@ tensor *nnf_batch_norm(tensor *input, tensor *running_mean, tensor *running_var,
  * Eval: mean and invstd come from the running statistics, constants here:
  *   dx_j = dy_j * gamma * invstd
  *
- * So: one pass per channel for the two sums (double), a second for dx. xhat is recomputed from
- * the saved mean and invstd rather than stored (llm.c's trade: C doubles instead of N*C*S floats).
+ * So, with x - mean recomputed from the saved mean (llm.c's trade: C doubles kept instead of
+ * N*C*S floats) and k = gamma * invstd, two passes over the planes:
+ *   1. per plane, in double: sum(dy) and sum(dy (x - mean)), added per channel in n order;
+ *        dbeta = sum(dy),  dgamma = invstd * sum(dy (x - mean))
+ *   2. per plane: dx_j = k dy_j + b (x_j - mean) + d = k dy_j + b x_j + (d - b mean), with
+ *        b = -k invstd dgamma / M,  d = -k dbeta / M
+ *      (eval: dx_j = k dy_j, and pass 1 only runs when dgamma or dbeta is wanted).
  * The driver accumulates the returned gradients into .grad (+=). */
 static void batch_norm_backward_kernel(float *dx /* (N, C, S) or NULL */, double *dgamma /* (C) or NULL */,
                                        double *dbeta /* (C) or NULL */, const float *dy /* (N, C, S) */,
                                        const float *x /* (N, C, S) */, const tensor *weight /* (C) or NULL */,
-                                       const bn_ctx *ctx) {
-    const int64_t N = ctx->N, C = ctx->C, S = ctx->S, M = N * S;
+                                       const bn_ctx *ctx, bn_partial *part /* (N * C) or NULL */,
+                                       bn_dx *k /* (C) */) {
+    const int64_t N = ctx->N, C = ctx->C, S = ctx->S, P = N * C, M = N * S;
     const double *mean = ctx->data, *invstd = ctx->data + C;
-    const bool parallel = N * C * S >= BN_PARALLEL_MIN && C > 1;
+    const bool training = ctx->training, need_sums = dgamma || dbeta || (dx && training);
+    const bool parallel = P * S >= BN_PARALLEL_MIN;
     (void)parallel;
-#pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t c = 0; c < C; c++) {
-        const double mu = mean[c], is = invstd[c], gamma = vec_get(weight, c, 1.0);
-        double sum_dy = 0, sum_dy_xhat = 0;
-        if (dgamma || dbeta || (dx && ctx->training)) {
-            for (int64_t n = 0; n < N; n++) {
-                const float *xp = x + (n * C + c) * S, *gp = dy + (n * C + c) * S;
-                for (int64_t s = 0; s < S; s++) {
-                    sum_dy += gp[s];
-                    sum_dy_xhat += gp[s] * ((xp[s] - mu) * is);
-                }
-            }
+#pragma omp parallel if (parallel)
+    {
+        if (need_sums && part) {
+#pragma omp for schedule(static)
+            for (int64_t p = 0; p < P; p++) plane_grad_sums(x + p * S, dy + p * S, S, mean[p % C], &part[p]);
         }
-        if (dbeta) dbeta[c] = sum_dy;
-        if (dgamma) dgamma[c] = sum_dy_xhat;
-        if (!dx) continue;
-        const double k = gamma * is;
-        if (ctx->training && M > 0) {
-            const double mean_dy = sum_dy / (double)M, mean_dy_xhat = sum_dy_xhat / (double)M;
-            for (int64_t n = 0; n < N; n++) {
-                const float *xp = x + (n * C + c) * S, *gp = dy + (n * C + c) * S;
-                float *op = dx + (n * C + c) * S;
-                for (int64_t s = 0; s < S; s++)
-                    op[s] = (float)(k * (gp[s] - mean_dy - (xp[s] - mu) * is * mean_dy_xhat));
-            }
-        } else {
-            for (int64_t n = 0; n < N; n++) {
-                const float *gp = dy + (n * C + c) * S;
-                float *op = dx + (n * C + c) * S;
-                for (int64_t s = 0; s < S; s++) op[s] = (float)(k * gp[s]);
+#pragma omp for schedule(static)
+        for (int64_t c = 0; c < C; c++) {
+            double sum_dy = 0, sum_dy_xc = 0;
+            if (need_sums) channel_sums(BN_GRAD_SUMS, part, x, dy, N, C, S, c, mean[c], &sum_dy, &sum_dy_xc);
+            const double is = invstd[c], gk = vec_get(weight, c, 1.0) * is, dg = sum_dy_xc * is;
+            if (dbeta) dbeta[c] = sum_dy;
+            if (dgamma) dgamma[c] = dg;
+            const double b = training && M > 0 ? -gk * is * dg / (double)M : 0.0;
+            const double d = training && M > 0 ? -gk * sum_dy / (double)M : 0.0;
+            k[c] = (bn_dx){.a = gk, .b = b, .d = d - b * mean[c]};
+        }
+        if (dx) {
+#pragma omp for schedule(static)
+            for (int64_t p = 0; p < P; p++) {
+                if (training) plane_dx(dx + p * S, dy + p * S, x + p * S, S, &k[p % C]);
+                else plane_scale(dx + p * S, dy + p * S, S, k[p % C].a);
             }
         }
     }
@@ -298,22 +471,26 @@ static torch_status batch_norm_backward(ag_node *node, const tensor *grad_output
     const int64_t C = ctx->C;
     const bool need_dx = ag_node_needs_grad(node, 0), need_dw = ag_node_needs_grad(node, 1),
                need_db = ag_node_needs_grad(node, 2);
+    const bool need_sums = need_dw || need_db || (need_dx && ctx->training);
+    const size_t n_part = need_sums && ctx->S >= BN_PLANE_MIN ? (size_t)(ctx->N * C) : 0;
     tensor *dy = tensor_contiguous(grad_output), *dx = NULL;
-    double *sums = NULL; /* dgamma[C], then dbeta[C] */
+    bn_partial *scratch = NULL; /* per-plane partials (n_part), dgamma (C), dbeta (C), constants (C) */
     torch_status st = dy ? TORCH_OK : torch_last_status();
     if (st == TORCH_OK && need_dx && !(dx = torch_empty(x->ndim, x->shape))) st = torch_last_status();
-    if (st == TORCH_OK && !(sums = malloc(2 * (size_t)C * sizeof(double) + 1)))
+    if (st == TORCH_OK && !(scratch = scratch_alloc(n_part, (size_t)C * (2 * sizeof(double) + sizeof(bn_dx)))))
         st = torch_error(TORCH_ERR_OUT_OF_MEMORY, "NativeBatchNormBackward0: out of memory");
     if (st != TORCH_OK) {
         tensor_free(dx);
         tensor_free(dy);
         return st;
     }
+    double *sums = (double *)(scratch + n_part);
     double *dgamma = need_dw ? sums : NULL, *dbeta = need_db ? sums + C : NULL;
+    bn_dx *k = (bn_dx *)(sums + 2 * C);
     batch_norm_backward_kernel(dx ? tensor_data_f32(dx) : NULL, dgamma, dbeta, tensor_data_f32(dy),
-                               tensor_data_f32(x), weight, ctx);
+                               tensor_data_f32(x), weight, ctx, n_part ? scratch : NULL, k);
     tensor *dw = need_dw ? vector_from(dgamma, C) : NULL, *db = need_db ? vector_from(dbeta, C) : NULL;
-    free(sums);
+    free(scratch);
     tensor_free(dy);
     if ((need_dw && !dw) || (need_db && !db)) {
         tensor_free(dx);

@@ -392,6 +392,8 @@ bool tensor_is_contiguous(const tensor *t) {
     return true;
 }
 
+bool tensor_is_exclusive(const tensor *t) { return t->refcount == 1 && t->storage->refcount == 1; }
+
 bool tensor_same_shape(const tensor *a, const tensor *b) {
     if (a->ndim != b->ndim) return false;
     for (int i = 0; i < a->ndim; i++)

@@ -120,6 +120,9 @@ double   tensor_item(const tensor *t);
 double   tensor_get(const tensor *t, const int64_t *index);
 
 bool     tensor_is_contiguous(const tensor *t);
+/* true when t holds the only reference to itself and to its storage: writing it in place or
+ * taking it over cannot be seen through any other tensor. */
+bool     tensor_is_exclusive(const tensor *t);
 bool     tensor_same_shape(const tensor *a, const tensor *b);
 /* Size of dim (negative counts from the end), -1 if out of range. */
 int64_t  tensor_size(const tensor *t, int dim);
