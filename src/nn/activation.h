@@ -14,7 +14,8 @@
 
 /* ---- ReLU ----------------------------------------------------------------------------------- */
 
-/* max(x, 0), torch.nn.functional.relu; the same as torch_relu (gradient 0 at x = 0). */
+/* max(x, 0), torch.nn.functional.relu, with ATen's edge cases: relu(-0) = -0, NaN stays NaN and
+ * passes its gradient, gradient 0 where the output is <= 0. One pass each way, no mask tensor. */
 tensor *nnf_relu(tensor *input);
 
 /* ReLU(): applies nnf_relu. */

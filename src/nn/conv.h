@@ -1,5 +1,8 @@
-/* conv.h — 2-D convolution: the functional nnf_conv2d (forward and backward through im2col and
- * OpenBLAS sgemm) and the Conv2d module (torch.nn.Conv2d, R torch's nn_conv2d).
+/* conv.h — 2-D convolution: the functional nnf_conv2d and the Conv2d module (torch.nn.Conv2d,
+ * R torch's nn_conv2d). Forward and backward pick a kernel from the shapes alone: direct loops
+ * for short reductions (C_in*kH*kW <= 32, e.g. a first layer on grey images), Winograd F(2x2, 3x3)
+ * for 3x3 stride-1 convolutions, else im2col + torch_sgemm; the choice never depends on the
+ * thread count, and neither do the numbers.
  *
  * Ownership (as in tensor.h and module.h):
  *   - nnf_conv2d and nn_module_forward return a new tensor reference owned by the caller, or NULL

@@ -171,6 +171,181 @@ static void max_pool_backward_kernel(const pool_geom *g, const float *dy /* (pla
     }
 }
 
+/* ---- max pool 2x2, stride 2 ---------------------------------------------------------------------
+ * The pool of nearly every CNN gets its own kernels. The window of output (oh, ow) is
+ *   a = x[2oh, 2ow], b = x[2oh, 2ow+1], c = x[2oh+1, 2ow], d = x[2oh+1, 2ow+1]
+ * scanned in that order with the generic kernel's rule (a later tap wins if strictly greater or
+ * NaN), so values and argmax agree with it and with ATen. The graph keeps the argmax as one byte
+ * per output (its tap number 0..3: an eighth of int64 indices), and the backward writes every
+ * element of dx once (dy at the argmax, 0 elsewhere) instead of zero-filling dx and scattering. */
+
+/* k 2, stride 2, no padding, no dilation, and an output of exactly floor(H/2) x floor(W/2)
+ * (ceil_mode adds a partial window when H or W is odd: the generic kernel handles that). */
+static bool max_pool_is_2x2(const pool_geom *g) {
+    return g->KH == 2 && g->KW == 2 && g->SH == 2 && g->SW == 2 && g->PH == 0 && g->PW == 0 && g->DH == 1 &&
+           g->DW == 1 && g->OH == g->H / 2 && g->OW == g->W / 2;
+}
+
+/* GCC/clang vector extensions (portable: lowered to SSE without AVX); aligned(4) for unaligned
+ * loads and stores through them. */
+typedef float   f32x8 __attribute__((vector_size(32), aligned(4), may_alias));
+typedef int32_t i32x8 __attribute__((vector_size(32), aligned(4), may_alias));
+typedef uint8_t u8x32 __attribute__((vector_size(32), aligned(1), may_alias));
+typedef uint8_t u8x8 __attribute__((vector_size(8), aligned(1), may_alias));
+
+/* Planes per parallel task: a fixed split, so that which thread writes what depends on the
+ * shapes only (the row kernels below may spill junk into the next row of their own task). */
+#define POOL_PLANE_BLOCK 16
+
+/* Outputs ow .. ow+7 of one row from 16 floats of each of its two input rows: r0 = x[2oh] + 2ow,
+ * r1 = x[2oh+1] + 2ow. Even elements are taps a, c; odd ones b, d. */
+static inline void max_pool_2x2_block8(const float *r0, const float *r1, float *y /* (8) */,
+                                       uint8_t *tap /* (8) or NULL */) {
+    f32x8 l0 = *(const f32x8 *)r0, h0 = *(const f32x8 *)(r0 + 8);
+    f32x8 l1 = *(const f32x8 *)r1, h1 = *(const f32x8 *)(r1 + 8);
+    f32x8 tv[3] = {__builtin_shufflevector(l0, h0, 1, 3, 5, 7, 9, 11, 13, 15),
+                   __builtin_shufflevector(l1, h1, 0, 2, 4, 6, 8, 10, 12, 14),
+                   __builtin_shufflevector(l1, h1, 1, 3, 5, 7, 9, 11, 13, 15)};
+    i32x8 m = (i32x8)__builtin_shufflevector(l0, h0, 0, 2, 4, 6, 8, 10, 12, 14), k = {0};
+    for (int j = 0; j < 3; j++) {
+        f32x8 v = tv[j];
+        i32x8 take = ((f32x8)m < v) | (v != v); /* all ones where tap j+1 wins */
+        m = (m & ~take) | ((i32x8)v & take);
+        k = (k & ~take) | ((j + 1) & take);
+    }
+    *(f32x8 *)y = (f32x8)m;
+    if (tap) {
+        u8x32 kb = (u8x32)k; /* the low byte of each lane (little-endian) */
+        *(u8x8 *)tap = __builtin_shufflevector(kb, kb, 0, 4, 8, 12, 16, 20, 24, 28);
+    }
+}
+
+/* One output row: blocks of 8, then the last 1-7 outputs. Those are computed as a block of 8
+ * too, reading past the row (inside x, checked against xend) and, when spill is true, writing
+ * past it: the junk lands in the next row of the same task, which is written afterwards. */
+static void max_pool_2x2_row(int64_t OW, const float *r0, const float *r1, float *y /* (OW) */,
+                             uint8_t *tap /* (OW) or NULL */, bool spill, const float *xend) {
+    int64_t ow = 0;
+    for (; ow + 8 <= OW; ow += 8) max_pool_2x2_block8(r0 + 2 * ow, r1 + 2 * ow, y + ow, tap ? tap + ow : NULL);
+    if (ow == OW) return;
+    const size_t n = (size_t)(OW - ow);
+    float b0[16] = {0}, b1[16] = {0}, yb[8];
+    uint8_t tb[8];
+    const float *s0 = r0 + 2 * ow, *s1 = r1 + 2 * ow;
+    if (s1 + 16 > xend) { /* the end of x: no reading past it (rare) */
+        memcpy(b0, s0, 2 * n * sizeof(float));
+        memcpy(b1, s1, 2 * n * sizeof(float));
+        s0 = b0, s1 = b1;
+    }
+    if (spill) {
+        max_pool_2x2_block8(s0, s1, y + ow, tap ? tap + ow : NULL);
+        return;
+    }
+    max_pool_2x2_block8(s0, s1, yb, tb);
+    memcpy(y + ow, yb, n * sizeof(float));
+    if (tap) memcpy(tap + ow, tb, n);
+}
+
+/* y[oh, ow] = max of the window, tap[oh, ow] = its argmax (0..3), when tap is not NULL. */
+static void max_pool_2x2_forward(const pool_geom *g, const float *x /* (planes, H, W) */,
+                                 float *y /* (planes, OH, OW) */, uint8_t *tap /* (planes, OH, OW) or NULL */) {
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;
+    const int64_t blocks = (g->planes + POOL_PLANE_BLOCK - 1) / POOL_PLANE_BLOCK;
+    const float *xend = x + g->planes * H * W;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (blocks > 1 && g->planes * H * W > 65536)
+#endif
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const int64_t p0 = blk * POOL_PLANE_BLOCK, p1 = p0 + POOL_PLANE_BLOCK < g->planes ? p0 + POOL_PLANE_BLOCK : g->planes;
+        for (int64_t pl = p0; pl < p1; pl++)
+            for (int64_t oh = 0; oh < OH; oh++) {
+                const float *r0 = x + (pl * H + 2 * oh) * W;
+                int64_t o = (pl * OH + oh) * OW;
+                /* spill: the 8-output block at the row's end stays inside the task's outputs */
+                bool spill = o + OW / 8 * 8 + 8 <= p1 * OH * OW;
+                max_pool_2x2_row(OW, r0, r0 + W, y + o, tap ? tap + o : NULL, spill, xend);
+            }
+    }
+}
+
+/* PyTorch's int64 indices (h * W + w in each plane) from the taps. */
+static void max_pool_2x2_indices(const pool_geom *g, const uint8_t *tap /* (planes, OH, OW) */,
+                                 int64_t *idx /* (planes, OH, OW) */) {
+    for (int64_t pl = 0; pl < g->planes; pl++)
+        for (int64_t oh = 0; oh < g->OH; oh++)
+            for (int64_t ow = 0; ow < g->OW; ow++) {
+                int64_t o = (pl * g->OH + oh) * g->OW + ow, k = tap[o];
+                idx[o] = (2 * oh + (k >> 1)) * g->W + 2 * ow + (k & 1);
+            }
+}
+
+/* dx rows 2oh, 2oh+1 at columns 2ow .. 2ow+15 (d0, d1) from dy and the taps of outputs ow .. ow+7:
+ * dy where the tap is the argmax, +0 elsewhere. 0 + dy, not dy, so that a -0 gradient gives +0
+ * as the generic kernel's (and ATen's) accumulation into zeros does. */
+static inline void max_pool_2x2_unblock8(const float *dy /* (8) */, const uint8_t *tap /* (8) */,
+                                         float *d0 /* (16) */, float *d1 /* (16) */) {
+    i32x8 v = (i32x8)(*(const f32x8 *)dy + 0.0f), k = __builtin_convertvector(*(const u8x8 *)tap, i32x8);
+    f32x8 a = (f32x8)(v & (k == 0)), b = (f32x8)(v & (k == 1)), c = (f32x8)(v & (k == 2)), d = (f32x8)(v & (k == 3));
+    *(f32x8 *)d0 = __builtin_shufflevector(a, b, 0, 8, 1, 9, 2, 10, 3, 11);
+    *(f32x8 *)(d0 + 8) = __builtin_shufflevector(a, b, 4, 12, 5, 13, 6, 14, 7, 15);
+    *(f32x8 *)d1 = __builtin_shufflevector(c, d, 0, 8, 1, 9, 2, 10, 3, 11);
+    *(f32x8 *)(d1 + 8) = __builtin_shufflevector(c, d, 4, 12, 5, 13, 6, 14, 7, 15);
+}
+
+/* One output row's two dx rows: the last 1-7 outputs first, as a block of 8 reading past the
+ * row (dy and the taps have room: see tap_buffer) and, when spill is true, writing past it
+ * (into d1, rewritten next, and into the next row pair of the task); then the full blocks. */
+static void max_pool_2x2_backward_row(int64_t OW, const float *dy /* (OW) */, const uint8_t *tap /* (OW) */,
+                                      float *d0 /* (2 OW) */, float *d1 /* (2 OW) */, bool spill,
+                                      const float *dyend) {
+    const int64_t full = OW / 8 * 8;
+    if (full < OW) {
+        const size_t n = (size_t)(OW - full);
+        float gb[8] = {0}, b0[16], b1[16];
+        const float *g = dy + full;
+        if (g + 8 > dyend) { /* the end of dy (rare) */
+            memcpy(gb, g, n * sizeof(float));
+            g = gb;
+        }
+        if (spill) {
+            max_pool_2x2_unblock8(g, tap + full, d0 + 2 * full, d1 + 2 * full);
+        } else {
+            max_pool_2x2_unblock8(g, tap + full, b0, b1);
+            memcpy(d0 + 2 * full, b0, 2 * n * sizeof(float));
+            memcpy(d1 + 2 * full, b1, 2 * n * sizeof(float));
+        }
+    }
+    for (int64_t ow = 0; ow < full; ow += 8) max_pool_2x2_unblock8(dy + ow, tap + ow, d0 + 2 * ow, d1 + 2 * ow);
+}
+
+/* dx[2oh + k/2, 2ow + k%2] = dy[oh, ow] for the argmax tap k, 0 elsewhere, including the row and
+ * column no window covers when H or W is odd: every element written once, no zero-fill. */
+static void max_pool_2x2_backward(const pool_geom *g, const float *dy /* (planes, OH, OW) */,
+                                  const uint8_t *tap /* (planes, OH, OW), readable 8 bytes past the end */,
+                                  float *dx /* (planes, H, W) */) {
+    const int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;
+    const int64_t blocks = (g->planes + POOL_PLANE_BLOCK - 1) / POOL_PLANE_BLOCK;
+    const float *dyend = dy + g->planes * OH * OW;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (blocks > 1 && g->planes * H * W > 65536)
+#endif
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const int64_t p0 = blk * POOL_PLANE_BLOCK, p1 = p0 + POOL_PLANE_BLOCK < g->planes ? p0 + POOL_PLANE_BLOCK : g->planes;
+        for (int64_t pl = p0; pl < p1; pl++) {
+            float *dxp = dx + pl * H * W;
+            for (int64_t oh = 0; oh < OH; oh++) {
+                float *d0 = dxp + 2 * oh * W, *d1 = d0 + W;
+                int64_t o = (pl * OH + oh) * OW;
+                /* spill: the 16 floats written from d1 at the row's end stay inside the task's dx */
+                bool spill = (d1 - dx) + 2 * (OW / 8 * 8) + 16 <= p1 * H * W;
+                max_pool_2x2_backward_row(OW, dy + o, tap + o, d0, d1, spill, dyend);
+                if (W & 1) d0[W - 1] = d1[W - 1] = 0.0f;
+            }
+            if (H & 1) memset(dxp + (H - 1) * W, 0, (size_t)W * sizeof *dxp);
+        }
+    }
+}
+
 static void geom_from_node_planes(const ag_node *node, pool_geom *g) {
     const ag_edge *e = &node->inputs[0];
     g->H = e->shape[e->ndim - 2];
@@ -180,19 +355,25 @@ static void geom_from_node_planes(const ag_node *node, pool_geom *g) {
     g->planes = torch_shape_numel(e->ndim - 2, e->shape);
 }
 
-/* saved[0] = indices (int64, the output's shape). */
+/* saved[0] = int64 indices (the output's shape), or, when ints[0] = 1 (the 2x2 kernels), the
+ * argmax taps: one byte per output in the storage of an int64 tensor (see tap_buffer). */
 static torch_status max_pool2d_backward(ag_node *node, const tensor *grad_output, tensor **grad_inputs) {
     pool_geom g = {0};
     geom_from_node_planes(node, &g);
     g.KH = g.KW = 1; /* only for POOL_PARALLEL's work estimate */
+    const bool taps = node->ints[0] == 1;
     const ag_edge *e = &node->inputs[0];
     tensor *dy = tensor_contiguous(grad_output);
-    tensor *dx = torch_zeros(e->ndim, e->shape);
+    tensor *dx = taps ? torch_empty(e->ndim, e->shape) : torch_zeros(e->ndim, e->shape); /* taps write all of dx */
     if (!dy || !dx) {
         tensor_free(dy), tensor_free(dx);
         return torch_last_status();
     }
-    max_pool_backward_kernel(&g, tensor_data_f32(dy), tensor_data_i64(node->saved[0]), tensor_data_f32(dx));
+    if (taps)
+        max_pool_2x2_backward(&g, tensor_data_f32(dy), (const uint8_t *)tensor_data_i64(node->saved[0]),
+                              tensor_data_f32(dx));
+    else
+        max_pool_backward_kernel(&g, tensor_data_f32(dy), tensor_data_i64(node->saved[0]), tensor_data_f32(dx));
     tensor_free(dy);
     grad_inputs[0] = dx;
     return TORCH_OK;
@@ -201,6 +382,15 @@ static torch_status max_pool2d_backward(ag_node *node, const tensor *grad_output
 static const ag_function max_pool2d_function = {.name = "MaxPool2DWithIndicesBackward0",
                                                 .backward = max_pool2d_backward};
 
+/* n bytes in the storage of an int64 tensor, so that a graph node can own them, plus 8 zero
+ * bytes that the kernels may read past the end. */
+static tensor *tap_buffer(int64_t n) {
+    int64_t words = (n + 7) / 8 + 1;
+    tensor *t = torch_empty_dtype(TORCH_INT64, 1, &words);
+    if (t) memset((uint8_t *)tensor_data_i64(t) + n, 0, (size_t)(8 * words - n));
+    return t;
+}
+
 static tensor *max_pool2d_impl(const char *fname, tensor *input, const nn_max_pool2d_options *o, tensor **indices) {
     pool_geom g;
     int64_t stride[2];
@@ -208,22 +398,32 @@ static tensor *max_pool2d_impl(const char *fname, tensor *input, const nn_max_po
     if (indices) *indices = NULL;
     if (pool_check(fname, input, o->kernel_size, stride, o->padding, o->dilation, o->ceil_mode, &g) != TORCH_OK)
         return NULL;
+    const bool fast = max_pool_is_2x2(&g), record = ag_should_record(1, &input);
     tensor *xc = tensor_contiguous(input);
     tensor *y = pool_output(input, g.OH, g.OW, TORCH_FLOAT32);
-    tensor *idx = pool_output(input, g.OH, g.OW, TORCH_INT64);
-    if (!xc || !y || !idx) {
-        tensor_free(xc), tensor_free(y), tensor_free(idx);
+    tensor *idx = !fast || indices ? pool_output(input, g.OH, g.OW, TORCH_INT64) : NULL;
+    tensor *taps = fast && (record || indices) ? tap_buffer(y ? y->numel : 0) : NULL;
+    if (!xc || !y || ((!fast || indices) && !idx) || (fast && (record || indices) && !taps)) {
+        tensor_free(xc), tensor_free(y), tensor_free(idx), tensor_free(taps);
         return NULL;
     }
-    max_pool_forward_kernel(&g, tensor_data_f32(xc), tensor_data_f32(y), tensor_data_i64(idx));
+    uint8_t *tp = taps ? (uint8_t *)tensor_data_i64(taps) : NULL;
+    if (fast) {
+        max_pool_2x2_forward(&g, tensor_data_f32(xc), tensor_data_f32(y), tp);
+        if (idx) max_pool_2x2_indices(&g, tp, tensor_data_i64(idx));
+    } else {
+        max_pool_forward_kernel(&g, tensor_data_f32(xc), tensor_data_f32(y), tensor_data_i64(idx));
+    }
     tensor_free(xc);
-    if (ag_should_record(1, &input)) {
+    if (record) {
         ag_node *node = ag_record(&max_pool2d_function, y, 1, &input);
-        if (!node || ag_node_save(node, 0, idx) != TORCH_OK) {
-            tensor_free(y), tensor_free(idx);
+        if (!node || ag_node_save(node, 0, fast ? taps : idx) != TORCH_OK) {
+            tensor_free(y), tensor_free(idx), tensor_free(taps);
             return NULL;
         }
+        node->ints[0] = fast;
     }
+    tensor_free(taps);
     if (indices) *indices = idx;
     else tensor_free(idx);
     return y;

@@ -110,11 +110,14 @@ void torch_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, co
         return;
     }
     torch_blas_single_thread();
-    /* Blocks of 64 rows when C is tall, else of 256 columns: sizes depend on the shapes only. */
+    /* Blocks of 64 rows when C is tall, else of 256 columns: sizes depend on the shapes only.
+     * Threads share them only above about 4M multiply-adds (0.05-0.1 ms on one core): below that
+     * a parallel region costs as much as it saves, and far more when the cores are shared with
+     * other processes (a descheduled thread stalls the region), e.g. a Linear layer's 64x10x3136. */
     const bool by_rows = M > N;
     const int64_t bs = by_rows ? 64 : 256, len = by_rows ? M : N, blocks = (len + bs - 1) / bs;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (blocks > 1 && M * N * K > 32768)
+#pragma omp parallel for schedule(static) if (blocks > 1 && M * N * K >= ((int64_t)1 << 22))
 #endif
     for (int64_t k = 0; k < blocks; k++) {
         int64_t o = k * bs, n = len - o < bs ? len - o : bs;
