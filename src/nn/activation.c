@@ -8,17 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Allocates a module whose type has no state beyond the base. */
-static void *module_alloc(size_t size, const nn_module_ops *ops) {
-    nn_module *m = calloc(1, size);
-    if (!m) {
-        torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", ops->type_name);
-        return NULL;
-    }
-    nn_module_init(m, ops);
-    return m;
-}
-
 /* ---- ReLU ----------------------------------------------------------------------------------- */
 
 /* Element-wise kernels run in fixed chunks shared by the threads (no reduction: any split gives
@@ -118,7 +107,7 @@ static tensor *relu_forward(nn_module *self, tensor *input) {
 
 static const nn_module_ops relu_ops = {.type_name = "ReLU", .forward = relu_forward};
 
-nn_module *nn_relu(void) { return module_alloc(sizeof(nn_module), &relu_ops); }
+nn_module *nn_relu(void) { return nn_module_alloc(sizeof(nn_module), &relu_ops); }
 
 /* ---- Dropout ------------------------------------------------------------------------------------ */
 
@@ -217,7 +206,7 @@ nn_module *nn_dropout(double p, torch_generator *gen) {
         torch_error(TORCH_ERR_INVALID_ARGUMENT, "Dropout: dropout probability has to be between 0 and 1, but got %g", p);
         return NULL;
     }
-    nn_dropout_module *m = module_alloc(sizeof *m, &dropout_ops);
+    nn_dropout_module *m = nn_module_alloc(sizeof *m, &dropout_ops);
     if (!m) return NULL;
     m->p = p;
     m->generator = gen;
@@ -242,7 +231,7 @@ static const nn_module_ops flatten_ops = {
     .type_name = "Flatten", .forward = flatten_forward, .extra_repr = flatten_extra_repr};
 
 nn_module *nn_flatten(int start_dim, int end_dim) {
-    nn_flatten_module *m = module_alloc(sizeof *m, &flatten_ops);
+    nn_flatten_module *m = nn_module_alloc(sizeof *m, &flatten_ops);
     if (!m) return NULL;
     m->start_dim = start_dim;
     m->end_dim = end_dim;

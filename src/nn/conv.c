@@ -1115,12 +1115,8 @@ nn_module *nn_conv2d(nn_conv2d_options o) {
                     (long long)o.padding[0], (long long)o.padding[1]);
         return NULL;
     }
-    nn_conv2d_module *m = calloc(1, sizeof *m);
-    if (!m) {
-        torch_error(TORCH_ERR_OUT_OF_MEMORY, "Conv2d: out of memory");
-        return NULL;
-    }
-    nn_module_init(&m->base, &conv2d_ops);
+    nn_conv2d_module *m = nn_module_alloc(sizeof *m, &conv2d_ops);
+    if (!m) return NULL;
     torch_generator *gen = o.generator;
     o.generator = NULL;
     m->options = o;

@@ -164,12 +164,8 @@ nn_module *nn_linear(int64_t in_features, int64_t out_features, bool bias, torch
                     (long long)(in_features <= 0 ? in_features : out_features));
         return NULL;
     }
-    nn_linear_module *m = calloc(1, sizeof *m);
-    if (!m) {
-        torch_error(TORCH_ERR_OUT_OF_MEMORY, "Linear: out of memory");
-        return NULL;
-    }
-    nn_module_init(&m->base, &linear_ops);
+    nn_linear_module *m = nn_module_alloc(sizeof *m, &linear_ops);
+    if (!m) return NULL;
     m->in_features = in_features;
     m->out_features = out_features;
     int64_t wshape[2] = {out_features, in_features};

@@ -62,6 +62,17 @@ void nn_module_init(nn_module *m, const nn_module_ops *ops) {
     m->children = NULL;
 }
 
+void *nn_module_alloc(size_t size, const nn_module_ops *ops) {
+    TORCH_ASSERT(size >= sizeof(nn_module));
+    nn_module *m = calloc(1, size);
+    if (!m) {
+        torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", ops->type_name);
+        return NULL;
+    }
+    nn_module_init(m, ops);
+    return m;
+}
+
 void nn_module_free(nn_module *m) {
     if (!m) return;
     for (ptrdiff_t i = 0; i < arrlen(m->children); i++) {

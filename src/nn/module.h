@@ -120,6 +120,9 @@ torch_status nn_module_load_state_dict(nn_module *m, const nn_tensor_dict *d, bo
 
 /* Initialises the embedded base of a freshly calloc'ed module. */
 void nn_module_init(nn_module *m, const nn_module_ops *ops);
+/* calloc(size) + nn_module_init: a zeroed module of a type whose struct embeds the base first.
+ * NULL with "<TypeName>: out of memory" on failure. */
+void *nn_module_alloc(size_t size, const nn_module_ops *ops);
 
 /* Register; see the ownership and name rules at the top. Parameters get requires_grad = true. */
 tensor    *nn_module_register_parameter(nn_module *m, const char *name, tensor *value);

@@ -688,12 +688,8 @@ nn_module *nn_max_pool2d(nn_max_pool2d_options options) {
     if (pool_check_params("MaxPool2d", options.kernel_size, options.stride, options.padding, options.dilation) !=
         TORCH_OK)
         return NULL;
-    nn_max_pool2d_module *m = calloc(1, sizeof *m);
-    if (!m) {
-        torch_error(TORCH_ERR_OUT_OF_MEMORY, "MaxPool2d: out of memory");
-        return NULL;
-    }
-    nn_module_init(&m->base, &max_pool2d_ops);
+    nn_max_pool2d_module *m = nn_module_alloc(sizeof *m, &max_pool2d_ops);
+    if (!m) return NULL;
     m->options = options;
     return &m->base;
 }
@@ -724,12 +720,8 @@ nn_module *nn_avg_pool2d(nn_avg_pool2d_options options) {
     resolve_stride(options.stride, options.stride, options.kernel_size);
     if (pool_check_params("AvgPool2d", options.kernel_size, options.stride, options.padding, one) != TORCH_OK)
         return NULL;
-    nn_avg_pool2d_module *m = calloc(1, sizeof *m);
-    if (!m) {
-        torch_error(TORCH_ERR_OUT_OF_MEMORY, "AvgPool2d: out of memory");
-        return NULL;
-    }
-    nn_module_init(&m->base, &avg_pool2d_ops);
+    nn_avg_pool2d_module *m = nn_module_alloc(sizeof *m, &avg_pool2d_ops);
+    if (!m) return NULL;
     m->options = options;
     return &m->base;
 }
@@ -756,12 +748,8 @@ nn_module *nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w) {
                     (long long)out_h, (long long)out_w);
         return NULL;
     }
-    nn_adaptive_avg_pool2d_module *m = calloc(1, sizeof *m);
-    if (!m) {
-        torch_error(TORCH_ERR_OUT_OF_MEMORY, "AdaptiveAvgPool2d: out of memory");
-        return NULL;
-    }
-    nn_module_init(&m->base, &adaptive_avg_pool2d_ops);
+    nn_adaptive_avg_pool2d_module *m = nn_module_alloc(sizeof *m, &adaptive_avg_pool2d_ops);
+    if (!m) return NULL;
     m->output_size[0] = out_h;
     m->output_size[1] = out_w;
     return &m->base;
