@@ -6,7 +6,10 @@
  * chosen so that the split falls inside channels: odd channel counts, plane lengths that are not
  * a multiple of the 16-lane blocks, short planes (S < 16, reduced channel by channel), a single
  * channel, 1-D and 3-D batch norm inputs, eval mode, no affine / no running statistics, and a
- * mean-1e4 input. Every case is also checked against a float64 formula written out below (an
+ * mean-1e4 input. Planes of 1024 values or more go channel by channel when there are at least
+ * 2 channels per thread, and in memory order otherwise, so (9, 3, 37, 37) and (6, 5, 40, 33) also
+ * compare the two orders with each other (channel by channel at 1 thread, memory order at 3).
+ * Every case is also checked against a float64 formula written out below (an
  * independent reference: two-pass statistics, the textbook dx), within 1e-5 relative-or-absolute.
  * (A thread-dependent order of the double-precision sums would usually vanish in the rounding to
  * float, so these tests guard the split of the float outputs; the order of the sums is fixed by
@@ -182,6 +185,11 @@ static void check_case(bn_case k) {
 Test(batch_norm_threads, odd_channels_and_plane_tails) {
     /* 27 planes of 1369 = 85 * 16 + 9 values: 2 and 3 threads split inside channels */
     check_case((bn_case){.ndim = 4, .shape = {9, 3, 37, 37}, .training = true, .affine = true, .track = true});
+}
+
+Test(batch_norm_threads, long_planes_by_channel) {
+    /* S = 1296: channel by channel at 1, 2 and 3 threads, the threads owning different channels */
+    check_case((bn_case){.ndim = 4, .shape = {4, 8, 36, 36}, .training = true, .affine = true, .track = true});
 }
 
 Test(batch_norm_threads, many_short_planes) {
