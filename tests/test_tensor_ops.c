@@ -308,7 +308,7 @@ Test(tensor_ops, binary_errors) {
     cr_assert_null(tensor_binary(TORCH_BINARY_MUL, b, a));
     expect_error(TORCH_ERR_SHAPE, "torch_mul: shapes [4] and [2, 3] cannot be broadcast");
     cr_assert_null(tensor_binary(TORCH_BINARY_ADD, a, i64));
-    expect_error(TORCH_ERR_INVALID_ARGUMENT, "torch_add: expected a float32 tensor (got int64)");
+    expect_error(TORCH_ERR_INVALID_ARGUMENT, "torch_add: expected input to be float32 (got int64)");
     cr_assert_null(tensor_binary(TORCH_BINARY_SUB, NULL, a));
     expect_error(TORCH_ERR_INVALID_ARGUMENT, "torch_sub: input is NULL");
     cr_assert_null(tensor_binary(TORCH_BINARY_SUB, a, NULL));
@@ -316,13 +316,13 @@ Test(tensor_ops, binary_errors) {
     cr_assert_null(tensor_binary(TORCH_BINARY_COUNT, a, a));
     expect_error(TORCH_ERR_INVALID_ARGUMENT, "unknown op");
     cr_assert_null(tensor_binary_scalar(TORCH_BINARY_DIV, i64, 2));
-    expect_error(TORCH_ERR_INVALID_ARGUMENT, "torch_div: expected a float32 tensor (got int64)");
+    expect_error(TORCH_ERR_INVALID_ARGUMENT, "torch_div: expected input to be float32 (got int64)");
     cr_assert_null(tensor_binary_scalar(TORCH_BINARY_ADD, NULL, 2));
     expect_error(TORCH_ERR_INVALID_ARGUMENT, "torch_add: input is NULL");
     cr_assert_null(tensor_unary(TORCH_UNARY_RSQRT, NULL));
     expect_error(TORCH_ERR_INVALID_ARGUMENT, "torch_rsqrt: input is NULL");
     cr_assert_null(tensor_unary(TORCH_UNARY_EXP, i64));
-    expect_error(TORCH_ERR_INVALID_ARGUMENT, "torch_exp: expected a float32 tensor (got int64)");
+    expect_error(TORCH_ERR_INVALID_ARGUMENT, "torch_exp: expected input to be float32 (got int64)");
     cr_assert_null(tensor_unary(TORCH_UNARY_COUNT, a));
     expect_error(TORCH_ERR_INVALID_ARGUMENT, "unknown op");
     tensor_free(a);
@@ -630,7 +630,7 @@ Test(tensor_ops, reduction_errors) {
     cr_assert_null(tensor_sum(NULL, 0, NULL, false));
     expect_error(TORCH_ERR_INVALID_ARGUMENT, "torch_sum: input is NULL");
     cr_assert_null(tensor_mean(i64, 0, NULL, false));
-    expect_error(TORCH_ERR_INVALID_ARGUMENT, "torch_mean: expected a float32 tensor (got int64)");
+    expect_error(TORCH_ERR_INVALID_ARGUMENT, "torch_mean: expected input to be float32 (got int64)");
     cr_assert_null(tensor_sum(x, 2, NULL, false));
     expect_error(TORCH_ERR_INVALID_ARGUMENT, "torch_sum: dims is NULL");
     cr_assert_null(tensor_sum(x, -1, NULL, false));
@@ -950,7 +950,7 @@ Test(tensor_ops, mm_errors) {
     cr_assert_null(tensor_mm(c3, false, a, false));
     expect_error(TORCH_ERR_SHAPE, "torch_matmul: expected 2-D tensors (got 3-D and 2-D)");
     cr_assert_null(tensor_mm(a, false, i64, false));
-    expect_error(TORCH_ERR_INVALID_ARGUMENT, "torch_matmul: expected a float32 tensor (got int64)");
+    expect_error(TORCH_ERR_INVALID_ARGUMENT, "torch_matmul: expected input to be float32 (got int64)");
     cr_assert_null(tensor_mm(NULL, false, a, false));
     expect_error(TORCH_ERR_INVALID_ARGUMENT, "torch_matmul: input is NULL");
     tensor_free(a);
@@ -1015,11 +1015,11 @@ Test(tensor_ops, inplace_errors_change_nothing) {
     cr_assert_eq(tensor_add_(d, w, 1.0), TORCH_ERR_SHAPE);
     expect_error(TORCH_ERR_SHAPE, "torch_add_: shapes [3] and [2] cannot be broadcast");
     cr_assert_eq(tensor_add_(d, i64, 1.0), TORCH_ERR_INVALID_ARGUMENT);
-    expect_error(TORCH_ERR_INVALID_ARGUMENT, "torch_add_: expected a float32 tensor (got int64)");
+    expect_error(TORCH_ERR_INVALID_ARGUMENT, "torch_add_: expected input to be float32 (got int64)");
     cr_assert_eq(tensor_add_(NULL, d, 1.0), TORCH_ERR_INVALID_ARGUMENT);
     expect_error(TORCH_ERR_INVALID_ARGUMENT, "torch_add_: input is NULL");
     cr_assert_eq(tensor_mul_scalar_(i64, 2.0), TORCH_ERR_INVALID_ARGUMENT);
-    expect_error(TORCH_ERR_INVALID_ARGUMENT, "expected a float32 tensor (got int64)");
+    expect_error(TORCH_ERR_INVALID_ARGUMENT, "expected input to be float32 (got int64)");
     cr_assert_eq(tensor_mul_scalar_(NULL, 2.0), TORCH_ERR_INVALID_ARGUMENT);
     expect_error(TORCH_ERR_INVALID_ARGUMENT, "input is NULL");
     tensor *ex = tensor_expand(d, S(2, 3)); /* writing through a stride-0 view is refused */

@@ -18,14 +18,6 @@ const ag_function *const ag_builtin_functions[] = {
     NULL,
 };
 
-torch_status ag_check_float(const char *fname, const tensor *t, const char *what) {
-    if (!t) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fname, what);
-    if (t->dtype != TORCH_FLOAT32)
-        return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: expected %s to be a float32 tensor (got %s)", fname, what,
-                           torch_dtype_name(t->dtype));
-    return TORCH_OK;
-}
-
 bool ag_op_record(const ag_function *fn, tensor **out, int n_inputs, tensor *const *inputs, ag_node **node) {
     *node = NULL;
     if (!*out) return false;

@@ -53,9 +53,6 @@ extern const ag_function ag_fn_clone;       /* CloneBackward0: torch_contiguous 
 
 /* ---- helpers (functions.c) -------------------------------------------------------------------- */
 
-/* Checks an op argument: not NULL and float32. `what` names it in the message ("input", "other"). */
-torch_status ag_check_float(const char *fname, const tensor *t, const char *what);
-
 /* Records fn on *out (a new reference that the op is about to return) when grad mode is on and
  * an input requires grad. Returns true and sets *node (NULL when nothing was recorded) on
  * success; on failure (*out NULL because the kernel failed, or recording failed) frees *out,

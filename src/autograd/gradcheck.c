@@ -75,10 +75,10 @@ static torch_status check_args(torch_gradcheck_fn fn, int n_inputs, tensor *cons
     bool any = false;
     for (int i = 0; i < n_inputs; i++) {
         const tensor *t = inputs[i];
-        if (!t) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "torch_gradcheck: input %d is NULL", i);
-        if (t->dtype != TORCH_FLOAT32)
-            return torch_error(TORCH_ERR_INVALID_ARGUMENT, "torch_gradcheck: input %d must be float32 (got %s)", i,
-                               torch_dtype_name(t->dtype));
+        char what[24];
+        snprintf(what, sizeof what, "input %d", i);
+        torch_status st = torch_check_float32("torch_gradcheck", what, t);
+        if (st != TORCH_OK) return st;
         if (t->grad_fn)
             return torch_error(TORCH_ERR_INVALID_ARGUMENT,
                                "torch_gradcheck: input %d is not a leaf (detach it, or check the op that made it)", i);

@@ -10,8 +10,8 @@
 /* ---- helpers ---------------------------------------------------------------------------------- */
 
 static torch_status check_binary(const char *fname, const tensor *a, const tensor *b) {
-    torch_status st = ag_check_float(fname, a, "input");
-    return st != TORCH_OK ? st : ag_check_float(fname, b, "other");
+    torch_status st = torch_check_float32(fname, "input", a);
+    return st != TORCH_OK ? st : torch_check_float32(fname, "other", b);
 }
 
 /* Sets *slot to r, or reports the kernel's failure. */
@@ -119,7 +119,7 @@ tensor *torch_div(tensor *a, tensor *b) {
 
 /* One-input op out = kernel(a) recording fn; scalars[0] = s for the backward. */
 static tensor *scalar_op(const char *fname, torch_binary_op op, const ag_function *fn, tensor *a, double s) {
-    if (ag_check_float(fname, a, "input") != TORCH_OK) return NULL;
+    if (torch_check_float32(fname, "input", a) != TORCH_OK) return NULL;
     tensor *out = tensor_binary_scalar(op, a, s);
     ag_node *n = NULL;
     if (!ag_op_record(fn, &out, 1, &a, &n)) return NULL;
@@ -189,7 +189,7 @@ tensor *torch_pow_scalar(tensor *a, double exponent) {
 /* out = kernel(a) recording fn; saves a (save_input) or out (save_output) in slot 0. */
 static tensor *unary_op(const char *fname, torch_unary_op op, const ag_function *fn, tensor *a, bool save_input,
                         bool save_output) {
-    if (ag_check_float(fname, a, "input") != TORCH_OK) return NULL;
+    if (torch_check_float32(fname, "input", a) != TORCH_OK) return NULL;
     tensor *out = tensor_unary(op, a);
     ag_node *n = NULL;
     if (!ag_op_record(fn, &out, 1, &a, &n)) return NULL;

@@ -14,7 +14,7 @@ const ag_function ag_fn_mm = {"MmBackward0", mm_backward, NULL};
 
 tensor *torch_matmul(tensor *a, tensor *b) {
     static const char fname[] = "torch_matmul";
-    if (ag_check_float(fname, a, "input") != TORCH_OK || ag_check_float(fname, b, "other") != TORCH_OK) return NULL;
+    if (torch_check_float32(fname, "input", a) != TORCH_OK || torch_check_float32(fname, "other", b) != TORCH_OK) return NULL;
     tensor *out = tensor_mm(a, false, b, false); /* checks 2-D and inner sizes, PyTorch's message */
     tensor *in[2] = {a, b};
     ag_node *n = NULL;

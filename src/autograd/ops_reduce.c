@@ -79,7 +79,7 @@ const ag_function ag_fn_mean_dim = {"MeanBackward1", mean_backward, NULL};
 /* Shared forward of sum and mean. */
 static tensor *sum_or_mean(const char *fname, bool mean, tensor *a, int ndims, const int *dims, bool keepdim) {
     int64_t mask;
-    if (ag_check_float(fname, a, "input") != TORCH_OK || parse_dims(fname, a, ndims, dims, &mask) != TORCH_OK)
+    if (torch_check_float32(fname, "input", a) != TORCH_OK || parse_dims(fname, a, ndims, dims, &mask) != TORCH_OK)
         return NULL;
     tensor *out = mean ? tensor_mean(a, ndims, dims, keepdim) : tensor_sum(a, ndims, dims, keepdim);
     const ag_function *fn = mean ? (ndims == 0 ? &ag_fn_mean_all : &ag_fn_mean_dim)
@@ -132,7 +132,7 @@ const ag_function ag_fn_var = {"VarBackward0", var_backward, NULL};
 tensor *torch_var(tensor *a, int ndims, const int *dims, int64_t correction, bool keepdim) {
     static const char fname[] = "torch_var";
     int64_t mask;
-    if (ag_check_float(fname, a, "input") != TORCH_OK || parse_dims(fname, a, ndims, dims, &mask) != TORCH_OK)
+    if (torch_check_float32(fname, "input", a) != TORCH_OK || parse_dims(fname, a, ndims, dims, &mask) != TORCH_OK)
         return NULL;
     if (correction < 0) {
         torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: correction must be non-negative (got %lld)", fname,
@@ -204,7 +204,7 @@ const ag_function ag_fn_max_dim = {"MaxBackward0", max_backward, NULL};
 tensor *torch_max(tensor *a, int dim, bool keepdim, tensor **indices) {
     static const char fname[] = "torch_max";
     int d;
-    if (ag_check_float(fname, a, "input") != TORCH_OK || torch_wrap_dim(fname, dim, a->ndim, &d) != TORCH_OK)
+    if (torch_check_float32(fname, "input", a) != TORCH_OK || torch_wrap_dim(fname, dim, a->ndim, &d) != TORCH_OK)
         return NULL;
     tensor *idx = NULL;
     tensor *out = tensor_max_dim(a, d, keepdim, &idx);
@@ -227,6 +227,6 @@ tensor *torch_max(tensor *a, int dim, bool keepdim, tensor **indices) {
 }
 
 tensor *torch_argmax(tensor *a, int dim, bool keepdim) {
-    if (ag_check_float("torch_argmax", a, "input") != TORCH_OK) return NULL;
+    if (torch_check_float32("torch_argmax", "input", a) != TORCH_OK) return NULL;
     return tensor_argmax(a, dim, keepdim);
 }

@@ -134,7 +134,7 @@ static tensor *reshape_to(tensor *a, int ndim, const int64_t *shape) {
 tensor *torch_reshape(tensor *a, int ndim, const int64_t *shape) {
     static const char fname[] = "torch_reshape";
     int64_t resolved[TORCH_MAX_DIMS];
-    if (ag_check_float(fname, a, "input") != TORCH_OK ||
+    if (torch_check_float32(fname, "input", a) != TORCH_OK ||
         infer_shape(fname, a->numel, ndim, shape, resolved) != TORCH_OK)
         return NULL;
     return reshape_to(a, ndim, resolved);
@@ -143,7 +143,7 @@ tensor *torch_reshape(tensor *a, int ndim, const int64_t *shape) {
 tensor *torch_flatten(tensor *a, int start_dim, int end_dim) {
     static const char fname[] = "torch_flatten";
     int s, e;
-    if (ag_check_float(fname, a, "input") != TORCH_OK || torch_wrap_dim(fname, start_dim, a->ndim, &s) != TORCH_OK ||
+    if (torch_check_float32(fname, "input", a) != TORCH_OK || torch_wrap_dim(fname, start_dim, a->ndim, &s) != TORCH_OK ||
         torch_wrap_dim(fname, end_dim, a->ndim, &e) != TORCH_OK)
         return NULL;
     if (s > e) {
@@ -197,7 +197,7 @@ tensor *torch_select(tensor *a, int dim, int64_t index) {
     static const char fname[] = "torch_select";
     char buf[160];
     int d;
-    if (ag_check_float(fname, a, "input") != TORCH_OK) return NULL;
+    if (torch_check_float32(fname, "input", a) != TORCH_OK) return NULL;
     if (a->ndim == 0) {
         torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: select() cannot be applied to a 0-dim tensor.", fname);
         return NULL;
@@ -232,7 +232,7 @@ tensor *torch_select(tensor *a, int dim, int64_t index) {
 tensor *torch_narrow(tensor *a, int dim, int64_t start, int64_t length) {
     static const char fname[] = "torch_narrow";
     int d;
-    if (ag_check_float(fname, a, "input") != TORCH_OK) return NULL;
+    if (torch_check_float32(fname, "input", a) != TORCH_OK) return NULL;
     if (a->ndim == 0) {
         torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: narrow() cannot be applied to a 0-dim tensor.", fname);
         return NULL;
@@ -290,7 +290,7 @@ const ag_function ag_fn_transpose = {"TransposeBackward0", transpose_backward, N
 tensor *torch_transpose(tensor *a, int dim0, int dim1) {
     static const char fname[] = "torch_transpose";
     int d0, d1;
-    if (ag_check_float(fname, a, "input") != TORCH_OK || torch_wrap_dim(fname, dim0, a->ndim, &d0) != TORCH_OK ||
+    if (torch_check_float32(fname, "input", a) != TORCH_OK || torch_wrap_dim(fname, dim0, a->ndim, &d0) != TORCH_OK ||
         torch_wrap_dim(fname, dim1, a->ndim, &d1) != TORCH_OK)
         return NULL;
     int64_t shape[TORCH_MAX_DIMS], stride[TORCH_MAX_DIMS];
@@ -324,7 +324,7 @@ const ag_function ag_fn_permute = {"PermuteBackward0", permute_backward, NULL};
 
 tensor *torch_permute(tensor *a, int ndims, const int *dims) {
     static const char fname[] = "torch_permute";
-    if (ag_check_float(fname, a, "input") != TORCH_OK) return NULL;
+    if (torch_check_float32(fname, "input", a) != TORCH_OK) return NULL;
     if (ndims != a->ndim) {
         torch_error(TORCH_ERR_INVALID_ARGUMENT,
                     "%s: number of dimensions in the tensor input does not match the length of the desired ordering "
@@ -396,7 +396,7 @@ const ag_function ag_fn_unsqueeze = {"UnsqueezeBackward0", unsqueeze_backward, N
 tensor *torch_unsqueeze(tensor *a, int dim) {
     static const char fname[] = "torch_unsqueeze";
     int d;
-    if (ag_check_float(fname, a, "input") != TORCH_OK || torch_wrap_dim(fname, dim, a->ndim + 1, &d) != TORCH_OK)
+    if (torch_check_float32(fname, "input", a) != TORCH_OK || torch_wrap_dim(fname, dim, a->ndim + 1, &d) != TORCH_OK)
         return NULL;
     if (a->ndim == TORCH_MAX_DIMS) {
         torch_error(TORCH_ERR_SHAPE, "%s: a tensor has at most %d dimensions (got %d already)", fname, TORCH_MAX_DIMS,
@@ -420,7 +420,7 @@ const ag_function ag_fn_squeeze_dim = {"SqueezeBackward1", squeeze_backward, NUL
 tensor *torch_squeeze(tensor *a, int dim) {
     static const char fname[] = "torch_squeeze";
     int d;
-    if (ag_check_float(fname, a, "input") != TORCH_OK || torch_wrap_dim(fname, dim, a->ndim, &d) != TORCH_OK)
+    if (torch_check_float32(fname, "input", a) != TORCH_OK || torch_wrap_dim(fname, dim, a->ndim, &d) != TORCH_OK)
         return NULL;
     const bool squeezed = a->ndim > 0 && a->shape[d] == 1; /* other sizes: a view of a as is */
     tensor *v = squeezed ? remove_dim(a, d) : tensor_as_strided(a, a->ndim, a->shape, a->stride, a->offset);
@@ -443,7 +443,7 @@ static torch_status clone_backward(ag_node *n, const tensor *g, tensor **gi) {
 const ag_function ag_fn_clone = {"CloneBackward0", clone_backward, NULL};
 
 tensor *torch_contiguous(tensor *a) {
-    if (ag_check_float("torch_contiguous", a, "input") != TORCH_OK) return NULL;
+    if (torch_check_float32("torch_contiguous", "input", a) != TORCH_OK) return NULL;
     if (tensor_is_contiguous(a)) return tensor_retain(a);
     return record1(&ag_fn_clone, a, tensor_clone(a), NULL);
 }

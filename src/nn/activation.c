@@ -73,15 +73,7 @@ static const ag_function relu_function = {.name = "ReluBackward0", .backward = r
  * torch_relu goes through the generic element-wise ops; the two differ only at -0 and NaN, where
  * this one follows ATen: relu(-0) = -0, and a NaN output passes its gradient). */
 tensor *nnf_relu(tensor *input) {
-    if (!input) {
-        torch_error(TORCH_ERR_INVALID_ARGUMENT, "torch_relu: input is NULL");
-        return NULL;
-    }
-    if (input->dtype != TORCH_FLOAT32) { /* torch_relu's messages */
-        torch_error(TORCH_ERR_INVALID_ARGUMENT, "torch_relu: expected input to be a float32 tensor (got %s)",
-                    torch_dtype_name(input->dtype));
-        return NULL;
-    }
+    if (torch_check_float32("torch_relu", "input", input) != TORCH_OK) return NULL; /* torch_relu's messages */
     tensor *xc = tensor_contiguous(input);
     tensor *y = xc ? torch_empty(input->ndim, input->shape) : NULL;
     if (!y) {
@@ -132,19 +124,11 @@ static torch_status dropout_backward(ag_node *node, const tensor *grad_output, t
 static const ag_function dropout_function = {.name = "NativeDropoutBackward0", .backward = dropout_backward};
 
 static tensor *dropout_impl(const char *fname, tensor *input, double p, bool training, torch_generator *gen) {
-    if (!input) {
-        torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: input is NULL", fname);
-        return NULL;
-    }
     if (!(p >= 0.0 && p <= 1.0)) {
         torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: dropout probability has to be between 0 and 1, but got %g", fname, p);
         return NULL;
     }
-    if (input->dtype != TORCH_FLOAT32) {
-        torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: expected input of dtype float32 (got %s)", fname,
-                    torch_dtype_name(input->dtype));
-        return NULL;
-    }
+    if (torch_check_float32(fname, "input", input) != TORCH_OK) return NULL;
     if (!training || p == 0.0) return tensor_retain(input);
     if (!gen) gen = torch_default_generator();
     tensor *xc = tensor_contiguous(input);

@@ -59,12 +59,8 @@ static nn_module *batch_norm_new(const nn_module_ops *ops, int dims, nn_batch_no
     }
     if (check_eps_momentum(name, &o) != TORCH_OK) return NULL;
 
-    nn_batch_norm *bn = calloc(1, sizeof *bn);
-    if (!bn) {
-        torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", name);
-        return NULL;
-    }
-    nn_module_init(&bn->base, ops);
+    nn_batch_norm *bn = nn_module_alloc(sizeof *bn, ops);
+    if (!bn) return NULL;
     bn->options = o;
     bn->dims = dims;
     const int64_t C = o.num_features;

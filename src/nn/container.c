@@ -4,7 +4,6 @@
 
 #include <stb/stb_ds.h>
 #include <stdio.h>
-#include <stdlib.h>
 
 static tensor *sequential_forward(nn_module *self, tensor *input) {
     tensor *cur = input;
@@ -56,8 +55,8 @@ nn_module *nn_sequential(int n, nn_module *const *modules) {
     }
     nn_module *seq = NULL;
     if (st == TORCH_OK) {
-        seq = calloc(1, sizeof *seq);
-        if (!seq) st = torch_error(TORCH_ERR_OUT_OF_MEMORY, "Sequential: out of memory");
+        seq = nn_module_alloc(sizeof *seq, &sequential_ops);
+        if (!seq) st = torch_last_status();
     }
     if (st != TORCH_OK) {
         /* Ownership moved to us: free each distinct module once. */
@@ -68,7 +67,6 @@ nn_module *nn_sequential(int n, nn_module *const *modules) {
         }
         return NULL;
     }
-    nn_module_init(seq, &sequential_ops);
     for (int i = 0; i < n; i++) {
         if (nn_sequential_append(seq, modules[i]) != TORCH_OK) {
             for (int j = i + 1; j < n; j++) nn_module_free(modules[j]);

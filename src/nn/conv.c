@@ -110,13 +110,11 @@ static torch_status conv_check(const char *fname, const tensor *x, const tensor 
                                const int64_t stride[2], const int64_t padding[2], const int64_t dilation[2],
                                conv_geom *g) {
     char s1[96], s2[96];
-    if (!x || !w) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fname, x ? "weight" : "input");
-    const tensor *ts[3] = {x, w, b};
-    const char *names[3] = {"input", "weight", "bias"};
-    for (int i = 0; i < 3; i++)
-        if (ts[i] && ts[i]->dtype != TORCH_FLOAT32)
-            return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: expected %s of dtype float32 (got %s)", fname,
-                               names[i], torch_dtype_name(ts[i]->dtype));
+    torch_status status;
+    if ((status = torch_check_float32(fname, "input", x)) != TORCH_OK ||
+        (status = torch_check_float32(fname, "weight", w)) != TORCH_OK)
+        return status;
+    if (b && (status = torch_check_float32(fname, "bias", b)) != TORCH_OK) return status; /* bias is optional */
     if (x->ndim != 3 && x->ndim != 4)
         return torch_error(TORCH_ERR_SHAPE,
                            "%s: expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size: %s",

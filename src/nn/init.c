@@ -31,16 +31,8 @@ static torch_status fill_uniform(tensor *t, double lo, double hi, torch_generato
     return st;
 }
 
-static torch_status check_float(const char *fname, const tensor *t) {
-    if (!t) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: input is NULL", fname);
-    if (t->dtype != TORCH_FLOAT32)
-        return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: expected a float32 tensor (got %s)", fname,
-                           torch_dtype_name(t->dtype));
-    return TORCH_OK;
-}
-
 torch_status nn_init_uniform_(tensor *t, double lo, double hi, torch_generator *gen) {
-    torch_status st = check_float("nn_init_uniform_", t);
+    torch_status st = torch_check_float32("nn_init_uniform_", "input", t);
     if (st != TORCH_OK) return st;
     if (!(lo <= hi))
         return torch_error(TORCH_ERR_INVALID_ARGUMENT,
@@ -50,7 +42,7 @@ torch_status nn_init_uniform_(tensor *t, double lo, double hi, torch_generator *
 }
 
 torch_status nn_init_kaiming_uniform_(tensor *t, double a, torch_generator *gen) {
-    torch_status st = check_float("nn_init_kaiming_uniform_", t);
+    torch_status st = torch_check_float32("nn_init_kaiming_uniform_", "input", t);
     int64_t fan_in = 0;
     if (st == TORCH_OK) st = nn_init_calculate_fan_in_and_fan_out(t, &fan_in, NULL);
     if (st != TORCH_OK) return st;
@@ -61,9 +53,9 @@ torch_status nn_init_kaiming_uniform_(tensor *t, double a, torch_generator *gen)
 }
 
 torch_status nn_init_default_weight_bias_(tensor *weight, tensor *bias, torch_generator *gen) {
-    torch_status st = check_float("nn_init_default_weight_bias_", weight);
+    torch_status st = torch_check_float32("nn_init_default_weight_bias_", "weight", weight);
     int64_t fan_in = 0;
-    if (st == TORCH_OK && bias) st = check_float("nn_init_default_weight_bias_", bias);
+    if (st == TORCH_OK && bias) st = torch_check_float32("nn_init_default_weight_bias_", "bias", bias);
     if (st == TORCH_OK) st = nn_init_calculate_fan_in_and_fan_out(weight, &fan_in, NULL);
     if (st != TORCH_OK) return st;
     if (!gen) gen = torch_default_generator();

@@ -15,13 +15,11 @@
 
 static torch_status linear_check(const char *fname, const tensor *x, const tensor *w, const tensor *b) {
     char s1[96], s2[96];
-    if (!x || !w) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fname, x ? "weight" : "input");
-    const tensor *ts[3] = {x, w, b};
-    const char *names[3] = {"input", "weight", "bias"};
-    for (int i = 0; i < 3; i++)
-        if (ts[i] && ts[i]->dtype != TORCH_FLOAT32)
-            return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: expected %s of dtype float32 (got %s)", fname,
-                               names[i], torch_dtype_name(ts[i]->dtype));
+    torch_status st;
+    if ((st = torch_check_float32(fname, "input", x)) != TORCH_OK ||
+        (st = torch_check_float32(fname, "weight", w)) != TORCH_OK)
+        return st;
+    if (b && (st = torch_check_float32(fname, "bias", b)) != TORCH_OK) return st; /* bias is optional */
     if (x->ndim < 1)
         return torch_error(TORCH_ERR_SHAPE, "%s: both arguments to linear need to be at least 1D, but they are 0D and %dD",
                            fname, w->ndim);

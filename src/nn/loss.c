@@ -79,15 +79,7 @@ static const ag_function log_softmax_function = {.name = "LogSoftmaxBackward0", 
 
 tensor *nnf_log_softmax(tensor *input, int dim) {
     static const char fname[] = "nnf_log_softmax";
-    if (!input) {
-        torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: input is NULL", fname);
-        return NULL;
-    }
-    if (input->dtype != TORCH_FLOAT32) {
-        torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: expected input of dtype float32 (got %s)", fname,
-                    torch_dtype_name(input->dtype));
-        return NULL;
-    }
+    if (torch_check_float32(fname, "input", input) != TORCH_OK) return NULL;
     int d = 0;
     /* A 0-dim tensor has one dim to PyTorch's softmax (range [-1, 0]). */
     if (torch_wrap_dim(fname, dim, input->ndim > 0 ? input->ndim : 1, &d) != TORCH_OK) return NULL;
@@ -161,13 +153,9 @@ static const ag_function cross_entropy_function = {.name = "NllLossBackward0", .
 tensor *nnf_cross_entropy(tensor *input, tensor *target) {
     static const char fname[] = "nnf_cross_entropy";
     char s1[96], s2[96];
-    if (!input || !target) {
-        torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fname, input ? "target" : "input");
-        return NULL;
-    }
-    if (input->dtype != TORCH_FLOAT32) {
-        torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: expected input of dtype float32 (got %s)", fname,
-                    torch_dtype_name(input->dtype));
+    if (torch_check_float32(fname, "input", input) != TORCH_OK) return NULL;
+    if (!target) {
+        torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: target is NULL", fname);
         return NULL;
     }
     if (target->dtype != TORCH_INT64) {
@@ -256,15 +244,9 @@ static const ag_function mse_function = {.name = "MseLossBackward0", .backward =
 tensor *nnf_mse_loss(tensor *input, tensor *target) {
     static const char fname[] = "nnf_mse_loss";
     char s1[96], s2[96];
-    if (!input || !target) {
-        torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fname, input ? "target" : "input");
+    if (torch_check_float32(fname, "input", input) != TORCH_OK ||
+        torch_check_float32(fname, "target", target) != TORCH_OK)
         return NULL;
-    }
-    if (input->dtype != TORCH_FLOAT32 || target->dtype != TORCH_FLOAT32) {
-        torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: expected float32 input and target (got %s and %s)", fname,
-                    torch_dtype_name(input->dtype), torch_dtype_name(target->dtype));
-        return NULL;
-    }
     if (!tensor_same_shape(input, target)) {
         torch_error(TORCH_ERR_SHAPE, "%s: expected target of the input's size %s (got %s)", fname,
                     torch_shape_str(input->ndim, input->shape, s1, sizeof s1),

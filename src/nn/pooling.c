@@ -65,11 +65,9 @@ static torch_status pool_check(const char *fname, const tensor *x, const int64_t
     static const int64_t one[2] = {1, 1};
     char buf[96];
     if (!d) d = one;
-    if (!x) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: input is NULL", fname);
-    if (x->dtype != TORCH_FLOAT32)
-        return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: expected input of dtype float32 (got %s)", fname,
-                           torch_dtype_name(x->dtype));
-    torch_status st = pool_check_params(fname, k, s, p, d);
+    torch_status st = torch_check_float32(fname, "input", x);
+    if (st != TORCH_OK) return st;
+    st = pool_check_params(fname, k, s, p, d);
     if (st != TORCH_OK) return st;
     bool ok = x->ndim == 3 || x->ndim == 4;
     for (int i = x->ndim - 3; ok && i < x->ndim; i++) ok = x->shape[i] > 0;
@@ -615,15 +613,7 @@ static const ag_function adaptive_avg_pool2d_function = {.name = "AdaptiveAvgPoo
 
 static tensor *adaptive_avg_pool2d_impl(const char *fname, tensor *input, int64_t oh, int64_t ow) {
     char buf[96];
-    if (!input) {
-        torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: input is NULL", fname);
-        return NULL;
-    }
-    if (input->dtype != TORCH_FLOAT32) {
-        torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: expected input of dtype float32 (got %s)", fname,
-                    torch_dtype_name(input->dtype));
-        return NULL;
-    }
+    if (torch_check_float32(fname, "input", input) != TORCH_OK) return NULL;
     if (oh <= 0 || ow <= 0) {
         torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: output_size must be > 0 (got (%lld, %lld))", fname, (long long)oh,
                     (long long)ow);

@@ -49,14 +49,6 @@ const char *torch_unary_op_name(torch_unary_op op) {
 
 /* ---- checks --------------------------------------------------------------------------------- */
 
-static torch_status check_f32(const char *fname, const tensor *t) {
-    if (!t) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: input is NULL", fname);
-    if (t->dtype != TORCH_FLOAT32)
-        return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: expected a float32 tensor (got %s)", fname,
-                           torch_dtype_name(t->dtype));
-    return TORCH_OK;
-}
-
 /* In-place writes through a tensor whose elements share memory (a stride-0 dim) are refused,
  * as in PyTorch. */
 static torch_status check_writable(const char *fname, const tensor *t) {
@@ -292,7 +284,8 @@ tensor *tensor_binary(torch_binary_op op, const tensor *a, const tensor *b) {
         return NULL;
     }
     const char *fname = binary_names[op];
-    if (check_f32(fname, a) != TORCH_OK || check_f32(fname, b) != TORCH_OK) return NULL;
+    if (torch_check_float32(fname, "input", a) != TORCH_OK || torch_check_float32(fname, "input", b) != TORCH_OK)
+        return NULL;
     ew_iter it = {.noperands = 3};
     if (torch_broadcast_shapes(fname, a->ndim, a->shape, b->ndim, b->shape, &it.ndim, it.shape) != TORCH_OK)
         return NULL;
@@ -324,7 +317,7 @@ tensor *tensor_binary_scalar(torch_binary_op op, const tensor *a, double s) {
         return NULL;
     }
     const char *fname = binary_names[op];
-    if (check_f32(fname, a) != TORCH_OK) return NULL;
+    if (torch_check_float32(fname, "input", a) != TORCH_OK) return NULL;
     /* PyTorch's fast paths for a scalar exponent (PowKernel.cpp), for the same rounding. */
     if (op == TORCH_BINARY_POW) {
         if (s == 2.0) return unary_new(TORCH_UNARY_SQUARE, a);
@@ -351,7 +344,7 @@ tensor *tensor_unary(torch_unary_op op, const tensor *a) {
         torch_error(TORCH_ERR_INVALID_ARGUMENT, "tensor_unary: unknown op %d", (int)op);
         return NULL;
     }
-    if (check_f32(unary_names[op], a) != TORCH_OK) return NULL;
+    if (torch_check_float32(unary_names[op], "input", a) != TORCH_OK) return NULL;
     return unary_new(op, a);
 }
 
@@ -417,7 +410,9 @@ tensor *tensor_expand(const tensor *a, int ndim, const int64_t *shape) {
 torch_status tensor_add_(tensor *dst, const tensor *src, double alpha) {
     static const char fname[] = "torch_add_";
     torch_status st;
-    if ((st = check_f32(fname, dst)) != TORCH_OK || (st = check_f32(fname, src)) != TORCH_OK) return st;
+    if ((st = torch_check_float32(fname, "input", dst)) != TORCH_OK ||
+        (st = torch_check_float32(fname, "input", src)) != TORCH_OK)
+        return st;
     ew_iter it = {.noperands = 3};
     if ((st = torch_broadcast_shapes(fname, dst->ndim, dst->shape, src->ndim, src->shape, &it.ndim, it.shape)) !=
         TORCH_OK)
@@ -444,7 +439,8 @@ torch_status tensor_add_(tensor *dst, const tensor *src, double alpha) {
 torch_status tensor_mul_scalar_(tensor *t, double s) {
     static const char fname[] = "torch_mul_";
     torch_status st;
-    if ((st = check_f32(fname, t)) != TORCH_OK || (st = check_writable(fname, t)) != TORCH_OK) return st;
+    if ((st = torch_check_float32(fname, "input", t)) != TORCH_OK || (st = check_writable(fname, t)) != TORCH_OK)
+        return st;
     const float sf = (float)s;
     ew_iter it = {.noperands = 3, .ndim = t->ndim, .numel = t->numel};
     memcpy(it.shape, t->shape, sizeof it.shape);

@@ -15,14 +15,6 @@
 
 static const char fname[] = "torch_matmul";
 
-static torch_status check_matrix(const tensor *t) {
-    if (!t) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: input is NULL", fname);
-    if (t->dtype != TORCH_FLOAT32)
-        return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: expected a float32 tensor (got %s)", fname,
-                           torch_dtype_name(t->dtype));
-    return TORCH_OK;
-}
-
 /* How sgemm can read the rows x cols matrix whose element (i, j) sits at i * rs + j * cs.
  * false when it cannot without a copy. */
 static bool blas_layout(int64_t rows, int64_t cols, int64_t rs, int64_t cs, CBLAS_TRANSPOSE *trans, int *ld) {
@@ -62,7 +54,8 @@ static torch_status prepare(const tensor *t, bool transpose, const tensor **use,
 }
 
 tensor *tensor_mm(const tensor *a, bool trans_a, const tensor *b, bool trans_b) {
-    if (check_matrix(a) != TORCH_OK || check_matrix(b) != TORCH_OK) return NULL;
+    if (torch_check_float32(fname, "input", a) != TORCH_OK || torch_check_float32(fname, "input", b) != TORCH_OK)
+        return NULL;
     if (a->ndim != 2 || b->ndim != 2) {
         torch_error(TORCH_ERR_SHAPE, "%s: expected 2-D tensors (got %d-D and %d-D)", fname, a->ndim, b->ndim);
         return NULL;

@@ -197,14 +197,6 @@ static tensor *reduce_into(const tensor *a, const bool *reduce, int out_ndim, co
 
 /* ---- argument checks ---------------------------------------------------------------------- */
 
-static torch_status check_f32(const char *fname, const tensor *t) {
-    if (!t) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: input is NULL", fname);
-    if (t->dtype != TORCH_FLOAT32)
-        return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: expected a float32 tensor (got %s)", fname,
-                           torch_dtype_name(t->dtype));
-    return TORCH_OK;
-}
-
 /* Flags the dims to reduce (all when ndims == 0); PyTorch's messages for bad lists. */
 static torch_status parse_dims(const char *fname, const tensor *a, int ndims, const int *dims, bool *reduce) {
     if (ndims < 0) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: ndims must be >= 0 (got %d)", fname, ndims);
@@ -239,7 +231,8 @@ static int reduced_shape(const tensor *a, const bool *reduce, bool keepdim, int6
 static tensor *reduce_dims(const char *fname, const tensor *a, int ndims, const int *dims, bool keepdim,
                            enum red_kind kind, int64_t correction) {
     bool reduce[TORCH_MAX_DIMS];
-    if (check_f32(fname, a) != TORCH_OK || parse_dims(fname, a, ndims, dims, reduce) != TORCH_OK) return NULL;
+    if (torch_check_float32(fname, "input", a) != TORCH_OK || parse_dims(fname, a, ndims, dims, reduce) != TORCH_OK)
+        return NULL;
     int64_t shape[TORCH_MAX_DIMS];
     int n = reduced_shape(a, reduce, keepdim, shape);
     return reduce_into(a, reduce, n, shape, kind, correction);
@@ -264,7 +257,8 @@ static torch_status max_along(const char *fname, const tensor *a, int dim, bool 
                               tensor **indices) {
     torch_status st;
     int d;
-    if ((st = check_f32(fname, a)) != TORCH_OK || (st = torch_wrap_dim(fname, dim, a->ndim, &d)) != TORCH_OK)
+    if ((st = torch_check_float32(fname, "input", a)) != TORCH_OK ||
+        (st = torch_wrap_dim(fname, dim, a->ndim, &d)) != TORCH_OK)
         return st;
     bool reduce[TORCH_MAX_DIMS] = {false};
     if (a->ndim > 0) {
@@ -312,7 +306,7 @@ tensor *tensor_argmax(const tensor *a, int dim, bool keepdim) {
 
 tensor *tensor_max_all(const tensor *a) {
     static const char fname[] = "torch_max";
-    if (check_f32(fname, a) != TORCH_OK) return NULL;
+    if (torch_check_float32(fname, "input", a) != TORCH_OK) return NULL;
     if (a->numel == 0) {
         torch_error(TORCH_ERR_SHAPE,
                     "%s: Expected reduction dim to be specified for input.numel() == 0. Specify the reduction dim "
@@ -333,7 +327,8 @@ tensor *tensor_max_all(const tensor *a) {
 
 tensor *tensor_sum_to(const tensor *a, int ndim, const int64_t *shape) {
     static const char fname[] = "torch_sum_to";
-    if (check_f32(fname, a) != TORCH_OK || torch_check_shape(fname, ndim, shape) != TORCH_OK) return NULL;
+    if (torch_check_float32(fname, "input", a) != TORCH_OK || torch_check_shape(fname, ndim, shape) != TORCH_OK)
+        return NULL;
     bool ok = ndim <= a->ndim;
     bool reduce[TORCH_MAX_DIMS] = {false};
     const int lead = a->ndim - ndim;

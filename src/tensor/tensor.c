@@ -172,6 +172,14 @@ torch_status torch_check_shape(const char *fname, int ndim, const int64_t *shape
     return TORCH_OK;
 }
 
+torch_status torch_check_float32(const char *fname, const char *what, const tensor *t) {
+    if (!t) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fname, what);
+    if (t->dtype != TORCH_FLOAT32)
+        return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: expected %s to be float32 (got %s)", fname, what,
+                           torch_dtype_name(t->dtype));
+    return TORCH_OK;
+}
+
 static void set_contiguous_strides(tensor *t) {
     int64_t stride = 1;
     for (int i = t->ndim - 1; i >= 0; i--) {

@@ -161,6 +161,9 @@ char *torch_shape_str(int ndim, const int64_t *shape, char *buf, size_t len);
 torch_status torch_wrap_dim(const char *fname, int dim, int ndim, int *out);
 /* Checks a user shape: 0 <= ndim <= TORCH_MAX_DIMS, shape != NULL when ndim > 0, sizes >= 0. */
 torch_status torch_check_shape(const char *fname, int ndim, const int64_t *shape);
+/* Checks a tensor argument: not NULL and float32. `what` names it ("input", "weight"):
+ * "<fname>: <what> is NULL", "<fname>: expected <what> to be float32 (got int64)". */
+torch_status torch_check_float32(const char *fname, const char *what, const tensor *t);
 /* Number of elements of a shape. */
 int64_t torch_shape_numel(int ndim, const int64_t *shape);
 
