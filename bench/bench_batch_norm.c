@@ -5,6 +5,8 @@
  *   train_fwd   nnf_batch_norm in training mode (batch statistics, running-stat update)
  *   eval_fwd    nnf_batch_norm in eval mode (running statistics)
  *   train_fwdbwd  training forward + backward for input, weight and bias
+ *   train_fwdbwd_relu           the same with a ReLU after the batch norm, fused (nnf_batch_norm_relu)
+ *   train_fwdbwd_relu_separate  the same as two layers (nnf_batch_norm, then nnf_relu)
  * and prints one CSV line per op: op,N,C,H,W,threads,median_ms,min_ms,GB/s(2 x bytes / median).
  * scripts/bench_side_by_side.py runs this beside PyTorch and prints the ratio table.
  */
@@ -40,16 +42,25 @@ static void run_forward(bn_case *c, bool training) {
 static void run_train_fwd(void *p) { run_forward(p, true); }
 static void run_eval_fwd(void *p) { run_forward(p, false); }
 
-static void run_train_fwdbwd(void *p) {
-    bn_case *c = p;
+/* Which layers a forward+backward run goes through. */
+typedef enum { BN_ONLY, BN_RELU_FUSED, BN_RELU_SEPARATE } bn_layers;
+
+static void run_fwdbwd(bn_case *c, bn_layers layers) {
     tensor_set_requires_grad(c->x, true);
     tensor_set_requires_grad(c->weight, true);
     tensor_set_requires_grad(c->bias, true);
-    tensor *y = nnf_batch_norm(c->x, c->running_mean, c->running_var, c->weight, c->bias, true, 0.1, 1e-5);
+    tensor *z = NULL, *y;
+    if (layers == BN_RELU_FUSED) {
+        y = nnf_batch_norm_relu(c->x, c->running_mean, c->running_var, c->weight, c->bias, true, 0.1, 1e-5);
+    } else {
+        y = z = nnf_batch_norm(c->x, c->running_mean, c->running_var, c->weight, c->bias, true, 0.1, 1e-5);
+        if (z && layers == BN_RELU_SEPARATE) y = nnf_relu(z);
+    }
     if (!y || tensor_backward(y, c->dy, false) != TORCH_OK) {
         fprintf(stderr, "bench_batch_norm: %s\n", torch_last_error());
         exit(1);
     }
+    if (y != z) tensor_free(z);
     tensor_free(y);
     tensor_zero_grad(c->x);
     tensor_zero_grad(c->weight);
@@ -58,6 +69,9 @@ static void run_train_fwdbwd(void *p) {
     tensor_set_requires_grad(c->weight, false);
     tensor_set_requires_grad(c->bias, false);
 }
+static void run_train_fwdbwd(void *p) { run_fwdbwd(p, BN_ONLY); }
+static void run_train_fwdbwd_relu(void *p) { run_fwdbwd(p, BN_RELU_FUSED); }
+static void run_train_fwdbwd_relu_separate(void *p) { run_fwdbwd(p, BN_RELU_SEPARATE); }
 
 static void report(const char *op, const int64_t *s, int threads, bench_stats st, size_t nbytes) {
     printf("%s,%lld,%lld,%lld,%lld,%d,%.4f,%.4f,%.2f\n", op, (long long)s[0], (long long)s[1], (long long)s[2],
@@ -84,6 +98,9 @@ static void bench_shape(const int64_t *s, int threads, int reps) {
     report("train_fwd", s, threads, bench_run(run_train_fwd, &c, warmup, reps), c.nbytes);
     report("eval_fwd", s, threads, bench_run(run_eval_fwd, &c, warmup, reps), c.nbytes);
     report("train_fwdbwd", s, threads, bench_run(run_train_fwdbwd, &c, warmup, reps), c.nbytes);
+    report("train_fwdbwd_relu", s, threads, bench_run(run_train_fwdbwd_relu, &c, warmup, reps), c.nbytes);
+    report("train_fwdbwd_relu_separate", s, threads, bench_run(run_train_fwdbwd_relu_separate, &c, warmup, reps),
+           c.nbytes);
     free(c.copy_dst);
     tensor *all[] = {c.x, c.dy, c.weight, c.bias, c.running_mean, c.running_var};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) tensor_free(all[i]);

@@ -39,7 +39,7 @@ import time
 
 SHAPES = [(64, 32, 28, 28), (64, 64, 14, 14), (128, 64, 8, 8), (32, 64, 56, 56), (20, 100, 35, 45),
           (256, 16, 32, 32)]
-BN_OPS = ["train_fwd", "eval_fwd", "train_fwdbwd"]
+BN_OPS = ["train_fwd", "eval_fwd", "train_fwdbwd", "train_fwdbwd_relu"]
 DNNL_LAYOUTS = ["nchw", "nChw8c", "nChw16c"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DNNL_HEADER = "/usr/include/oneapi/dnnl/dnnl.h"
@@ -106,6 +106,11 @@ def worker_bn(shape, threads, reps):
         bn.zero_grad(set_to_none=True)
         bn(xg).backward(dy)
 
+    def train_fwdbwd_relu():
+        xg = x.detach().requires_grad_()
+        bn.zero_grad(set_to_none=True)
+        torch.relu(bn(xg)).backward(dy)
+
     warmup = reps // 10 + 2
     bn.train()
     out["train_fwd"] = _timeit(fwd, reps, warmup)
@@ -113,6 +118,7 @@ def worker_bn(shape, threads, reps):
     out["eval_fwd"] = _timeit(fwd, reps, warmup)
     bn.train()
     out["train_fwdbwd"] = _timeit(train_fwdbwd, reps, warmup)
+    out["train_fwdbwd_relu"] = _timeit(train_fwdbwd_relu, reps, warmup)
     return out
 
 

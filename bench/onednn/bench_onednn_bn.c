@@ -12,6 +12,8 @@
  *                 oneDNN leaves the running-stat update to the caller, which is not timed)
  *   eval_fwd      forward_inference with use_global_stats, scale and shift
  *   train_fwdbwd  forward_training, then backward (diff_src, diff_scale, diff_shift)
+ *   train_fwdbwd_relu  the same with oneDNN's fused ReLU (dnnl_fuse_norm_relu: the forward leaves a
+ *                 workspace mask that the backward reads)
  * and prints op,layout,N,C,H,W,threads,median_ms,min_ms,GBps,impl, where GBps is
  * 2 x N*C*H*W*4 bytes / median (the same definition as bench_batch_norm) and impl is the
  * implementation oneDNN picked (e.g. "bnorm_jit:avx2", "ncsp_bnorm:any", "ref:any").
@@ -19,6 +21,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <getopt.h>
 #include <omp.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,7 +106,8 @@ static const char *impl_of(const_dnnl_primitive_desc_t pd) {
 
 typedef struct bn_run {
     dnnl_primitive_t fwd_train, fwd_eval, bwd;
-    dnnl_exec_arg_t  fwd_train_args[6], fwd_eval_args[6], bwd_args[9];
+    dnnl_exec_arg_t  fwd_train_args[7], fwd_eval_args[6], bwd_args[10]; /* + workspace with the fused ReLU */
+    int              n_fwd_train, n_bwd;
 } bn_run;
 
 static void exec(dnnl_primitive_t p, int n, const dnnl_exec_arg_t *args) {
@@ -111,7 +115,7 @@ static void exec(dnnl_primitive_t p, int n, const dnnl_exec_arg_t *args) {
 }
 static void run_train_fwd(void *p) {
     bn_run *r = p;
-    exec(r->fwd_train, 6, r->fwd_train_args);
+    exec(r->fwd_train, r->n_fwd_train, r->fwd_train_args);
     CHECK(dnnl_stream_wait(stream));
 }
 static void run_eval_fwd(void *p) {
@@ -121,8 +125,8 @@ static void run_eval_fwd(void *p) {
 }
 static void run_train_fwdbwd(void *p) {
     bn_run *r = p;
-    exec(r->fwd_train, 6, r->fwd_train_args);
-    exec(r->bwd, 9, r->bwd_args);
+    exec(r->fwd_train, r->n_fwd_train, r->fwd_train_args);
+    exec(r->bwd, r->n_bwd, r->bwd_args);
     CHECK(dnnl_stream_wait(stream));
 }
 
@@ -134,9 +138,11 @@ static void report(const char *op, const char *layout, const dnnl_dims_t d, int 
     fflush(stdout);
 }
 
-static void bench_layout(const dnnl_dims_t dims, dnnl_format_tag_t tag, const char *layout, int threads, int reps) {
+/* All ops on one layout; with `relu`, only forward+backward with the fused ReLU. */
+static void bench_layout(const dnnl_dims_t dims, dnnl_format_tag_t tag, const char *layout, int threads, int reps,
+                         bool relu) {
     const float    eps = 1e-5f;
-    const unsigned flags = dnnl_use_scale | dnnl_use_shift;
+    const unsigned flags = dnnl_use_scale | dnnl_use_shift | (relu ? dnnl_fuse_norm_relu : 0);
     uint64_t       state = 0x9E3779B97F4A7C15ull;
     dnnl_memory_desc_t data_md;
     CHECK(dnnl_memory_desc_init_by_tag(&data_md, 4, dims, dnnl_f32, tag));
@@ -179,14 +185,25 @@ static void bench_layout(const dnnl_dims_t dims, dnnl_format_tag_t tag, const ch
     memcpy(r.fwd_train_args, ft, sizeof ft);
     memcpy(r.fwd_eval_args, fe, sizeof fe);
     memcpy(r.bwd_args, bw, sizeof bw);
+    r.n_fwd_train = 6, r.n_bwd = 9;
+    dnnl_memory_t ws = NULL;
+    if (relu) {
+        ws = mem_new(dnnl_primitive_desc_query_md(fpd, dnnl_query_exec_arg_md, DNNL_ARG_WORKSPACE));
+        r.fwd_train_args[r.n_fwd_train++] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, ws};
+        r.bwd_args[r.n_bwd++] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, ws};
+    }
 
     /* a reference implementation (no JIT kernel for this layout and ISA) is orders of magnitude
      * slower: a few runs tell enough */
     int warmup = reps / 10 + 2;
     if (strstr(impl_of(fpd), "ref") || strstr(impl_of(bpd), "ref")) reps = reps < 3 ? reps : 3, warmup = 1;
-    report("train_fwd", layout, dims, threads, bench_run(run_train_fwd, &r, warmup, reps), impl_of(fpd));
-    report("eval_fwd", layout, dims, threads, bench_run(run_eval_fwd, &r, warmup, reps), impl_of(epd));
-    report("train_fwdbwd", layout, dims, threads, bench_run(run_train_fwdbwd, &r, warmup, reps), impl_of(bpd));
+    if (relu) {
+        report("train_fwdbwd_relu", layout, dims, threads, bench_run(run_train_fwdbwd, &r, warmup, reps), impl_of(bpd));
+    } else {
+        report("train_fwd", layout, dims, threads, bench_run(run_train_fwd, &r, warmup, reps), impl_of(fpd));
+        report("eval_fwd", layout, dims, threads, bench_run(run_eval_fwd, &r, warmup, reps), impl_of(epd));
+        report("train_fwdbwd", layout, dims, threads, bench_run(run_train_fwdbwd, &r, warmup, reps), impl_of(bpd));
+    }
 
     dnnl_primitive_destroy(r.fwd_train);
     dnnl_primitive_destroy(r.fwd_eval);
@@ -194,8 +211,9 @@ static void bench_layout(const dnnl_dims_t dims, dnnl_format_tag_t tag, const ch
     dnnl_primitive_desc_destroy(fpd);
     dnnl_primitive_desc_destroy(epd);
     dnnl_primitive_desc_destroy(bpd);
-    dnnl_memory_t all[] = {src, diff_dst, dst, diff_src, mean, var, scale, shift, run_mean, run_var, dscale, dshift};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) dnnl_memory_destroy(all[i]);
+    dnnl_memory_t all[] = {src, diff_dst, dst, diff_src, mean, var, scale, shift, run_mean, run_var, dscale, dshift, ws};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        if (all[i]) dnnl_memory_destroy(all[i]);
 }
 
 static void usage(FILE *out) {
@@ -244,7 +262,7 @@ int main(int argc, char **argv) {
         const char *hit = strstr(layouts, known[i].name);
         size_t      n = strlen(known[i].name);
         if (hit && (hit == layouts || hit[-1] == ',') && (hit[n] == '\0' || hit[n] == ','))
-            bench_layout(dims, known[i].tag, known[i].name, threads, reps);
+            for (int relu = 0; relu <= 1; relu++) bench_layout(dims, known[i].tag, known[i].name, threads, reps, relu);
     }
     dnnl_stream_destroy(stream);
     dnnl_engine_destroy(engine);

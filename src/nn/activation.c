@@ -101,6 +101,8 @@ static const nn_module_ops relu_ops = {.type_name = "ReLU", .forward = relu_forw
 
 nn_module *nn_relu(void) { return nn_module_alloc(sizeof(nn_module), &relu_ops); }
 
+bool nn_is_relu(const nn_module *m) { return m && m->ops == &relu_ops; }
+
 /* ---- Dropout ------------------------------------------------------------------------------------ */
 
 /* Backward of y = x * mask (mask[i] = keep[i] / (1 - p), drawn in the forward):

@@ -20,6 +20,8 @@ tensor *nnf_relu(tensor *input);
 
 /* ReLU(): applies nnf_relu. */
 nn_module *nn_relu(void);
+/* Whether m is a ReLU module (false for NULL). */
+bool nn_is_relu(const nn_module *m);
 
 /* ---- Dropout ------------------------------------------------------------------------------------ */
 

@@ -95,7 +95,8 @@ nn_module *nn_batch_norm2d(nn_batch_norm_options options) { return batch_norm_ne
 nn_module *nn_batch_norm3d(nn_batch_norm_options options) { return batch_norm_new(&batch_norm3d_ops, 3, options); }
 
 /* _BatchNorm.forward: checks with the module's name, then which statistics and which factor. */
-static tensor *batch_norm_forward(nn_module *self, tensor *input) {
+/* The forward, followed by ReLU in the same pass when `relu`. */
+static tensor *batch_norm_run(nn_module *self, tensor *input, bool relu) {
     nn_batch_norm *bn = nn_as_batch_norm(self);
     TORCH_ASSERT(bn);
     const char *name = self->ops->type_name;
@@ -137,11 +138,27 @@ static tensor *batch_norm_forward(nn_module *self, tensor *input) {
     if (update) factor = o->cumulative_moving_average ? 1.0 / (double)(*count + 1) : o->momentum;
 
     /* 3. Compute (updates the running statistics in place on success), then count the batch. */
-    tensor *y = nnf_batch_norm(input, update || !batch_stats ? bn->running_mean : NULL,
-                               update || !batch_stats ? bn->running_var : NULL, bn->weight, bn->bias, batch_stats,
-                               factor, o->eps);
+    tensor *(*fn)(tensor *, tensor *, tensor *, tensor *, tensor *, bool, double, double) =
+        relu ? nnf_batch_norm_relu : nnf_batch_norm;
+    tensor *y = fn(input, update || !batch_stats ? bn->running_mean : NULL, update || !batch_stats ? bn->running_var : NULL,
+                   bn->weight, bn->bias, batch_stats, factor, o->eps);
     if (y && update) *count += 1;
     return y;
+}
+
+static tensor *batch_norm_forward(nn_module *self, tensor *input) { return batch_norm_run(self, input, false); }
+
+tensor *nn_batch_norm_forward_relu(nn_module *m, tensor *input) {
+    if (!nn_as_batch_norm(m)) {
+        torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_batch_norm_forward_relu: expected a BatchNorm module (got %s)",
+                    m ? m->ops->type_name : "NULL");
+        return NULL;
+    }
+    if (!input) {
+        torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: input is NULL", m->ops->type_name);
+        return NULL;
+    }
+    return batch_norm_run(m, input, true);
 }
 
 torch_status nn_batch_norm_reset_running_stats(nn_module *m) {

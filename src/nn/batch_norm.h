@@ -76,6 +76,11 @@ typedef struct nn_batch_norm {
 /* Checked downcast: the BatchNorm view of m, or NULL when m is another module type (or NULL). */
 nn_batch_norm *nn_as_batch_norm(nn_module *m);
 
+/* nn_module_forward(m, input) followed by ReLU, in one pass (nnf_batch_norm_relu): the same checks
+ * and messages, the same running-statistics update, the numbers of the two modules in turn, bit for
+ * bit. nn_sequential calls it for a BatchNorm module directly followed by a ReLU module. */
+tensor *nn_batch_norm_forward_relu(nn_module *m, tensor *input);
+
 /* running_mean <- 0, running_var <- 1, num_batches_tracked <- 0 (no-op without tracking). */
 torch_status nn_batch_norm_reset_running_stats(nn_module *m);
 /* reset_running_stats, then weight <- 1, bias <- 0 (PyTorch's reset_parameters). */
@@ -89,6 +94,14 @@ torch_status nn_batch_norm_reset_parameters(nn_module *m);
  * for input, weight and bias). */
 tensor *nnf_batch_norm(tensor *input, tensor *running_mean, tensor *running_var, tensor *weight, tensor *bias,
                        bool training, double momentum, double eps);
+
+/* relu(nnf_batch_norm(...)) in one pass forward and one backward node (NativeBatchNormReluBackward0),
+ * as oneDNN fuses them: the ReLU costs no extra pass over memory and no intermediate tensor. The
+ * numbers are those of nnf_relu applied to nnf_batch_norm's output, bit for bit (tested), running
+ * statistics included. Same arguments and checks as nnf_batch_norm. nn_sequential uses it for a
+ * BatchNorm module directly followed by a ReLU module. */
+tensor *nnf_batch_norm_relu(tensor *input, tensor *running_mean, tensor *running_var, tensor *weight, tensor *bias,
+                            bool training, double momentum, double eps);
 
 /* The same function composed of differentiable primitives (torch_mean, torch_var, torch_sub,
  * torch_rsqrt, torch_mul, torch_add, torch_reshape), so that autograd derives the gradient by

@@ -9,6 +9,10 @@
  *   - Freeing the Sequential (nn_module_free) frees every child.
  *   - Forward returns a new reference; intermediate outputs are freed as it goes (the graph keeps
  *     what backward needs, see autograd.h).
+ *
+ * Forward runs a BatchNorm module directly followed by a ReLU module as one fused layer
+ * (nn_batch_norm_forward_relu): the numbers are those of the two modules, bit for bit, and the
+ * graph holds one NativeBatchNormReluBackward0 node for the pair.
  */
 #ifndef CTORCH_NN_CONTAINER_H
 #define CTORCH_NN_CONTAINER_H

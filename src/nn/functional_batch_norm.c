@@ -59,6 +59,7 @@
 typedef struct bn_ctx {
     int64_t N, C, S;
     bool    training; /* batch statistics (true) or constant running statistics (false) */
+    bool    relu;     /* a ReLU follows (nnf_batch_norm_relu): its output is saved[2] */
     double  data[];   /* mean[C], then invstd[C] */
 } bn_ctx;
 
@@ -96,6 +97,21 @@ typedef float f32x4 __attribute__((vector_size(16), aligned(4), may_alias)); /* 
 #define FMAF(a, b, c) ((a) * (b) + (c))
 #endif
 
+/* The gradient reaching the batch norm's output z: dy itself, or, through a fused ReLU with output
+ * out = max(z, 0), dz = 0 where out <= 0 and dy elsewhere (a NaN output passes dy) -- the very
+ * floats ReLU's own backward would write, so fused and separate layers add the same numbers.
+ * GRAD4D(dy, out, i): dz[i..i+3] widened to doubles; GRAD1(dy, out, i): dz[i]; `out` NULL: no
+ * ReLU, dz = dy. (Macros: a function returning f64x4 would change the ABI on baseline x86-64.) */
+typedef int32_t i32x4 __attribute__((vector_size(16)));
+#ifdef __AVX__
+#define MASKED4D(g, o) _mm256_cvtps_pd(_mm_andnot_ps(_mm_cmple_ps(_mm_loadu_ps(o), _mm_setzero_ps()), _mm_loadu_ps(g)))
+#else
+#define MASKED4D(g, o)                                                                                                 \
+    __builtin_convertvector((f32x4)(~(*(const f32x4 *)(o) <= (f32x4){0, 0, 0, 0}) & (i32x4)*(const f32x4 *)(g)), f64x4)
+#endif
+#define GRAD4D(dy, out, i) ((out) ? MASKED4D((dy) + (i), (out) + (i)) : LOAD4D((dy) + (i)))
+#define GRAD1(dy, out, i)  ((out) && (out)[i] <= 0.0f ? 0.0f : (dy)[i])
+
 /* ---- plane kernels: the inner loops ------------------------------------------------------------ */
 
 /* A plane's two sums, still as 4 lanes each: the lanes are added up once per channel, after its
@@ -129,16 +145,19 @@ static void plane_moments(const float *restrict x /* (S) */, int64_t S, double p
     }
 }
 
-/* sum(dy) and sum(dy * (x - mean)) over one plane, in double, lanes and prefetching as in
- * plane_moments. */
-static void plane_grad_sums(const float *restrict x /* (S) */, const float *restrict dy /* (S) */, int64_t S,
-                            double mean, int64_t ahead, bn_partial *out) {
+/* sum(dz) and sum(dz * (x - mean)) over one plane, in double, lanes and prefetching as in
+ * plane_moments; dz = dy, masked by a fused ReLU's output `relu_out` when given (GRAD4D). */
+static void plane_grad_sums(const float *restrict x /* (S) */, const float *restrict dy /* (S) */,
+                            const float *restrict relu_out /* (S) or NULL */, int64_t S, double mean, int64_t ahead,
+                            bn_partial *out) {
     const f64x4 one = {1, 1, 1, 1}, k = {-mean, -mean, -mean, -mean};
     f64x4 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};
     int64_t i = 0;
     for (; i + 16 <= S; i += 16) {
         __builtin_prefetch(x + i + ahead), __builtin_prefetch(dy + i + ahead);
-        const f64x4 g0 = LOAD4D(dy + i), g1 = LOAD4D(dy + i + 4), g2 = LOAD4D(dy + i + 8), g3 = LOAD4D(dy + i + 12);
+        if (relu_out) __builtin_prefetch(relu_out + i + ahead);
+        const f64x4 g0 = GRAD4D(dy, relu_out, i), g1 = GRAD4D(dy, relu_out, i + 4);
+        const f64x4 g2 = GRAD4D(dy, relu_out, i + 8), g3 = GRAD4D(dy, relu_out, i + 12);
         a0 += g0, a1 += g1, a2 += g2, a3 += g3;
         b0 = MADD4(g0, MADD4(LOAD4D(x + i), one, k), b0);
         b1 = MADD4(g1, MADD4(LOAD4D(x + i + 4), one, k), b1);
@@ -147,8 +166,9 @@ static void plane_grad_sums(const float *restrict x /* (S) */, const float *rest
     }
     out->a = (a0 + a1) + (a2 + a3), out->b = (b0 + b1) + (b2 + b3);
     for (; i < S; i++) {
-        out->a[0] += dy[i];
-        out->b[0] += (double)dy[i] * ((double)x[i] - mean);
+        const double g = GRAD1(dy, relu_out, i);
+        out->a[0] += g;
+        out->b[0] += g * ((double)x[i] - mean);
     }
 }
 
@@ -159,15 +179,15 @@ typedef enum { BN_MOMENTS, BN_GRAD_SUMS } bn_reduction;
  * part (every plane's partial, computed in parallel beforehand) they are read; without it (short
  * planes) they are computed here. Same numbers, same order, either way. */
 static void channel_sums(bn_reduction kind, const bn_partial *part /* (N * C) or NULL */, const float *x /* (N, C, S) */,
-                         const float *dy /* (N, C, S) or NULL */, int64_t N, int64_t C, int64_t S, int64_t c,
-                         double shift, double *sum_a, double *sum_b) {
+                         const float *dy /* (N, C, S) or NULL */, const float *relu_out /* (N, C, S) or NULL */,
+                         int64_t N, int64_t C, int64_t S, int64_t c, double shift, double *sum_a, double *sum_b) {
     f64x4 a = {0}, b = {0};
     for (int64_t n = 0; n < N; n++) {
         const int64_t p = n * C + c, ahead = n + 1 < N ? C * S : 0;
         bn_partial q;
         if (part) q = part[p];
         else if (kind == BN_MOMENTS) plane_moments(x + p * S, S, shift, ahead, &q);
-        else plane_grad_sums(x + p * S, dy + p * S, S, shift, ahead, &q);
+        else plane_grad_sums(x + p * S, dy + p * S, relu_out ? relu_out + p * S : NULL, S, shift, ahead, &q);
         a += q.a, b += q.b;
     }
     *sum_a = (a[0] + a[1]) + (a[2] + a[3]);
@@ -187,14 +207,21 @@ static bn_normalise normalise_constants(double mean, double a, double beta) {
                           .d = (float)(beta - a * (mean - mean_hi))};
 }
 
-/* y = a (x - mean) + beta over one plane (a plain loop: the compiler vectorises it). */
+/* y = a (x - mean) + beta over one plane, then with `relu` max(y, 0) as ReLU's own kernel forms it
+ * (y < 0 ? 0 : y: NaN stays, -0 stays). Plain loops: the compiler vectorises them. */
 static void plane_normalise(float *restrict y /* (S) */, const float *restrict x /* (S) */, int64_t S,
-                            const bn_normalise *k) {
+                            const bn_normalise *k, bool relu) {
     const float mh = k->mean_hi, ah = k->a_hi, al = k->a_lo, d = k->d;
-    for (int64_t i = 0; i < S; i++) {
-        const float t = x[i] - mh;
-        y[i] = FMAF(ah, t, FMAF(al, t, d));
-    }
+    if (relu)
+        for (int64_t i = 0; i < S; i++) {
+            const float t = x[i] - mh, v = FMAF(ah, t, FMAF(al, t, d));
+            y[i] = v < 0.0f ? 0.0f : v;
+        }
+    else
+        for (int64_t i = 0; i < S; i++) {
+            const float t = x[i] - mh;
+            y[i] = FMAF(ah, t, FMAF(al, t, d));
+        }
 }
 
 /* dx = a dy + b x + d in double: b x and d may cancel (mean 1e4), harmless in double. */
@@ -202,27 +229,29 @@ typedef struct bn_dx {
     double a, b, d;
 } bn_dx;
 
-/* dx = a * dy + (b * x + d) over one plane, 8 values at a time, then the rest. */
-static void plane_dx(float *restrict dx /* (S) */, const float *restrict dy /* (S) */, const float *restrict x /* (S) */,
-                     int64_t S, const bn_dx *k) {
+/* dx = a * dz + (b * x + d) over one plane, 8 values at a time, then the rest (dz: GRAD4D). */
+static void plane_dx(float *restrict dx /* (S) */, const float *restrict dy /* (S) */,
+                     const float *restrict relu_out /* (S) or NULL */, const float *restrict x /* (S) */, int64_t S,
+                     const bn_dx *k) {
     const f64x4 a = {k->a, k->a, k->a, k->a}, b = {k->b, k->b, k->b, k->b}, d = {k->d, k->d, k->d, k->d};
     int64_t i = 0;
     for (; i + 8 <= S; i += 8) {
-        STORE4F(dx + i, MADD4(LOAD4D(dy + i), a, MADD4(LOAD4D(x + i), b, d)));
-        STORE4F(dx + i + 4, MADD4(LOAD4D(dy + i + 4), a, MADD4(LOAD4D(x + i + 4), b, d)));
+        STORE4F(dx + i, MADD4(GRAD4D(dy, relu_out, i), a, MADD4(LOAD4D(x + i), b, d)));
+        STORE4F(dx + i + 4, MADD4(GRAD4D(dy, relu_out, i + 4), a, MADD4(LOAD4D(x + i + 4), b, d)));
     }
-    for (; i < S; i++) dx[i] = (float)(dy[i] * k->a + (x[i] * k->b + k->d));
+    for (; i < S; i++) dx[i] = (float)(GRAD1(dy, relu_out, i) * k->a + (x[i] * k->b + k->d));
 }
 
-/* dx = a * dy over one plane (eval mode, where the statistics are constants). */
-static void plane_scale(float *restrict dx /* (S) */, const float *restrict dy /* (S) */, int64_t S, double a) {
+/* dx = a * dz over one plane (eval mode, where the statistics are constants). */
+static void plane_scale(float *restrict dx /* (S) */, const float *restrict dy /* (S) */,
+                        const float *restrict relu_out /* (S) or NULL */, int64_t S, double a) {
     const f64x4 a4 = {a, a, a, a};
     int64_t i = 0;
     for (; i + 8 <= S; i += 8) {
-        STORE4F(dx + i, LOAD4D(dy + i) * a4);
-        STORE4F(dx + i + 4, LOAD4D(dy + i + 4) * a4);
+        STORE4F(dx + i, GRAD4D(dy, relu_out, i) * a4);
+        STORE4F(dx + i + 4, GRAD4D(dy, relu_out, i + 4) * a4);
     }
-    for (; i < S; i++) dx[i] = (float)(dy[i] * a);
+    for (; i < S; i++) dx[i] = (float)(GRAD1(dy, relu_out, i) * a);
 }
 
 /* ---- checks shared by the fused and the composite versions ------------------------------------ */
@@ -317,7 +346,7 @@ static void channel_statistics(int64_t c, const bn_partial *part /* (N * C) or N
     if (training) {
         const double pivot = M > 0 ? x[c * S] : 0.0; /* the channel's first value */
         double sum_d, sum_d2;
-        channel_sums(BN_MOMENTS, part, x, NULL, N, C, S, c, pivot, &sum_d, &sum_d2);
+        channel_sums(BN_MOMENTS, part, x, NULL, NULL, N, C, S, c, pivot, &sum_d, &sum_d2);
         mean[c] = M > 0 ? pivot + sum_d / (double)M : 0.0;
         m2[c] = M > 0 ? fmax(sum_d2 - sum_d * sum_d / (double)M, 0.0) : 0.0;
         invstd[c] = inv_std(M > 0 ? m2[c] / (double)M : 0.0, eps);
@@ -336,7 +365,8 @@ static void batch_norm_forward_kernel(float *y /* (N, C, S) */, const float *x /
                                       const tensor *bias /* (C) or NULL */, const tensor *running_mean /* (C) */,
                                       const tensor *running_var /* (C) */, bool training, double eps,
                                       double *mean /* (C) */, double *invstd /* (C) */, double *m2 /* (C) */,
-                                      bn_partial *part /* (N * C) or NULL */, bn_normalise *k /* (C) */) {
+                                      bn_partial *part /* (N * C) or NULL */, bn_normalise *k /* (C) */,
+                                      bool relu) {
     const int64_t P = N * C;
     const bool parallel = P * S >= BN_PARALLEL_MIN;
     (void)parallel; /* unused without OpenMP */
@@ -345,7 +375,8 @@ static void batch_norm_forward_kernel(float *y /* (N, C, S) */, const float *x /
         for (int64_t c = 0; c < C; c++) {
             channel_statistics(c, NULL, x, N, C, S, weight, bias, running_mean, running_var, training, eps, mean,
                                invstd, m2, k);
-            for (int64_t n = 0; n < N; n++) plane_normalise(y + (n * C + c) * S, x + (n * C + c) * S, S, &k[c]);
+            for (int64_t n = 0; n < N; n++)
+                plane_normalise(y + (n * C + c) * S, x + (n * C + c) * S, S, &k[c], relu);
         }
         return;
     }
@@ -360,7 +391,7 @@ static void batch_norm_forward_kernel(float *y /* (N, C, S) */, const float *x /
             channel_statistics(c, part, x, N, C, S, weight, bias, running_mean, running_var, training, eps, mean,
                                invstd, m2, k);
 #pragma omp for schedule(static)
-        for (int64_t p = 0; p < P; p++) plane_normalise(y + p * S, x + p * S, S, &k[p % C]);
+        for (int64_t p = 0; p < P; p++) plane_normalise(y + p * S, x + p * S, S, &k[p % C], relu);
     }
 }
 
@@ -372,9 +403,16 @@ static const ag_function batch_norm_function = {
     .free_ctx = NULL, /* one malloc block */
 };
 
-tensor *nnf_batch_norm(tensor *input, tensor *running_mean, tensor *running_var, tensor *weight, tensor *bias,
-                       bool training, double momentum, double eps) {
-    static const char *fname = "nnf_batch_norm";
+/* The fused batch norm + ReLU: the same backward, which finds the ReLU output in saved[2]. */
+static const ag_function batch_norm_relu_function = {
+    .name = "NativeBatchNormReluBackward0",
+    .backward = batch_norm_backward,
+    .free_ctx = NULL,
+};
+
+/* nnf_batch_norm, followed by ReLU when `relu`. */
+static tensor *batch_norm_impl(const char *fname, bool relu, tensor *input, tensor *running_mean, tensor *running_var,
+                               tensor *weight, tensor *bias, bool training, double momentum, double eps) {
     if (check_args(fname, input, running_mean, running_var, weight, bias, training, momentum, eps) != TORCH_OK)
         return NULL;
     const int64_t N = input->shape[0], C = input->shape[1];
@@ -400,20 +438,21 @@ tensor *nnf_batch_norm(tensor *input, tensor *running_mean, tensor *running_var,
         tensor_free(x);
         return NULL;
     }
-    *ctx = (bn_ctx){.N = N, .C = C, .S = S, .training = training};
+    *ctx = (bn_ctx){.N = N, .C = C, .S = S, .training = training, .relu = relu};
     double *mean = ctx->data, *invstd = ctx->data + C, *m2 = (double *)(scratch + n_part);
     bn_normalise *k = (bn_normalise *)(m2 + C);
 
     /* 2. Compute: the batch statistics or the running ones, and y. */
     batch_norm_forward_kernel(tensor_data_f32(y), tensor_data_f32(x), N, C, S, weight, bias, running_mean, running_var,
-                              training, eps, mean, invstd, m2, n_part ? scratch : NULL, k);
+                              training, eps, mean, invstd, m2, n_part ? scratch : NULL, k, relu);
 
     /* 3. Record the node: the last step that can fail. */
     tensor *inputs[3] = {input, weight, bias};
     bool recorded = false;
     if (ag_should_record(3, inputs)) {
-        ag_node *node = ag_record(&batch_norm_function, y, 3, inputs);
-        if (!node || ag_node_save(node, 0, x) != TORCH_OK || ag_node_save(node, 1, weight) != TORCH_OK) {
+        ag_node *node = ag_record(relu ? &batch_norm_relu_function : &batch_norm_function, y, 3, inputs);
+        if (!node || ag_node_save(node, 0, x) != TORCH_OK || ag_node_save(node, 1, weight) != TORCH_OK ||
+            (relu && ag_node_save(node, 2, y) != TORCH_OK)) {
             free(scratch);
             free(ctx);
             tensor_free(y); /* frees the node and what it saved */
@@ -439,18 +478,30 @@ tensor *nnf_batch_norm(tensor *input, tensor *running_mean, tensor *running_var,
     return y;
 }
 
+tensor *nnf_batch_norm(tensor *input, tensor *running_mean, tensor *running_var, tensor *weight, tensor *bias,
+                       bool training, double momentum, double eps) {
+    return batch_norm_impl("nnf_batch_norm", false, input, running_mean, running_var, weight, bias, training, momentum,
+                           eps);
+}
+
+tensor *nnf_batch_norm_relu(tensor *input, tensor *running_mean, tensor *running_var, tensor *weight, tensor *bias,
+                            bool training, double momentum, double eps) {
+    return batch_norm_impl("nnf_batch_norm_relu", true, input, running_mean, running_var, weight, bias, training,
+                           momentum, eps);
+}
+
 /* ---- backward ----------------------------------------------------------------------------------- */
 
 /* Channel c's dgamma, dbeta (each when wanted) and dx constants; the sums are skipped (dy NULL)
  * when nothing needs them, which only happens in eval. */
 static void channel_dx_constants(int64_t c, const bn_partial *part /* (N * C) or NULL */, const float *x /* (N, C, S) */,
-                                 const float *dy /* (N, C, S) or NULL */, const tensor *weight /* (C) or NULL */,
-                                 const bn_ctx *ctx, double *dgamma /* (C) or NULL */, double *dbeta /* (C) or NULL */,
-                                 bn_dx *k /* (C) */) {
+                                 const float *dy /* (N, C, S) or NULL */, const float *relu_out /* (N, C, S) or NULL */,
+                                 const tensor *weight /* (C) or NULL */, const bn_ctx *ctx,
+                                 double *dgamma /* (C) or NULL */, double *dbeta /* (C) or NULL */, bn_dx *k /* (C) */) {
     const int64_t N = ctx->N, C = ctx->C, S = ctx->S, M = N * S;
     const double mean = ctx->data[c], is = ctx->data[C + c];
     double sum_dy = 0, sum_dy_xc = 0;
-    if (dy) channel_sums(BN_GRAD_SUMS, part, x, dy, N, C, S, c, mean, &sum_dy, &sum_dy_xc);
+    if (dy) channel_sums(BN_GRAD_SUMS, part, x, dy, relu_out, N, C, S, c, mean, &sum_dy, &sum_dy_xc);
     const double gk = vec_get(weight, c, 1.0) * is, dg = sum_dy_xc * is;
     if (dbeta) dbeta[c] = sum_dy;
     if (dgamma) dgamma[c] = dg;
@@ -488,9 +539,9 @@ static void channel_dx_constants(int64_t c, const bn_partial *part /* (N * C) or
  * The driver accumulates the returned gradients into .grad (+=). */
 static void batch_norm_backward_kernel(float *dx /* (N, C, S) or NULL */, double *dgamma /* (C) or NULL */,
                                        double *dbeta /* (C) or NULL */, const float *dy /* (N, C, S) */,
-                                       const float *x /* (N, C, S) */, const tensor *weight /* (C) or NULL */,
-                                       const bn_ctx *ctx, bn_partial *part /* (N * C) or NULL */,
-                                       bn_dx *k /* (C) */) {
+                                       const float *relu_out /* (N, C, S) or NULL */, const float *x /* (N, C, S) */,
+                                       const tensor *weight /* (C) or NULL */, const bn_ctx *ctx,
+                                       bn_partial *part /* (N * C) or NULL */, bn_dx *k /* (C) */) {
     const int64_t N = ctx->N, C = ctx->C, S = ctx->S, P = N * C;
     const double *mean = ctx->data;
     const bool training = ctx->training, need_sums = dgamma || dbeta || (dx && training);
@@ -499,11 +550,11 @@ static void batch_norm_backward_kernel(float *dx /* (N, C, S) or NULL */, double
     if (training && by_channel(C, S, parallel)) {
 #pragma omp parallel for schedule(static) if (parallel)
         for (int64_t c = 0; c < C; c++) {
-            channel_dx_constants(c, NULL, x, dy, weight, ctx, dgamma, dbeta, k);
+            channel_dx_constants(c, NULL, x, dy, relu_out, weight, ctx, dgamma, dbeta, k);
             if (dx)
                 for (int64_t n = 0; n < N; n++) {
                     const int64_t off = (n * C + c) * S;
-                    plane_dx(dx + off, dy + off, x + off, S, &k[c]);
+                    plane_dx(dx + off, dy + off, relu_out ? relu_out + off : NULL, x + off, S, &k[c]);
                 }
         }
         return;
@@ -512,16 +563,19 @@ static void batch_norm_backward_kernel(float *dx /* (N, C, S) or NULL */, double
     {
         if (need_sums && part) {
 #pragma omp for schedule(static)
-            for (int64_t p = 0; p < P; p++) plane_grad_sums(x + p * S, dy + p * S, S, mean[p % C], 0, &part[p]);
+            for (int64_t p = 0; p < P; p++)
+                plane_grad_sums(x + p * S, dy + p * S, relu_out ? relu_out + p * S : NULL, S, mean[p % C], 0,
+                                &part[p]);
         }
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < C; c++)
-            channel_dx_constants(c, part, x, need_sums ? dy : NULL, weight, ctx, dgamma, dbeta, k);
+            channel_dx_constants(c, part, x, need_sums ? dy : NULL, relu_out, weight, ctx, dgamma, dbeta, k);
         if (dx) {
 #pragma omp for schedule(static)
             for (int64_t p = 0; p < P; p++) {
-                if (training) plane_dx(dx + p * S, dy + p * S, x + p * S, S, &k[p % C]);
-                else plane_scale(dx + p * S, dy + p * S, S, k[p % C].a);
+                const float *out = relu_out ? relu_out + p * S : NULL;
+                if (training) plane_dx(dx + p * S, dy + p * S, out, x + p * S, S, &k[p % C]);
+                else plane_scale(dx + p * S, dy + p * S, out, S, k[p % C].a);
             }
         }
     }
@@ -538,7 +592,7 @@ static tensor *vector_from(const double *v, int64_t C) {
 
 static torch_status batch_norm_backward(ag_node *node, const tensor *grad_output, tensor **grad_inputs) {
     const bn_ctx *ctx = node->ctx;
-    const tensor *x = node->saved[0], *weight = node->saved[1];
+    const tensor *x = node->saved[0], *weight = node->saved[1], *relu_out = ctx->relu ? node->saved[2] : NULL;
     const int64_t C = ctx->C;
     const bool need_dx = ag_node_needs_grad(node, 0), need_dw = ag_node_needs_grad(node, 1),
                need_db = ag_node_needs_grad(node, 2);
@@ -549,7 +603,7 @@ static torch_status batch_norm_backward(ag_node *node, const tensor *grad_output
     torch_status st = dy ? TORCH_OK : torch_last_status();
     if (st == TORCH_OK && need_dx && !(dx = torch_empty(x->ndim, x->shape))) st = torch_last_status();
     if (st == TORCH_OK && !(scratch = scratch_alloc(n_part, (size_t)C * (2 * sizeof(double) + sizeof(bn_dx)))))
-        st = torch_error(TORCH_ERR_OUT_OF_MEMORY, "NativeBatchNormBackward0: out of memory");
+        st = torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", node->fn->name);
     if (st != TORCH_OK) {
         tensor_free(dx);
         tensor_free(dy);
@@ -559,7 +613,8 @@ static torch_status batch_norm_backward(ag_node *node, const tensor *grad_output
     double *dgamma = need_dw ? sums : NULL, *dbeta = need_db ? sums + C : NULL;
     bn_dx *k = (bn_dx *)(sums + 2 * C);
     batch_norm_backward_kernel(dx ? tensor_data_f32(dx) : NULL, dgamma, dbeta, tensor_data_f32(dy),
-                               tensor_data_f32(x), weight, ctx, n_part ? scratch : NULL, k);
+                               relu_out ? tensor_data_f32(relu_out) : NULL, tensor_data_f32(x), weight, ctx,
+                               n_part ? scratch : NULL, k);
     tensor *dw = need_dw ? vector_from(dgamma, C) : NULL, *db = need_db ? vector_from(dbeta, C) : NULL;
     free(scratch);
     tensor_free(dy);
