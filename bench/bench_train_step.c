@@ -19,7 +19,9 @@
  *             faults that follow are a large part of a step). Times of layers of the same kind
  *             are summed within a run. Loss: forward and backward; optimizer: zero_grad + step.
  *   breakdown the sum of all those parts within a run, to set beside the full step: the two
- *             differ by what splitting costs (a backward call and a gradient copy per layer).
+ *             differ by what splitting costs (a backward call and a gradient copy per layer),
+ *             and by the fusion the step's Sequential does and the split cannot: there each
+ *             BatchNorm + ReLU pair runs as one layer, here as two.
  * CSV lines: component,pass,threads,median_ms,min_ms. scripts/bench_side_by_side.py runs this
  * beside the same code in PyTorch and prints the ratio table.
  *
