@@ -172,23 +172,30 @@ static void plane_grad_sums(const float *restrict x /* (S) */, const float *rest
     }
 }
 
+/* Where plane p = n * C + c leaves its partial: channel by channel (c * N + n), so that each
+ * channel's sum reads its N partials from one contiguous run (in plane order they lie C * 64
+ * bytes apart, a page each for C = 64, and their gathering cost as much as the planes at S = 64). */
+static inline int64_t partial_slot(int64_t p, int64_t N, int64_t C) { return p % C * N + p / C; }
+
 /* Which per-plane reduction a channel sum is made of. */
 typedef enum { BN_MOMENTS, BN_GRAD_SUMS } bn_reduction;
 
 /* Channel c's two sums: its planes' partials added in n order, lane by lane, then the lanes. With
- * part (every plane's partial, computed in parallel beforehand) they are read; without it (short
- * planes) they are computed here. Same numbers, same order, either way. */
+ * part (every plane's partial, computed in parallel beforehand, at partial_slot) they are read;
+ * without it (short planes, or channel by channel) they are computed here. Same numbers, same
+ * order, either way. */
 static void channel_sums(bn_reduction kind, const bn_partial *part /* (N * C) or NULL */, const float *x /* (N, C, S) */,
                          const float *dy /* (N, C, S) or NULL */, const float *relu_out /* (N, C, S) or NULL */,
                          int64_t N, int64_t C, int64_t S, int64_t c, double shift, double *sum_a, double *sum_b) {
     f64x4 a = {0}, b = {0};
     for (int64_t n = 0; n < N; n++) {
         const int64_t p = n * C + c, ahead = n + 1 < N ? C * S : 0;
-        bn_partial q;
-        if (part) q = part[p];
-        else if (kind == BN_MOMENTS) plane_moments(x + p * S, S, shift, ahead, &q);
-        else plane_grad_sums(x + p * S, dy + p * S, relu_out ? relu_out + p * S : NULL, S, shift, ahead, &q);
-        a += q.a, b += q.b;
+        bn_partial own; /* read in place when precomputed: a copy of it stalls on store forwarding */
+        const bn_partial *q = part ? &part[c * N + n] : &own;
+        if (!part && kind == BN_MOMENTS) plane_moments(x + p * S, S, shift, ahead, &own);
+        if (!part && kind == BN_GRAD_SUMS)
+            plane_grad_sums(x + p * S, dy + p * S, relu_out ? relu_out + p * S : NULL, S, shift, ahead, &own);
+        a += q->a, b += q->b;
     }
     *sum_a = (a[0] + a[1]) + (a[2] + a[3]);
     *sum_b = (b[0] + b[1]) + (b[2] + b[3]);
@@ -384,7 +391,7 @@ static void batch_norm_forward_kernel(float *y /* (N, C, S) */, const float *x /
     {
         if (training && part) {
 #pragma omp for schedule(static)
-            for (int64_t p = 0; p < P; p++) plane_moments(x + p * S, S, x[(p % C) * S], 0, &part[p]);
+            for (int64_t p = 0; p < P; p++) plane_moments(x + p * S, S, x[(p % C) * S], 0, &part[partial_slot(p, N, C)]);
         }
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < C; c++)
@@ -565,7 +572,7 @@ static void batch_norm_backward_kernel(float *dx /* (N, C, S) or NULL */, double
 #pragma omp for schedule(static)
             for (int64_t p = 0; p < P; p++)
                 plane_grad_sums(x + p * S, dy + p * S, relu_out ? relu_out + p * S : NULL, S, mean[p % C], 0,
-                                &part[p]);
+                                &part[partial_slot(p, N, C)]);
         }
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < C; c++)
