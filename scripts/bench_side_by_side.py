@@ -407,7 +407,7 @@ def ratio(a, b):
 def bench_bn(args, threads_list, dnnl_bin):
     ours_bin = os.path.join(args.build, "bench_batch_norm")
     dnnl_cols = DNNL_LAYOUTS if dnnl_bin else []
-    head = ("| op           | shape            | thr | ctorch ms | torch ms | speed-up | ctorch GB/s | ctorch/copy |"
+    head = ("| op                | shape            | thr | ctorch ms | torch ms | speed-up | ctorch GB/s | ctorch/copy |"
             + "".join(f" dnnl {l:<7} ms |" for l in dnnl_cols)
             + (" dnnl-blocked/ctorch |" if dnnl_cols else ""))
     print(head)
@@ -436,7 +436,7 @@ def bench_bn(args, threads_list, dnnl_bin):
             gbytes = 4e-9 * shape[0] * shape[1] * shape[2] * shape[3]
             for op in BN_OPS:
                 o, t = ours[op], theirs[op]
-                row = (f"| {op:<12} | {'x'.join(map(str, shape)):<16} | {threads:>3} | {o:9.3f} | {t:8.3f} | "
+                row = (f"| {op:<17} | {'x'.join(map(str, shape)):<16} | {threads:>3} | {o:9.3f} | {t:8.3f} | "
                        f"{t / o:7.2f}x | {2 * gbytes / (o * 1e-3):11.2f} | {o / copy_ms:10.2f}x |")
                 for l in dnnl_cols:
                     row += f" {fmt(dnnl.get((op, l)), 15)} |"

@@ -119,6 +119,9 @@ typedef int32_t i32x4 __attribute__((vector_size(16)));
 typedef struct bn_partial {
     f64x4 a, b;
 } bn_partial;
+/* Arrays of them are laid out channel by channel, plane (n, c) at c * N + n, so that each
+ * channel's sum reads its N partials from one contiguous run (in plane order they lie C * 64
+ * bytes apart, a page each for C = 64, and their gathering cost as much as the planes at S = 64). */
 
 /* sum(d) and sum(d^2) over one plane, d = x - pivot, in double: 16 lanes (4 chains of 4, enough to
  * hide the adder's latency) folded to 4, then the plane's last S % 16 values into lane 0. d is
@@ -172,16 +175,11 @@ static void plane_grad_sums(const float *restrict x /* (S) */, const float *rest
     }
 }
 
-/* Where plane p = n * C + c leaves its partial: channel by channel (c * N + n), so that each
- * channel's sum reads its N partials from one contiguous run (in plane order they lie C * 64
- * bytes apart, a page each for C = 64, and their gathering cost as much as the planes at S = 64). */
-static inline int64_t partial_slot(int64_t p, int64_t N, int64_t C) { return p % C * N + p / C; }
-
 /* Which per-plane reduction a channel sum is made of. */
 typedef enum { BN_MOMENTS, BN_GRAD_SUMS } bn_reduction;
 
 /* Channel c's two sums: its planes' partials added in n order, lane by lane, then the lanes. With
- * part (every plane's partial, computed in parallel beforehand, at partial_slot) they are read;
+ * part (every plane's partial, computed in parallel beforehand) they are read;
  * without it (short planes, or channel by channel) they are computed here. Same numbers, same
  * order, either way. */
 static void channel_sums(bn_reduction kind, const bn_partial *part /* (N * C) or NULL */, const float *x /* (N, C, S) */,
@@ -390,15 +388,18 @@ static void batch_norm_forward_kernel(float *y /* (N, C, S) */, const float *x /
 #pragma omp parallel if (parallel)
     {
         if (training && part) {
-#pragma omp for schedule(static)
-            for (int64_t p = 0; p < P; p++) plane_moments(x + p * S, S, x[(p % C) * S], 0, &part[partial_slot(p, N, C)]);
+#pragma omp for collapse(2) schedule(static)
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t c = 0; c < C; c++) plane_moments(x + (n * C + c) * S, S, x[c * S], 0, &part[c * N + n]);
         }
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < C; c++)
             channel_statistics(c, part, x, N, C, S, weight, bias, running_mean, running_var, training, eps, mean,
                                invstd, m2, k);
-#pragma omp for schedule(static)
-        for (int64_t p = 0; p < P; p++) plane_normalise(y + p * S, x + p * S, S, &k[p % C], relu);
+#pragma omp for collapse(2) schedule(static)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t c = 0; c < C; c++)
+                plane_normalise(y + (n * C + c) * S, x + (n * C + c) * S, S, &k[c], relu);
     }
 }
 
@@ -569,21 +570,25 @@ static void batch_norm_backward_kernel(float *dx /* (N, C, S) or NULL */, double
 #pragma omp parallel if (parallel)
     {
         if (need_sums && part) {
-#pragma omp for schedule(static)
-            for (int64_t p = 0; p < P; p++)
-                plane_grad_sums(x + p * S, dy + p * S, relu_out ? relu_out + p * S : NULL, S, mean[p % C], 0,
-                                &part[partial_slot(p, N, C)]);
+#pragma omp for collapse(2) schedule(static)
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t c = 0; c < C; c++) {
+                    const int64_t off = (n * C + c) * S;
+                    plane_grad_sums(x + off, dy + off, relu_out ? relu_out + off : NULL, S, mean[c], 0, &part[c * N + n]);
+                }
         }
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < C; c++)
             channel_dx_constants(c, part, x, need_sums ? dy : NULL, relu_out, weight, ctx, dgamma, dbeta, k);
         if (dx) {
-#pragma omp for schedule(static)
-            for (int64_t p = 0; p < P; p++) {
-                const float *out = relu_out ? relu_out + p * S : NULL;
-                if (training) plane_dx(dx + p * S, dy + p * S, out, x + p * S, S, &k[p % C]);
-                else plane_scale(dx + p * S, dy + p * S, out, S, k[p % C].a);
-            }
+#pragma omp for collapse(2) schedule(static)
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t c = 0; c < C; c++) {
+                    const int64_t off = (n * C + c) * S;
+                    const float *out = relu_out ? relu_out + off : NULL;
+                    if (training) plane_dx(dx + off, dy + off, out, x + off, S, &k[c]);
+                    else plane_scale(dx + off, dy + off, out, S, k[c].a);
+                }
         }
     }
 }
