@@ -1,5 +1,6 @@
 /* functional_batch_norm.c — nnf_batch_norm: per-channel statistics, the fused forward, its
- * analytic backward (one NativeBatchNormBackward0 node), and the composite teaching reference.
+ * analytic backward (one NativeBatchNormBackward0 node), the same followed by ReLU in the same
+ * passes (nnf_batch_norm_relu), and the composite teaching reference.
  *
  * Layout: an (N, C, *) input is seen as (N, C, S) with S = prod(*): N * C planes of S contiguous
  * floats, plane p = n * C + c belonging to channel c. Channel c has M = N * S values.
@@ -13,8 +14,9 @@
  *   eval forward      running statistics -> y                                      x read once
  *   backward          x, dy -> per-plane sums of dy, dy (x - mean) -> dx           x, dy read twice
  * With planes of 4 KiB or more, the training passes go channel by channel instead (by_channel):
- * a channel's second read then comes from the thread's own L2/L3, not from memory. Nothing is
- * zero-filled, nothing is allocated per element.
+ * a channel's second read then comes from the thread's own L2/L3, not from memory. A fused ReLU
+ * clamps in the normalise pass and masks dy with its saved output in both backward passes, so it
+ * costs no pass of its own. Nothing is zero-filled, nothing is allocated per element.
  *
  * Determinism: the order of every floating-point addition is fixed by the shape alone: lanes
  * within a plane, then planes in n order within a channel. Which thread reduced a plane never
