@@ -1,11 +1,12 @@
-/* test_relu_kernel.c — nnf_relu / ReLU's own forward and backward kernels (src/nn/activation.c).
+/* test_relu_kernel.c — ReLU (torch_relu, which nnf_relu and the ReLU module are) and its one-pass
+ * forward and backward kernels (TORCH_UNARY_RELU and tensor_relu_backward, src/tensor/elementwise.c).
  *
  * References: PyTorch 1.13's values for the edge cases, checked by hand with python3-torch and
  * written below (relu(-0.) is -0., relu(nan) is nan; the gradient is dy where the output is > 0
  * or NaN — ATen's threshold_backward(dy, y, 0) = (y <= 0 ? 0 : dy) — so 0, not NaN, where y = 0
  * and dy is NaN or inf); the definition max(x, 0) element by element for sizes around the
- * kernels' chunks of 2^15 elements; bit-identical results at 1 and 2 threads; strided inputs;
- * the error messages of torch_relu. */
+ * element-wise engine's parallel threshold (2^15) and chunks (2^14); bit-identical results at 1
+ * and 2 threads; strided inputs; the error messages of torch_relu. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>

@@ -252,13 +252,11 @@ const ag_function ag_fn_rsqrt = {"RsqrtBackward0", rsqrt_backward, NULL};
 
 tensor *torch_rsqrt(tensor *a) { return unary_op("torch_rsqrt", TORCH_UNARY_RSQRT, &ag_fn_rsqrt, a, false, true); }
 
-/* out = max(a, 0):  da = g * (out > 0), so 0 at a = 0 as in PyTorch.  Saved: out. */
+/* out = max(a, 0):  da = g where out > 0, else 0 (0 at a = 0 as in PyTorch; a NaN output passes
+ * g, as ATen's threshold_backward does). One pass, no mask tensor.  Saved: out. */
 static torch_status relu_backward(ag_node *n, const tensor *g, tensor **gi) {
     if (!ag_node_needs_grad(n, 0)) return TORCH_OK;
-    tensor *mask = tensor_unary(TORCH_UNARY_STEP, n->saved[0]);
-    torch_status st = put(&gi[0], mask ? tensor_binary(TORCH_BINARY_MUL, g, mask) : NULL);
-    tensor_free(mask);
-    return st;
+    return put(&gi[0], tensor_relu_backward(g, n->saved[0]));
 }
 const ag_function ag_fn_relu = {"ReluBackward0", relu_backward, NULL};
 

@@ -1,4 +1,5 @@
-/* activation.c — ReLU, Dropout (forward and backward side by side) and Flatten. */
+/* activation.c — the ReLU module (over torch_relu), Dropout (forward and backward side by side) and
+ * Flatten. */
 #include "activation.h"
 
 #include "../autograd/ops.h"
@@ -10,87 +11,8 @@
 
 /* ---- ReLU ----------------------------------------------------------------------------------- */
 
-/* Element-wise kernels run in fixed chunks shared by the threads (no reduction: any split gives
- * the same bits); below a few chunks the parallel region costs more than it saves. */
-#define RELU_CHUNK ((int64_t)1 << 15)
-
-/* y = 0 where x < 0, else x: NaN propagates and -0 stays -0, as ATen's clamp_min(x, 0). */
-static void relu_forward_chunk(int64_t n, const float *restrict x /* (n) */, float *restrict y /* (n) */) {
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
-}
-
-/* Backward of y = max(x, 0) from the saved output: dy/dx is 1 where y > 0 and 0 where y = 0
- * (PyTorch's choice at x = 0), so dx = dy where y > 0, else 0; a NaN output passes dy, as ATen's
- * threshold_backward (y <= 0 ? 0 : dy) does. One pass, no mask tensor. */
-static void relu_backward_chunk(int64_t n, const float *restrict y /* (n) */, const float *restrict dy /* (n) */,
-                                float *restrict dx /* (n) */) {
-    for (int64_t i = 0; i < n; i++) {
-        float g = dy[i]; /* read unconditionally: a plain vector load, not a masked one */
-        dx[i] = y[i] <= 0.0f ? 0.0f : g;
-    }
-}
-
-static void relu_forward_kernel(int64_t n, const float *x /* (n) */, float *y /* (n) */) {
-    const int64_t chunks = (n + RELU_CHUNK - 1) / RELU_CHUNK;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (chunks > 4)
-#endif
-    for (int64_t c = 0; c < chunks; c++) {
-        int64_t o = c * RELU_CHUNK, len = n - o < RELU_CHUNK ? n - o : RELU_CHUNK;
-        relu_forward_chunk(len, x + o, y + o);
-    }
-}
-
-static void relu_backward_kernel(int64_t n, const float *y /* (n) */, const float *dy /* (n) */, float *dx /* (n) */) {
-    const int64_t chunks = (n + RELU_CHUNK - 1) / RELU_CHUNK;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (chunks > 4)
-#endif
-    for (int64_t c = 0; c < chunks; c++) {
-        int64_t o = c * RELU_CHUNK, len = n - o < RELU_CHUNK ? n - o : RELU_CHUNK;
-        relu_backward_chunk(len, y + o, dy + o, dx + o);
-    }
-}
-
-/* saved[0] = the output (contiguous). */
-static torch_status relu_backward(ag_node *node, const tensor *grad_output, tensor **grad_inputs) {
-    const tensor *y = node->saved[0];
-    tensor *dy = tensor_contiguous(grad_output);
-    tensor *dx = dy ? torch_empty(y->ndim, y->shape) : NULL;
-    if (!dx) {
-        tensor_free(dy);
-        return torch_last_status();
-    }
-    relu_backward_kernel(y->numel, tensor_data_f32(y), tensor_data_f32(dy), tensor_data_f32(dx));
-    tensor_free(dy);
-    grad_inputs[0] = dx;
-    return TORCH_OK;
-}
-
-static const ag_function relu_function = {.name = "ReluBackward0", .backward = relu_backward};
-
-/* PyTorch's relu through kernels of its own: one pass forward, one pass backward (autograd's
- * torch_relu goes through the generic element-wise ops; the two differ only at -0 and NaN, where
- * this one follows ATen: relu(-0) = -0, and a NaN output passes its gradient). */
-tensor *nnf_relu(tensor *input) {
-    if (torch_check_float32("torch_relu", "input", input) != TORCH_OK) return NULL; /* torch_relu's messages */
-    tensor *xc = tensor_contiguous(input);
-    tensor *y = xc ? torch_empty(input->ndim, input->shape) : NULL;
-    if (!y) {
-        tensor_free(xc);
-        return NULL;
-    }
-    relu_forward_kernel(y->numel, tensor_data_f32(xc), tensor_data_f32(y));
-    tensor_free(xc);
-    if (ag_should_record(1, &input)) {
-        ag_node *node = ag_record(&relu_function, y, 1, &input);
-        if (!node || ag_node_save(node, 0, y) != TORCH_OK) {
-            tensor_free(y);
-            return NULL;
-        }
-    }
-    return y;
-}
+/* F.relu is the autograd op itself (torch_relu: one pass each way, ATen's edge cases). */
+tensor *nnf_relu(tensor *input) { return torch_relu(input); }
 
 static tensor *relu_forward(nn_module *self, tensor *input) {
     (void)self;

@@ -158,6 +158,7 @@ static void ew_task(const ew_iter *it, int64_t t, int64_t nchunks, int64_t chunk
 /* Internal op codes beyond the public enums. */
 enum {
     EW_ADD_ALPHA = TORCH_BINARY_COUNT, /* x + alpha * y */
+    EW_RELU_GRAD,                      /* y <= 0 ? 0 : x  (x the gradient, y ReLU's output) */
 };
 enum {
     EW_CUBE = TORCH_UNARY_COUNT, /* x * x * x   (pow 3, as PyTorch computes it) */
@@ -212,6 +213,7 @@ static void binary_row(int op, float alpha, int64_t n, float *o, int64_t so, con
         BIN_CASE(TORCH_BINARY_GT, x > y ? 1.0f : 0.0f)
         BIN_CASE(TORCH_BINARY_GE, x >= y ? 1.0f : 0.0f)
         BIN_CASE(EW_ADD_ALPHA, x + alpha * y)
+        BIN_CASE(EW_RELU_GRAD, y <= 0.0f ? 0.0f : x)
     default: TORCH_ASSERT(!"unknown binary op");
     }
 }
@@ -239,7 +241,7 @@ static void unary_row(int op, int64_t n, float *o, int64_t so, const float *a, i
         UN_CASE(TORCH_UNARY_LOG, logf(x))
         UN_CASE(TORCH_UNARY_SQRT, sqrtf(x))
         UN_CASE(TORCH_UNARY_RSQRT, 1.0f / sqrtf(x))
-        UN_CASE(TORCH_UNARY_RELU, (x > 0.0f || x != x) ? x : 0.0f) /* NaN propagates */
+        UN_CASE(TORCH_UNARY_RELU, x < 0.0f ? 0.0f : x) /* NaN and -0 stay, as in ATen */
         UN_CASE(TORCH_UNARY_ABS, fabsf(x))
         UN_CASE(TORCH_UNARY_SQUARE, x * x)
         UN_CASE(TORCH_UNARY_RECIPROCAL, 1.0f / x)
@@ -278,12 +280,8 @@ static void ew_run(ew_iter *it, int op, float alpha, float *out, const float *a,
 
 /* ---- public kernels ------------------------------------------------------------------------- */
 
-tensor *tensor_binary(torch_binary_op op, const tensor *a, const tensor *b) {
-    if ((unsigned)op >= TORCH_BINARY_COUNT) {
-        torch_error(TORCH_ERR_INVALID_ARGUMENT, "tensor_binary: unknown op %d", (int)op);
-        return NULL;
-    }
-    const char *fname = binary_names[op];
+/* out = a op b with broadcasting; op a public or an internal binary code, named fname. */
+static tensor *binary_new(int op, const char *fname, const tensor *a, const tensor *b) {
     if (torch_check_float32(fname, "input", a) != TORCH_OK || torch_check_float32(fname, "input", b) != TORCH_OK)
         return NULL;
     ew_iter it = {.noperands = 3};
@@ -297,6 +295,18 @@ tensor *tensor_binary(torch_binary_op op, const tensor *a, const tensor *b) {
     broadcast_strides(b, it.ndim, it.shape, it.stride[OP_B]);
     ew_run(&it, op, 1.0f, tensor_data_f32(out), tensor_data_f32(a), tensor_data_f32(b));
     return out;
+}
+
+tensor *tensor_binary(torch_binary_op op, const tensor *a, const tensor *b) {
+    if ((unsigned)op >= TORCH_BINARY_COUNT) {
+        torch_error(TORCH_ERR_INVALID_ARGUMENT, "tensor_binary: unknown op %d", (int)op);
+        return NULL;
+    }
+    return binary_new(op, binary_names[op], a, b);
+}
+
+tensor *tensor_relu_backward(const tensor *grad, const tensor *out) {
+    return binary_new(EW_RELU_GRAD, "relu_backward", grad, out);
 }
 
 /* out = op(a) (unary codes, including the internal ones) into a new contiguous tensor. */

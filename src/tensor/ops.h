@@ -39,11 +39,11 @@ typedef enum torch_unary_op {
     TORCH_UNARY_LOG,
     TORCH_UNARY_SQRT,
     TORCH_UNARY_RSQRT,
-    TORCH_UNARY_RELU,
+    TORCH_UNARY_RELU,     /* x < 0 ? 0 : x, as ATen's clamp_min(x, 0): relu(-0) = -0, NaN stays */
     TORCH_UNARY_ABS,
     TORCH_UNARY_SQUARE,
     TORCH_UNARY_RECIPROCAL,
-    TORCH_UNARY_STEP,     /* x > 0 ? 1 : 0 — the derivative of relu */
+    TORCH_UNARY_STEP,     /* x > 0 ? 1 : 0, the Heaviside step */
     TORCH_UNARY_SIGN,
     TORCH_UNARY_COUNT
 } torch_unary_op;
@@ -60,6 +60,9 @@ torch_status torch_broadcast_shapes(const char *fname, int a_ndim, const int64_t
 tensor *tensor_binary(torch_binary_op op, const tensor *a, const tensor *b);
 tensor *tensor_binary_scalar(torch_binary_op op, const tensor *a, double s);   /* a op s */
 tensor *tensor_unary(torch_unary_op op, const tensor *a);
+/* ReLU's backward from its output: out <= 0 ? 0 : grad (ATen's threshold_backward(grad, out, 0):
+ * 0 at the kink, and a NaN output passes its gradient). grad and out have one shape. */
+tensor *tensor_relu_backward(const tensor *grad, const tensor *out);
 
 /* ---- reductions; dims may be negative; ndims == 0 (dims NULL) reduces over all dims --------------- */
 
