@@ -5,13 +5,15 @@ Runs our C benchmarks and the equivalent PyTorch code alternately (one shape or 
 at a time, each in its own process so that each gets its own thread settings) and prints
 markdown tables of times and ratios:
 
-  1. BatchNorm2d: train_fwd / eval_fwd / train_fwdbwd at the six issue shapes, ctorch
-     (bench_batch_norm) vs PyTorch, ctorch / same-size copy, and oneDNN's batch normalization
-     primitive on nchw, nChw8c and nChw16c (bench/onednn/bench_onednn_bn.c, compiled here when
-     Debian's libdnnl-dev is installed).
-  2. Training step of the reference CNN at batch 64 (bench_train_step), with the per-layer-kind
+  1. BatchNorm2d: train_fwd / eval_fwd / train_fwdbwd / train_fwdbwd_relu at the six issue
+     shapes, ctorch (bench_batch_norm) vs PyTorch, ctorch / same-size copy, and oneDNN's batch
+     normalization primitive on nchw, nChw8c and nChw16c (bench/onednn/bench_onednn_bn.c, compiled
+     here when Debian's libdnnl-dev is installed).
+  2. Conv2d 3x3 forward and forward+backward (bench_conv) vs PyTorch's F.conv2d, in GFLOP/s beside
+     the same-size sgemm and the machine's sgemm ceiling measured in the same process.
+  3. Training step of the reference CNN at batch 64 (bench_train_step), with the per-layer-kind
      breakdown, vs the same code in PyTorch.
-  3. Peak memory (maximum resident set size) of a 100-step training loop, of the same process
+  4. Peak memory (maximum resident set size) of a 100-step training loop, of the same process
      with 0 steps (libraries + model), and of the trainer (train_cnn) when it is built.
 
 Run with Debian's interpreter, which sees python3-torch:
@@ -40,6 +42,8 @@ import time
 SHAPES = [(64, 32, 28, 28), (64, 64, 14, 14), (128, 64, 8, 8), (32, 64, 56, 56), (20, 100, 35, 45),
           (256, 16, 32, 32)]
 BN_OPS = ["train_fwd", "eval_fwd", "train_fwdbwd", "train_fwdbwd_relu"]
+# (N, C, H, W, O) of bench/bench_conv.c: 3x3 convolutions with padding 1 of the example networks.
+CONV_SHAPES = [(64, 1, 28, 28, 32), (64, 32, 14, 14, 64), (64, 32, 28, 28, 32), (64, 64, 14, 14, 64)]
 DNNL_LAYOUTS = ["nchw", "nChw8c", "nChw16c"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DNNL_HEADER = "/usr/include/oneapi/dnnl/dnnl.h"
@@ -293,7 +297,34 @@ def worker_trainer(threads, n_train, n_test, batch, data_dir, eval_batch=1000):
     return {"data": source, "accuracy": correct / max(n_test, 1), "vmhwm_kb": _vmhwm_kb()}
 
 
+def worker_conv(threads, reps):
+    """Times PyTorch's conv2d on bench/bench_conv.c's shapes, as that program times ours."""
+    import torch
+    import torch.nn.functional as F
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    out = {}
+    for n, c, h, w, o in CONV_SHAPES:
+        x = torch.randn(n, c, h, w)
+        wt = torch.randn(o, c, 3, 3)
+        dy = torch.randn(n, o, h, w)
+
+        def fwd():
+            with torch.no_grad():
+                F.conv2d(x, wt, padding=1)
+
+        def fwdbwd():
+            xg, wg = x.detach().requires_grad_(), wt.detach().requires_grad_()
+            F.conv2d(xg, wg, padding=1).backward(dy)
+
+        key = f"{n},{c},{h},{w},{o}"
+        out["forward," + key] = _timeit(fwd, reps, reps // 10 + 2)
+        out["fwdbwd," + key] = _timeit(fwdbwd, reps, reps // 10 + 2)
+    return out
+
+
 WORKERS = {
+    "conv": lambda a: worker_conv(a["threads"], a["reps"]),
     "bn": lambda a: worker_bn(tuple(a["shape"]), a["threads"], a["reps"]),
     "step": lambda a: worker_step(a["threads"], a["reps"], a["batch"]),
     "memory": lambda a: worker_memory(a["threads"], a["steps"], a["batch"]),
@@ -490,6 +521,42 @@ def bench_step(args, threads_list):
           + ", ".join(f"{who} {c}" for who, c in sorted(cores)) + "\n")
 
 
+def bench_conv(args, threads_list):
+    binary = os.path.join(args.build, "bench_conv")
+    head = ("| op      | N,C,H,W -> O         | thr | ctorch ms | torch ms | speed-up | ctorch GFLOP/s | "
+            "same-size sgemm GFLOP/s | ctorch / sgemm |")
+    print(head)
+    print("|" + "|".join("-" * len(c) for c in head.split("|")[1:-1]) + "|", flush=True)
+    peaks = {}
+    for threads in threads_list:
+        ours, theirs, gflops = {}, {}, {}
+        for _ in range(args.rounds):  # each round: ctorch, then PyTorch; keep the best median
+            out, _ = run_measured([binary, "--threads", str(threads), "--reps", str(args.step_reps)],
+                                  env_for(args, "ours"))
+            for r in parse_csv(out):
+                key = f"{r['op']},{r['N']},{r['C']},{r['H']},{r['W']},{r['O']}"
+                if key not in ours or float(r["median_ms"]) < ours[key]:
+                    ours[key], gflops[key] = float(r["median_ms"]), float(r["GFLOPs"])
+            res, _ = run_worker("conv", {"threads": threads, "reps": args.step_reps}, env_for(args, "torch"))
+            keep_min(theirs, {k: v[0] for k, v in res.items()})
+        peaks[threads] = max(v for k, v in gflops.items() if k.startswith("sgemm_peak"))
+        for n, c, h, w, o in CONV_SHAPES:
+            key = f"{n},{c},{h},{w},{o}"
+            sg = gflops.get("sgemm," + key)
+            for op in ("forward", "fwdbwd"):
+                ms, t, gf = ours.get(f"{op},{key}"), theirs.get(f"{op},{key}"), gflops.get(f"{op},{key}")
+                shape = f"{n},{c},{h},{w} -> {o}"
+                print(f"| {op:<7} | {shape:<20} | {threads:>3} | {fmt(ms, 9)} | {fmt(t, 8)} | "
+                      f"{fmt(ratio(t, ms), 7, 2)}x | {fmt(gf, 14, 1)} | {fmt(sg, 23, 1)} | "
+                      f"{fmt(ratio(gf, sg), 13, 2)}x |", flush=True)
+    print("\nGFLOP/s counts the direct convolution's 2 N O H W C 9 flops per pass (forward + backward: three "
+          "passes) whatever algorithm ran; Winograd F(2x2, 3x3) needs fewer multiplications and can beat sgemm on "
+          "this count. same-size sgemm: the (O, C*9) @ (C*9, N*H*W) product of the im2col method, through "
+          "torch_sgemm in the same process. speed-up = torch ms / ctorch ms (medians). The machine's sgemm "
+          "ceiling (1024^3): "
+          + ", ".join(f"{peaks[t]:.1f} GFLOP/s at {t} thread(s)" for t in threads_list) + ".\n")
+
+
 def run_peak(cmd, env):
     """Runs cmd; returns (stdout, peak RSS in KiB) measured by GNU time (%M), or (stdout, None)
     without /usr/bin/time. (Our own wait4 would not do: a child's ru_maxrss keeps the peak of the
@@ -564,7 +631,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=1,
                     help="alternate the sides this many times and keep each one's best median")
     ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--only", default="bn,step,memory", help="comma list of bn, step, memory")
+    ap.add_argument("--only", default="bn,conv,step,memory", help="comma list of bn, conv, step, memory")
     ap.add_argument("--no-onednn", action="store_true", help="skip the oneDNN columns")
     ap.add_argument("--memory-steps", type=int, default=100)
     ap.add_argument("--trainer-train", type=int, default=6400)
@@ -602,6 +669,9 @@ def main():
     if "bn" in only:
         print(f"## BatchNorm2d ({args.reps} reps, {args.rounds} round(s))\n")
         bench_bn(args, threads_list, dnnl_bin)
+    if "conv" in only:
+        print(f"## Conv2d, 3x3, padding 1 ({args.step_reps} reps, {args.rounds} round(s))\n")
+        bench_conv(args, threads_list)
     if "step" in only:
         print(f"## Training step, reference CNN, batch {args.batch} ({args.step_reps} reps, {args.rounds} round(s))\n")
         bench_step(args, threads_list)
