@@ -112,6 +112,32 @@ Test(autograd, retain_graph_allows_a_second_backward_and_without_it_fails) {
     tensor_free(x);
 }
 
+Test(autograd, nodes_that_saved_nothing_allow_a_second_backward) {
+    /* PyTorch: z = x + y; z.sum().backward(); z.sum().backward() works, as AddBackward0 and
+     * SumBackward0 keep nothing to free; the gradients add up. */
+    tensor *x = leaf((const float[]){1, 2}, TORCH_SHAPE(2), true);
+    tensor *y = leaf((const float[]){3, 4}, TORCH_SHAPE(2), true);
+    tensor *z = torch_add(x, y);
+    for (int pass = 1; pass <= 2; pass++) {
+        tensor *s = torch_sum(z, 0, NULL, false);
+        cr_assert_eq(tensor_backward(s, NULL, false), TORCH_OK, "pass %d: %s", pass, torch_last_error());
+        tensor_free(s);
+        assert_values(tensor_grad(x), (const float[]){(float)pass, (float)pass}, 2, 0);
+        assert_values(tensor_grad(y), (const float[]){(float)pass, (float)pass}, 2, 0);
+    }
+    /* A node that saved its inputs still refuses: PyTorch's error, gradients untouched. */
+    tensor *p = torch_mul(z, x), *s = torch_sum(p, 0, NULL, false);
+    cr_assert_eq(tensor_backward(s, NULL, false), TORCH_OK);
+    assert_values(tensor_grad(x), (const float[]){2 + 5, 2 + 8}, 2, 0); /* + d(x (x + y))/dx = 2x + y */
+    assert_values(tensor_grad(y), (const float[]){2 + 1, 2 + 2}, 2, 0); /* + x */
+    cr_assert_eq(tensor_backward(s, NULL, false), TORCH_ERR_INVALID_STATE);
+    assert_error(TORCH_ERR_INVALID_STATE, "Trying to backward through the graph a second time");
+    assert_values(tensor_grad(x), (const float[]){7, 10}, 2, 0);
+    assert_values(tensor_grad(y), (const float[]){3, 4}, 2, 0);
+    tensor *all[] = {x, y, z, p, s};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) tensor_free(all[i]);
+}
+
 Test(autograd, no_grad_scope_nests) {
     tensor *x = leaf((const float[]){1, 2}, TORCH_SHAPE(2), true);
     cr_assert(torch_is_grad_enabled());

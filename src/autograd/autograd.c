@@ -252,8 +252,12 @@ torch_status tensor_backward(tensor *root, const tensor *grad, bool retain_graph
             if (e->node && --e->node->dependencies == 0) arrput(stack, e->node);
         }
         if (!retain_graph) {
+            /* As in PyTorch, only a node that lost something it needs refuses a second pass:
+             * nodes that saved nothing (additions, sums, ...) can be run through again. */
+            bool held = n->ctx != NULL;
+            for (int i = 0; i < AG_MAX_SAVED; i++) held = held || n->saved[i] != NULL;
+            n->released = n->released || held;
             node_release_saved(n);
-            n->released = true;
         }
     }
     /* On failure, drop gradients still waiting in nodes that did not run. */

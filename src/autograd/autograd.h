@@ -14,8 +14,9 @@
  *   - A node is owned by the tensors whose grad_fn it is and by the nodes downstream of it; it
  *     goes away with the last of them. Nothing else needs freeing.
  *   - backward frees each node's saved tensors as it passes (retain_graph = false), so memory
- *     returns as soon as the outputs are freed; a second backward through the same graph fails
- *     with TORCH_ERR_INVALID_STATE.
+ *     returns as soon as the outputs are freed; a second backward through a node whose saved
+ *     state is gone fails with TORCH_ERR_INVALID_STATE (PyTorch's message). Nodes that saved
+ *     nothing (additions, sums, views without a context) can be run through again, as in PyTorch.
  *   - leaf->grad is owned by the leaf: read it through tensor_grad() (borrowed).
  *
  * Grad mode is per thread (torch_set_grad_enabled). Backward functions run with their inputs
@@ -82,7 +83,7 @@ struct ag_node {
     int      n_inputs;
     ag_edge  inputs[AG_MAX_INPUTS];
     tensor  *saved[AG_MAX_SAVED]; /* owned, detached aliases: see ag_node_save */
-    bool     released;            /* saved state freed by a backward without retain_graph */
+    bool     released;            /* saved state it needs was freed by a backward without retain_graph */
     /* Small op arguments, so most ops need no ctx allocation. */
     double   scalars[4];
     int64_t  ints[TORCH_MAX_DIMS + 2];
