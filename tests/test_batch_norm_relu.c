@@ -133,6 +133,13 @@ Test(batch_norm_relu, same_bits_two_threads_memory_order) {
 Test(batch_norm_relu, same_bits_two_threads_eval) {
     check((case_){.shape = {9, 3, 37, 37}, .training = false, .affine = true, .track = true, .threads = 2});
 }
+Test(batch_norm_relu, same_bits_streamed_outputs) {
+    /* over 12 MiB: outputs written with streaming stores (AVX builds), odd plane lengths */
+    check((case_){.shape = {4, 8, 321, 321}, .training = true, .affine = true, .track = true, .threads = 2,
+                  .zero_channel = true});
+    check((case_){.shape = {4, 3, 521, 521}, .training = false, .affine = true, .track = true, .threads = 2,
+                  .zero_channel = true, .nan_channel = true});
+}
 Test(batch_norm_relu, outputs_exactly_zero_get_no_gradient) {
     /* channel 0 normalises to exactly +-0: ReLU's kink, where PyTorch's gradient is 0, and
      * relu(-0) = -0 (ATen's clamp_min) */

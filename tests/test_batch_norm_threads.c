@@ -192,6 +192,17 @@ Test(batch_norm_threads, long_planes_by_channel) {
     check_case((bn_case){.ndim = 4, .shape = {4, 8, 36, 36}, .training = true, .affine = true, .track = true});
 }
 
+/* Over 12 MiB, outputs are written with streaming stores (AVX builds), from each plane's first
+ * aligned value: odd plane lengths put every plane start at a different alignment. */
+Test(batch_norm_threads, streamed_outputs_by_channel) {
+    check_case((bn_case){.ndim = 4, .shape = {4, 8, 321, 321}, .training = true, .affine = true, .track = true});
+}
+Test(batch_norm_threads, streamed_outputs_memory_order_and_eval) {
+    /* 3 channels: channel by channel at 1 thread, memory order at 2 and 3 */
+    check_case((bn_case){.ndim = 4, .shape = {4, 3, 521, 521}, .training = true, .affine = true, .track = true});
+    check_case((bn_case){.ndim = 4, .shape = {4, 3, 521, 521}, .training = false, .affine = true, .track = true});
+}
+
 Test(batch_norm_threads, many_short_planes) {
     check_case((bn_case){.ndim = 4, .shape = {64, 5, 11, 11}, .training = true, .affine = true, .track = true});
 }
