@@ -17,10 +17,12 @@ static tensor *sequential_forward(nn_module *self, tensor *input) {
     for (ptrdiff_t i = 0; i < n; i++) {
         nn_module *m = self->children[i].value;
         tensor *next;
-        if (i + 1 < n && nn_as_batch_norm(m) && nn_is_relu(self->children[i + 1].value))
-            next = nn_batch_norm_forward_relu(m, cur), i++;
-        else
+        if (i + 1 < n && nn_as_batch_norm(m) && nn_is_relu(self->children[i + 1].value)) {
+            next = nn_batch_norm_forward_relu(m, cur);
+            i++; /* the ReLU ran too */
+        } else {
             next = nn_module_forward(m, cur);
+        }
         if (cur != input) tensor_free(cur);
         if (!next) return NULL;
         cur = next;

@@ -255,43 +255,38 @@ static bn_normalise normalise_constants(double mean, double a, double beta) {
                           .d = (float)(beta - a * (mean - mean_hi))};
 }
 
+/* One value: a (x - mean) + beta, then ReLU's y < 0 ? 0 : y when `relu`. Every path below forms
+ * its values this way (8 at a time in the streamed loop, with the same operations). */
+static inline float normalise1(float x, const bn_normalise *k, bool relu) {
+    const float t = x - k->mean_hi, v = FMAF(k->a_hi, t, FMAF(k->a_lo, t, k->d));
+    return relu && v < 0.0f ? 0.0f : v;
+}
+
 /* y = a (x - mean) + beta over one plane, then with `relu` max(y, 0) as ReLU's own kernel forms it
  * (y < 0 ? 0 : y: NaN stays, -0 stays). Plain loops: the compiler vectorises them; with `stream`,
  * the same arithmetic written 8 at a time past the caches from the first 32-byte boundary. */
 static void plane_normalise(float *restrict y /* (S) */, const float *restrict x /* (S) */, int64_t S,
                             const bn_normalise *k, bool relu, bool stream) {
-    const float mh = k->mean_hi, ah = k->a_hi, al = k->a_lo, d = k->d;
 #if CAN_STREAM
     if (stream) {
         int64_t i = 0;
-        for (; i < S && ((uintptr_t)(y + i) & 31); i++) {
-            const float t = x[i] - mh, v = FMAF(ah, t, FMAF(al, t, d));
-            y[i] = relu && v < 0.0f ? 0.0f : v;
-        }
-        const __m256 mh8 = _mm256_set1_ps(mh), ah8 = _mm256_set1_ps(ah), al8 = _mm256_set1_ps(al);
-        const __m256 d8 = _mm256_set1_ps(d), zero = _mm256_setzero_ps();
+        for (; i < S && ((uintptr_t)(y + i) & 31); i++) y[i] = normalise1(x[i], k, relu);
+        const __m256 mh8 = _mm256_set1_ps(k->mean_hi), ah8 = _mm256_set1_ps(k->a_hi);
+        const __m256 al8 = _mm256_set1_ps(k->a_lo), d8 = _mm256_set1_ps(k->d), zero = _mm256_setzero_ps();
         for (; i + 8 <= S; i += 8) {
             const __m256 t = _mm256_sub_ps(_mm256_loadu_ps(x + i), mh8), v = FMA8(ah8, t, FMA8(al8, t, d8));
             STREAM8(y + i, relu ? _mm256_max_ps(zero, v) : v); /* max(0, v): v where v is NaN or -0 */
         }
-        for (; i < S; i++) {
-            const float t = x[i] - mh, v = FMAF(ah, t, FMAF(al, t, d));
-            y[i] = relu && v < 0.0f ? 0.0f : v;
-        }
+        for (; i < S; i++) y[i] = normalise1(x[i], k, relu);
         return;
     }
 #endif
     (void)stream;
+    /* two loops, so that each vectorises without a per-element test of `relu` */
     if (relu)
-        for (int64_t i = 0; i < S; i++) {
-            const float t = x[i] - mh, v = FMAF(ah, t, FMAF(al, t, d));
-            y[i] = v < 0.0f ? 0.0f : v;
-        }
+        for (int64_t i = 0; i < S; i++) y[i] = normalise1(x[i], k, true);
     else
-        for (int64_t i = 0; i < S; i++) {
-            const float t = x[i] - mh;
-            y[i] = FMAF(ah, t, FMAF(al, t, d));
-        }
+        for (int64_t i = 0; i < S; i++) y[i] = normalise1(x[i], k, false);
 }
 
 /* dx = a dy + b x + d in double: b x and d may cancel (mean 1e4), harmless in double. */
