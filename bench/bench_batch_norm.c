@@ -79,7 +79,43 @@ static void report(const char *op, const int64_t *s, int threads, bench_stats st
     fflush(stdout);
 }
 
-static void bench_shape(const int64_t *s, int threads, int reps) {
+/* Every op, in the order they run; the first is the baseline and always runs. */
+static const struct {
+    const char *name;
+    void (*run)(void *);
+} ops[] = {{"copy", run_copy},
+           {"train_fwd", run_train_fwd},
+           {"eval_fwd", run_eval_fwd},
+           {"train_fwdbwd", run_train_fwdbwd},
+           {"train_fwdbwd_relu", run_train_fwdbwd_relu},
+           {"train_fwdbwd_relu_separate", run_train_fwdbwd_relu_separate}};
+
+#define N_OPS (sizeof ops / sizeof *ops)
+
+/* Whether the `len` characters at `tok` spell `name`. */
+static bool token_is(const char *tok, size_t len, const char *name) {
+    return strlen(name) == len && !strncmp(tok, name, len);
+}
+
+/* Whether `name` is in the comma-separated list `only` (NULL: every op). */
+static bool op_selected(const char *only, const char *name) {
+    if (!only) return true;
+    for (const char *p = only; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ','))
+        if (token_is(p, strcspn(p, ","), name)) return true;
+    return false;
+}
+
+/* Whether every name in the comma-separated list is an op. */
+static bool ops_known(const char *list) {
+    for (const char *p = list; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
+        bool known = false;
+        for (size_t i = 0; i < N_OPS; i++) known = known || token_is(p, strcspn(p, ","), ops[i].name);
+        if (!known) return false;
+    }
+    return true;
+}
+
+static void bench_shape(const int64_t *s, int threads, int reps, const char *only) {
     torch_set_num_threads(threads);
     torch_generator g = torch_generator_new(0);
     bn_case c = {0};
@@ -93,14 +129,10 @@ static void bench_shape(const int64_t *s, int threads, int reps) {
     c.copy_src = tensor_data_f32(c.x);
     c.copy_dst = malloc(c.nbytes);
     memset(c.copy_dst, 0, c.nbytes);
-    int warmup = reps / 10 + 2;
-    report("copy", s, threads, bench_run(run_copy, &c, warmup, reps), c.nbytes);
-    report("train_fwd", s, threads, bench_run(run_train_fwd, &c, warmup, reps), c.nbytes);
-    report("eval_fwd", s, threads, bench_run(run_eval_fwd, &c, warmup, reps), c.nbytes);
-    report("train_fwdbwd", s, threads, bench_run(run_train_fwdbwd, &c, warmup, reps), c.nbytes);
-    report("train_fwdbwd_relu", s, threads, bench_run(run_train_fwdbwd_relu, &c, warmup, reps), c.nbytes);
-    report("train_fwdbwd_relu_separate", s, threads, bench_run(run_train_fwdbwd_relu_separate, &c, warmup, reps),
-           c.nbytes);
+    const int warmup = reps / 10 + 2;
+    for (size_t i = 0; i < N_OPS; i++)
+        if (i == 0 || op_selected(only, ops[i].name))
+            report(ops[i].name, s, threads, bench_run(ops[i].run, &c, warmup, reps), c.nbytes);
     free(c.copy_dst);
     tensor *all[] = {c.x, c.dy, c.weight, c.bias, c.running_mean, c.running_var};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) tensor_free(all[i]);
@@ -111,20 +143,24 @@ static const int64_t default_shapes[][4] = {
 };
 
 static void usage(FILE *out) {
-    fprintf(out, "usage: bench_batch_norm [--threads N] [--reps N] [--shape N,C,H,W]\n"
-                 "  default: the six issue shapes at 1 and 2 threads, 50 repetitions\n");
+    fprintf(out, "usage: bench_batch_norm [--threads N] [--reps N] [--shape N,C,H,W] [--ops OP,...]\n"
+                 "  default: the six issue shapes at 1 and 2 threads, 50 repetitions, every op\n"
+                 "  ops: train_fwd, eval_fwd, train_fwdbwd, train_fwdbwd_relu, train_fwdbwd_relu_separate\n"
+                 "  (the copy always runs: it is the ratio's baseline)\n");
 }
 
 int main(int argc, char **argv) {
     int threads = 0, reps = 50;
     int64_t shape[4];
     bool one_shape = false;
+    const char *only = NULL;
     static const struct option longopts[] = {{"threads", required_argument, 0, 't'},
                                              {"reps", required_argument, 0, 'r'},
                                              {"shape", required_argument, 0, 's'},
+                                             {"ops", required_argument, 0, 'o'},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
-    for (int opt; (opt = getopt_long(argc, argv, "t:r:s:h", longopts, NULL)) != -1;) {
+    for (int opt; (opt = getopt_long(argc, argv, "t:r:s:o:h", longopts, NULL)) != -1;) {
         long long a, b, c2, d;
         switch (opt) {
         case 't': threads = atoi(optarg); break;
@@ -137,22 +173,28 @@ int main(int argc, char **argv) {
             shape[0] = a, shape[1] = b, shape[2] = c2, shape[3] = d;
             one_shape = true;
             break;
+        case 'o': only = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
     if (reps < 1) reps = 1;
+    if (only && !ops_known(only)) {
+        fprintf(stderr, "bench_batch_norm: --ops: unknown op in '%s'\n", only);
+        usage(stderr);
+        return 2;
+    }
     printf("# openblas core: %s\n", torch_blas_corename());
     printf("op,N,C,H,W,threads,median_ms,min_ms,GBps\n");
     int thread_list[2] = {1, 2}, nthreads = threads > 0 ? 1 : 2;
     if (threads > 0) thread_list[0] = threads;
     for (int ti = 0; ti < nthreads; ti++) {
         if (one_shape) {
-            bench_shape(shape, thread_list[ti], reps);
+            bench_shape(shape, thread_list[ti], reps, only);
             continue;
         }
         for (size_t i = 0; i < sizeof default_shapes / sizeof *default_shapes; i++)
-            bench_shape(default_shapes[i], thread_list[ti], reps);
+            bench_shape(default_shapes[i], thread_list[ti], reps, only);
     }
     return 0;
 }
