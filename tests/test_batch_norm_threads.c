@@ -192,8 +192,10 @@ Test(batch_norm_threads, long_planes_by_channel) {
     check_case((bn_case){.ndim = 4, .shape = {4, 8, 36, 36}, .training = true, .affine = true, .track = true});
 }
 
-/* Over 12 MiB, outputs are written with streaming stores (AVX builds), from each plane's first
- * aligned value: odd plane lengths put every plane start at a different alignment. */
+/* AVX builds write a forward's output larger than 12 MiB, and a backward's dx when x, dy and dx
+ * together are (on a machine reporting 32 MiB of L3 or more), with streaming stores over each
+ * plane's whole cache lines: odd plane lengths put every plane start at a different alignment and
+ * share lines between planes. */
 Test(batch_norm_threads, streamed_outputs_by_channel) {
     check_case((bn_case){.ndim = 4, .shape = {4, 8, 321, 321}, .training = true, .affine = true, .track = true});
 }
@@ -201,6 +203,15 @@ Test(batch_norm_threads, streamed_outputs_memory_order_and_eval) {
     /* 3 channels: channel by channel at 1 thread, memory order at 2 and 3 */
     check_case((bn_case){.ndim = 4, .shape = {4, 3, 521, 521}, .training = true, .affine = true, .track = true});
     check_case((bn_case){.ndim = 4, .shape = {4, 3, 521, 521}, .training = false, .affine = true, .track = true});
+}
+
+Test(batch_norm_threads, streamed_outputs_short_planes) {
+    /* 13 MB per tensor, streamed in the forward and the backward; planes of 169 values (memory
+     * order, lines shared between planes) and of 9 (shorter than a line); then 6.9 MB, streamed
+     * in the backward only */
+    check_case((bn_case){.ndim = 4, .shape = {300, 64, 13, 13}, .training = true, .affine = true, .track = true});
+    check_case((bn_case){.ndim = 4, .shape = {6000, 64, 3, 3}, .training = true, .affine = true, .track = true});
+    check_case((bn_case){.ndim = 4, .shape = {160, 64, 13, 13}, .training = true, .affine = true, .track = true});
 }
 
 Test(batch_norm_threads, many_short_planes) {

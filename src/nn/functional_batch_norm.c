@@ -102,8 +102,8 @@ typedef float f32x4 __attribute__((vector_size(16), aligned(4), may_alias)); /* 
 #define FMAF(a, b, c) ((a) * (b) + (c))
 #endif
 
-/* Streaming stores (AVX builds): an output larger than the cache cannot still be there when the
- * next layer reads it, so writing it past the caches costs that layer nothing and saves the read
+/* Streaming stores (AVX builds): the output of a pass that walks through more than the cache
+ * cannot still be there when the next layer reads it (stream_outputs), so writing it past the caches costs that layer nothing and saves the read
  * a normal store makes of every line it fills (a third of a copy's traffic), and it leaves the
  * cache to the input, which the backward reads again. STREAM4F(p, v) is STORE4F for 16-byte
  * aligned p, STREAM8(p, v) stores 8 floats at 32-byte aligned p; a thread ends its streaming
@@ -123,19 +123,35 @@ typedef float f32x4 __attribute__((vector_size(16), aligned(4), may_alias)); /* 
 #define STREAM_FENCE(stream) ((void)(stream))
 #endif
 
-/* Whether a pass writes its output of `numel` floats with streaming stores: when it exceeds 3/8 of
- * the last-level cache (glibc's memcpy streams above 3/4 of a thread's share of it). The reported
- * size is the whole package's and can be far more than one core reaches (256 MiB on the 2-core VM
- * these kernels were measured on, which gets ~11 MiB), so it counts at most 32 MiB: 12 MiB here.
- * Measured there at (256, 16, 32, 32), 1 thread: training forward 4.0-4.5 -> 2.2-2.8 ms, eval
- * 3.0 -> 1.8-2.4 ms, forward+backward 10.0-10.3 -> 7.0 ms. */
-static bool stream_outputs(int64_t numel) {
+/* Streamed stores fill whole 64-byte cache lines only. A line written partly past the caches and
+ * partly through them -- a plane's first and last lines, which it shares with its neighbours when
+ * S is not a multiple of 16 -- leaves the write-combining buffer in pieces, each a memory
+ * transaction of its own (measured: forward+backward with ReLU 0.9 -> 2.8 ms at (64, 64, 14, 14)). So a streamed
+ * loop runs from the plane's first line boundary to its last; the values outside go through the
+ * cache. line_head(p, S): how many of the S floats at p come before the first boundary. */
+#define LINE_FLOATS 16
+static inline int64_t line_head(const float *p, int64_t S) {
+    const int64_t h = (int64_t)((64 - ((uintptr_t)p & 63)) & 63) / (int64_t)sizeof(float);
+    return h < S ? h : S;
+}
+
+/* Whether a pass writes its output with streaming stores: when the `tensors` tensors of `numel`
+ * floats it is judged by are together more than 3/8 of the last-level cache. The reported size is
+ * the whole package's and can be far more than one core reaches (256 MiB on the 2-core VM these
+ * kernels were measured on, which gets ~11 MiB), so it counts at most 32 MiB: 12 MiB here.
+ *   - forward: the output alone. Measured there at (256, 16, 32, 32), 1 thread: training forward
+ *     4.0-4.5 -> 2.2-2.8 ms, eval 3.0 -> 1.8-2.4 ms. At (64, 32, 28, 28), where input and output
+ *     (12.8 MB) mostly fit, streaming the output made both 10-25% slower.
+ *   - backward: x, dy (and a fused ReLU's output) and dx. It reads x and dy twice, and a dx written
+ *     through the cache evicts them between the passes: at (64, 32, 28, 28) (19 MB in all)
+ *     forward+backward went 2.2-2.8 -> 1.3-1.4 ms with dx streamed, 1 thread. */
+static bool stream_outputs(int64_t numel, int tensors) {
 #if CAN_STREAM
     const double max_l3 = 32.0 * (1 << 20), l3 = (double)sysconf(_SC_LEVEL3_CACHE_SIZE);
     const double limit = 0.375 * (l3 > 0 && l3 < max_l3 ? l3 : max_l3);
-    return (double)numel * sizeof(float) > limit;
+    return (double)numel * sizeof(float) * tensors > limit;
 #else
-    (void)numel;
+    (void)numel, (void)tensors;
     return false;
 #endif
 }
@@ -264,19 +280,20 @@ static inline float normalise1(float x, const bn_normalise *k, bool relu) {
 
 /* y = a (x - mean) + beta over one plane, then with `relu` max(y, 0) as ReLU's own kernel forms it
  * (y < 0 ? 0 : y: NaN stays, -0 stays). Plain loops: the compiler vectorises them; with `stream`,
- * the same arithmetic written 8 at a time past the caches from the first 32-byte boundary. */
+ * the same arithmetic, 8 at a time, written past the caches over the plane's whole lines. */
 static void plane_normalise(float *restrict y /* (S) */, const float *restrict x /* (S) */, int64_t S,
                             const bn_normalise *k, bool relu, bool stream) {
 #if CAN_STREAM
     if (stream) {
         int64_t i = 0;
-        for (; i < S && ((uintptr_t)(y + i) & 31); i++) y[i] = normalise1(x[i], k, relu);
+        for (const int64_t head = line_head(y, S); i < head; i++) y[i] = normalise1(x[i], k, relu);
         const __m256 mh8 = _mm256_set1_ps(k->mean_hi), ah8 = _mm256_set1_ps(k->a_hi);
         const __m256 al8 = _mm256_set1_ps(k->a_lo), d8 = _mm256_set1_ps(k->d), zero = _mm256_setzero_ps();
-        for (; i + 8 <= S; i += 8) {
-            const __m256 t = _mm256_sub_ps(_mm256_loadu_ps(x + i), mh8), v = FMA8(ah8, t, FMA8(al8, t, d8));
-            STREAM8(y + i, relu ? _mm256_max_ps(zero, v) : v); /* max(0, v): v where v is NaN or -0 */
-        }
+        for (; i + LINE_FLOATS <= S; i += LINE_FLOATS)
+            for (int64_t j = i; j < i + LINE_FLOATS; j += 8) {
+                const __m256 t = _mm256_sub_ps(_mm256_loadu_ps(x + j), mh8), v = FMA8(ah8, t, FMA8(al8, t, d8));
+                STREAM8(y + j, relu ? _mm256_max_ps(zero, v) : v); /* max(0, v): v where v is NaN or -0 */
+            }
         for (; i < S; i++) y[i] = normalise1(x[i], k, relu);
         return;
     }
@@ -295,7 +312,7 @@ typedef struct bn_dx {
 } bn_dx;
 
 /* dx = a * dz + (b * x + d) over one plane, 8 values at a time, then the rest (dz: GRAD4D). With
- * `stream`, the values before the first 16-byte boundary one at a time, the rest past the caches. */
+ * `stream`, the plane's whole lines past the caches, the values before and after them as usual. */
 static void plane_dx(float *restrict dx /* (S) */, const float *restrict dy /* (S) */,
                      const float *restrict relu_out /* (S) or NULL */, const float *restrict x /* (S) */, int64_t S,
                      const bn_dx *k, bool stream) {
@@ -303,12 +320,11 @@ static void plane_dx(float *restrict dx /* (S) */, const float *restrict dy /* (
     int64_t i = 0;
 #if CAN_STREAM
     if (stream) {
-        for (; i < S && ((uintptr_t)(dx + i) & 15); i++)
+        for (const int64_t head = line_head(dx, S); i < head; i++)
             dx[i] = (float)(GRAD1(dy, relu_out, i) * k->a + (x[i] * k->b + k->d));
-        for (; i + 8 <= S; i += 8) {
-            STREAM4F(dx + i, MADD4(GRAD4D(dy, relu_out, i), a, MADD4(LOAD4D(x + i), b, d)));
-            STREAM4F(dx + i + 4, MADD4(GRAD4D(dy, relu_out, i + 4), a, MADD4(LOAD4D(x + i + 4), b, d)));
-        }
+        for (; i + LINE_FLOATS <= S; i += LINE_FLOATS)
+            for (int64_t j = i; j < i + LINE_FLOATS; j += 4)
+                STREAM4F(dx + j, MADD4(GRAD4D(dy, relu_out, j), a, MADD4(LOAD4D(x + j), b, d)));
     }
 #endif
     (void)stream;
@@ -326,11 +342,9 @@ static void plane_scale(float *restrict dx /* (S) */, const float *restrict dy /
     int64_t i = 0;
 #if CAN_STREAM
     if (stream) {
-        for (; i < S && ((uintptr_t)(dx + i) & 15); i++) dx[i] = (float)(GRAD1(dy, relu_out, i) * a);
-        for (; i + 8 <= S; i += 8) {
-            STREAM4F(dx + i, GRAD4D(dy, relu_out, i) * a4);
-            STREAM4F(dx + i + 4, GRAD4D(dy, relu_out, i + 4) * a4);
-        }
+        for (const int64_t head = line_head(dx, S); i < head; i++) dx[i] = (float)(GRAD1(dy, relu_out, i) * a);
+        for (; i + LINE_FLOATS <= S; i += LINE_FLOATS)
+            for (int64_t j = i; j < i + LINE_FLOATS; j += 4) STREAM4F(dx + j, GRAD4D(dy, relu_out, j) * a4);
     }
 #endif
     (void)stream;
@@ -455,7 +469,7 @@ static void batch_norm_forward_kernel(float *y /* (N, C, S) */, const float *x /
                                       bn_partial *part /* (N * C) or NULL */, bn_normalise *k /* (C) */,
                                       bool relu) {
     const int64_t P = N * C;
-    const bool parallel = P * S >= BN_PARALLEL_MIN, stream = stream_outputs(P * S);
+    const bool parallel = P * S >= BN_PARALLEL_MIN, stream = stream_outputs(P * S, 1); /* y */
     (void)parallel; /* unused without OpenMP */
     if (training && by_channel(C, S, parallel)) {
 #pragma omp parallel if (parallel)
@@ -640,7 +654,8 @@ static void batch_norm_backward_kernel(float *dx /* (N, C, S) or NULL */, double
     const int64_t N = ctx->N, C = ctx->C, S = ctx->S, P = N * C;
     const double *mean = ctx->data;
     const bool training = ctx->training, need_sums = dgamma || dbeta || (dx && training);
-    const bool parallel = P * S >= BN_PARALLEL_MIN, stream = dx && stream_outputs(P * S);
+    const bool parallel = P * S >= BN_PARALLEL_MIN;
+    const bool stream = dx && stream_outputs(P * S, 2 + training + (relu_out != NULL)); /* (x,) dy, (out,) dx */
     (void)parallel;
     if (training && by_channel(C, S, parallel)) {
 #pragma omp parallel if (parallel)
