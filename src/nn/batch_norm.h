@@ -96,7 +96,9 @@ tensor *nnf_batch_norm(tensor *input, tensor *running_mean, tensor *running_var,
                        bool training, double momentum, double eps);
 
 /* relu(nnf_batch_norm(...)) in one pass forward and one backward node (NativeBatchNormReluBackward0),
- * as oneDNN fuses them: the ReLU costs no extra pass over memory and no intermediate tensor. The
+ * as oneDNN fuses them: the ReLU costs no extra pass over memory and no intermediate tensor, and the
+ * node keeps only the input (its backward recomputes where the ReLU clamped), so the output is freed
+ * as soon as the caller and the next layer are done with it. The
  * numbers are those of nnf_relu applied to nnf_batch_norm's output, bit for bit (tested), running
  * statistics included. Same arguments and checks as nnf_batch_norm. nn_sequential uses it for a
  * BatchNorm module directly followed by a ReLU module. */

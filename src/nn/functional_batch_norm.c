@@ -15,8 +15,9 @@
  *   backward          x, dy -> per-plane sums of dy, dy (x - mean) -> dx           x, dy read twice
  * With planes of 4 KiB or more, the training passes go channel by channel instead (by_channel):
  * a channel's second read then comes from the thread's own L2/L3, not from memory. A fused ReLU
- * clamps in the normalise pass and masks dy with its saved output in both backward passes, so it
- * costs no pass of its own. Nothing is zero-filled, nothing is allocated per element.
+ * clamps in the normalise pass, and both backward passes mask dy where they recompute (from x,
+ * which they read anyway) that it clamped: it costs no pass and no traffic of its own. Nothing is
+ * zero-filled, nothing is allocated per element.
  *
  * Determinism: the order of every floating-point addition is fixed by the shape alone: lanes
  * within a plane, then planes in n order within a channel. Which thread reduced a plane never
@@ -64,9 +65,12 @@
 typedef struct bn_ctx {
     int64_t N, C, S;
     bool    training; /* batch statistics (true) or constant running statistics (false) */
-    bool    relu;     /* a ReLU follows (nnf_batch_norm_relu): its output is saved[2] */
-    double  data[];   /* mean[C], then invstd[C] */
+    bool    relu;     /* a ReLU follows (nnf_batch_norm_relu) */
+    double  data[];   /* mean[C], invstd[C], then the forward's C bn_normalise (ctx_normalise) */
 } bn_ctx;
+
+/* Bytes of a bn_ctx for C channels. */
+#define BN_CTX_BYTES(C) (sizeof(bn_ctx) + 4 * (size_t)(C) * sizeof(double))
 
 /* ---- SIMD --------------------------------------------------------------------------------------- */
 
@@ -156,20 +160,89 @@ static bool stream_outputs(int64_t numel, int tensors) {
 #endif
 }
 
+/* y = a (x - mean) + beta in float, with mean = mean_hi + mean_lo and a = a_hi + a_lo each split in
+ * two floats: t = x - mean_hi is exact when x is near the mean (Sterbenz's lemma), a * t is formed
+ * without rounding a, and mean_lo's share goes into d. */
+typedef struct bn_normalise {
+    float mean_hi, a_hi, a_lo, d; /* d = beta - a mean_lo */
+} bn_normalise;
+
+static bn_normalise normalise_constants(double mean, double a, double beta) {
+    const float mean_hi = (float)mean, a_hi = (float)a;
+    return (bn_normalise){.mean_hi = mean_hi, .a_hi = a_hi, .a_lo = (float)(a - a_hi),
+                          .d = (float)(beta - a * (mean - mean_hi))};
+}
+
+/* The forward's constants, kept in its ctx: the backward of a fused ReLU recomputes z from them. */
+static bn_normalise *ctx_normalise(const bn_ctx *ctx) { return (bn_normalise *)(ctx->data + 2 * ctx->C); }
+
+/* One value: a (x - mean) + beta, then ReLU's y < 0 ? 0 : y when `relu`. Every path below forms
+ * its values this way (8 at a time in the streamed loop, with the same operations). */
+static inline float normalise1(float x, const bn_normalise *k, bool relu) {
+    const float t = x - k->mean_hi, v = FMAF(k->a_hi, t, FMAF(k->a_lo, t, k->d));
+    return relu && v < 0.0f ? 0.0f : v;
+}
+
 /* The gradient reaching the batch norm's output z: dy itself, or, through a fused ReLU with output
  * out = max(z, 0), dz = 0 where out <= 0 and dy elsewhere (a NaN output passes dy) -- the very
  * floats ReLU's own backward would write, so fused and separate layers add the same numbers.
- * GRAD4D(dy, out, i): dz[i..i+3] widened to doubles; GRAD1(dy, out, i): dz[i]; `out` NULL: no
- * ReLU, dz = dy. (Macros: a function returning f64x4 would change the ABI on baseline x86-64.) */
-typedef int32_t i32x4 __attribute__((vector_size(16)));
-#ifdef __AVX__
-#define MASKED4D(g, o) _mm256_cvtps_pd(_mm_andnot_ps(_mm_cmple_ps(_mm_loadu_ps(o), _mm_setzero_ps()), _mm_loadu_ps(g)))
+ * out <= 0 exactly where z <= 0, and z is recomputed from x with the forward's own constants and
+ * operations (normalise1), so the backward reads no saved output: a fused ReLU costs it no traffic.
+ *   GRAD8D(dy, x, rk, i, lo, hi): lo, hi = dz[i..i+3], dz[i+4..i+7] widened to doubles, rk the
+ *     channel's relu8_k (NULL: no ReLU, dz = dy);
+ *   GRAD1(dy, x, k, i): dz[i], k the channel's bn_normalise (or NULL).
+ * (Macros: a function taking or returning 32-byte vectors would change the ABI on baseline x86-64.) */
+typedef float f32x8 __attribute__((vector_size(32)));
+typedef float f32x8u __attribute__((vector_size(32), aligned(4), may_alias)); /* 8 floats anywhere in memory */
+typedef int32_t i32x8 __attribute__((vector_size(32)));
+#define LOAD8(p) ((f32x8) * (const f32x8u *)(p))
+#ifdef FP_FAST_FMAF /* as FMAF */
+#define FMAV8(a, b, c) ((f32x8)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
 #else
-#define MASKED4D(g, o)                                                                                                 \
-    __builtin_convertvector((f32x4)(~(*(const f32x4 *)(o) <= (f32x4){0, 0, 0, 0}) & (i32x4)*(const f32x4 *)(g)), f64x4)
+#define FMAV8(a, b, c) ((a) * (b) + (c))
 #endif
-#define GRAD4D(dy, out, i) ((out) ? MASKED4D((dy) + (i), (out) + (i)) : LOAD4D((dy) + (i)))
-#define GRAD1(dy, out, i)  ((out) && (out)[i] <= 0.0f ? 0.0f : (dy)[i])
+#ifdef __AVX__ /* LO4D(v), HI4D(v): lanes 0-3, 4-7 of v widened to doubles */
+#define LO4D(v) _mm256_cvtps_pd(_mm256_castps256_ps128((__m256)(v)))
+#define HI4D(v) _mm256_cvtps_pd(_mm256_extractf128_ps((__m256)(v), 1))
+#else
+#define LO4D(v) __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), f64x4)
+#define HI4D(v) __builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), f64x4)
+#endif
+
+/* A channel's bn_normalise, each constant in 8 lanes. */
+typedef struct relu8_k {
+    f32x8 mean_hi, a_hi, a_lo, d;
+} relu8_k;
+
+/* Whole-vector stores (a broadcast each): the loops' 32-byte loads of them then forward from the
+ * store buffer, which 8 separate float stores would not allow (a stall per load, per plane). */
+static void relu8_init(relu8_k *r, const bn_normalise *k) {
+    const float m = k->mean_hi, ah = k->a_hi, al = k->a_lo, d = k->d;
+    r->mean_hi = (f32x8){m, m, m, m, m, m, m, m}, r->a_hi = (f32x8){ah, ah, ah, ah, ah, ah, ah, ah};
+    r->a_lo = (f32x8){al, al, al, al, al, al, al, al}, r->d = (f32x8){d, d, d, d, d, d, d, d};
+}
+
+/* z[i..i+7] = a (x - mean) + beta as normalise1 forms it; dz[i..i+7]: dy, +0 where z <= 0. */
+#define RELU_Z8(x, rk, i) FMAV8((rk)->a_hi, LOAD8((x) + (i)) - (rk)->mean_hi, FMAV8((rk)->a_lo, LOAD8((x) + (i)) - (rk)->mean_hi, (rk)->d))
+#define DZ8(dy, x, rk, i) ((f32x8)((i32x8)LOAD8((dy) + (i)) & ~(i32x8)(RELU_Z8(x, rk, i) <= (f32x8){0})))
+
+#define GRAD8D(dy, x, rk, i, lo, hi)                                                                                   \
+    do {                                                                                                               \
+        if (rk) {                                                                                                      \
+            const f32x8 dz_ = DZ8(dy, x, rk, i);                                                                       \
+            (lo) = LO4D(dz_), (hi) = HI4D(dz_);                                                                        \
+        } else {                                                                                                       \
+            (lo) = LOAD4D((dy) + (i)), (hi) = LOAD4D((dy) + (i) + 4);                                                  \
+        }                                                                                                              \
+    } while (0)
+#define GRAD1(dy, x, k, i) ((k) && normalise1((x)[i], k, false) <= 0.0f ? 0.0f : (dy)[i])
+
+/* rk for the plane functions: r initialised from relu_k, or NULL without a ReLU. */
+static const relu8_k *relu8_or_null(relu8_k *r, const bn_normalise *relu_k) {
+    if (!relu_k) return NULL;
+    relu8_init(r, relu_k);
+    return r;
+}
 
 /* ---- plane kernels: the inner loops ------------------------------------------------------------ */
 
@@ -208,18 +281,20 @@ static void plane_moments(const float *restrict x /* (S) */, int64_t S, double p
 }
 
 /* sum(dz) and sum(dz * (x - mean)) over one plane, in double, lanes and prefetching as in
- * plane_moments; dz = dy, masked by a fused ReLU's output `relu_out` when given (GRAD4D). */
+ * plane_moments; dz = dy, masked where a fused ReLU's input was <= 0 when relu_k is given (GRAD8D). */
 static void plane_grad_sums(const float *restrict x /* (S) */, const float *restrict dy /* (S) */,
-                            const float *restrict relu_out /* (S) or NULL */, int64_t S, double mean, int64_t ahead,
+                            const bn_normalise *relu_k /* or NULL */, int64_t S, double mean, int64_t ahead,
                             bn_partial *out) {
+    relu8_k r8;
+    const relu8_k *rk = relu8_or_null(&r8, relu_k);
     const f64x4 one = {1, 1, 1, 1}, k = {-mean, -mean, -mean, -mean};
     f64x4 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};
     int64_t i = 0;
     for (; i + 16 <= S; i += 16) {
         __builtin_prefetch(x + i + ahead), __builtin_prefetch(dy + i + ahead);
-        if (relu_out) __builtin_prefetch(relu_out + i + ahead);
-        const f64x4 g0 = GRAD4D(dy, relu_out, i), g1 = GRAD4D(dy, relu_out, i + 4);
-        const f64x4 g2 = GRAD4D(dy, relu_out, i + 8), g3 = GRAD4D(dy, relu_out, i + 12);
+        f64x4 g0, g1, g2, g3;
+        GRAD8D(dy, x, rk, i, g0, g1);
+        GRAD8D(dy, x, rk, i + 8, g2, g3);
         a0 += g0, a1 += g1, a2 += g2, a3 += g3;
         b0 = MADD4(g0, MADD4(LOAD4D(x + i), one, k), b0);
         b1 = MADD4(g1, MADD4(LOAD4D(x + i + 4), one, k), b1);
@@ -228,7 +303,7 @@ static void plane_grad_sums(const float *restrict x /* (S) */, const float *rest
     }
     out->a = (a0 + a1) + (a2 + a3), out->b = (b0 + b1) + (b2 + b3);
     for (; i < S; i++) {
-        const double g = GRAD1(dy, relu_out, i);
+        const double g = GRAD1(dy, x, relu_k, i);
         out->a[0] += g;
         out->b[0] += g * ((double)x[i] - mean);
     }
@@ -242,7 +317,7 @@ typedef enum { BN_MOMENTS, BN_GRAD_SUMS } bn_reduction;
  * without it (short planes, or channel by channel) they are computed here. Same numbers, same
  * order, either way. */
 static void channel_sums(bn_reduction kind, const bn_partial *part /* (N * C) or NULL */, const float *x /* (N, C, S) */,
-                         const float *dy /* (N, C, S) or NULL */, const float *relu_out /* (N, C, S) or NULL */,
+                         const float *dy /* (N, C, S) or NULL */, const bn_normalise *relu_k /* (C) or NULL */,
                          int64_t N, int64_t C, int64_t S, int64_t c, double shift, double *sum_a, double *sum_b) {
     f64x4 a = {0}, b = {0};
     for (int64_t n = 0; n < N; n++) {
@@ -250,32 +325,11 @@ static void channel_sums(bn_reduction kind, const bn_partial *part /* (N * C) or
         bn_partial own; /* read in place when precomputed: a copy of it stalls on store forwarding */
         const bn_partial *q = part ? &part[c * N + n] : &own;
         if (!part && kind == BN_MOMENTS) plane_moments(x + p * S, S, shift, ahead, &own);
-        if (!part && kind == BN_GRAD_SUMS)
-            plane_grad_sums(x + p * S, dy + p * S, relu_out ? relu_out + p * S : NULL, S, shift, ahead, &own);
+        else if (!part) plane_grad_sums(x + p * S, dy + p * S, relu_k ? &relu_k[c] : NULL, S, shift, ahead, &own);
         a += q->a, b += q->b;
     }
     *sum_a = (a[0] + a[1]) + (a[2] + a[3]);
     *sum_b = (b[0] + b[1]) + (b[2] + b[3]);
-}
-
-/* y = a (x - mean) + beta in float, with mean = mean_hi + mean_lo and a = a_hi + a_lo each split in
- * two floats: t = x - mean_hi is exact when x is near the mean (Sterbenz's lemma), a * t is formed
- * without rounding a, and mean_lo's share goes into d. */
-typedef struct bn_normalise {
-    float mean_hi, a_hi, a_lo, d; /* d = beta - a mean_lo */
-} bn_normalise;
-
-static bn_normalise normalise_constants(double mean, double a, double beta) {
-    const float mean_hi = (float)mean, a_hi = (float)a;
-    return (bn_normalise){.mean_hi = mean_hi, .a_hi = a_hi, .a_lo = (float)(a - a_hi),
-                          .d = (float)(beta - a * (mean - mean_hi))};
-}
-
-/* One value: a (x - mean) + beta, then ReLU's y < 0 ? 0 : y when `relu`. Every path below forms
- * its values this way (8 at a time in the streamed loop, with the same operations). */
-static inline float normalise1(float x, const bn_normalise *k, bool relu) {
-    const float t = x - k->mean_hi, v = FMAF(k->a_hi, t, FMAF(k->a_lo, t, k->d));
-    return relu && v < 0.0f ? 0.0f : v;
 }
 
 /* y = a (x - mean) + beta over one plane, then with `relu` max(y, 0) as ReLU's own kernel forms it
@@ -311,48 +365,62 @@ typedef struct bn_dx {
     double a, b, d;
 } bn_dx;
 
-/* dx = a * dz + (b * x + d) over one plane, 8 values at a time, then the rest (dz: GRAD4D). With
+/* dx = a * dz + (b * x + d) over one plane, 8 values at a time, then the rest (dz: GRAD8D). With
  * `stream`, the plane's whole lines past the caches, the values before and after them as usual. */
 static void plane_dx(float *restrict dx /* (S) */, const float *restrict dy /* (S) */,
-                     const float *restrict relu_out /* (S) or NULL */, const float *restrict x /* (S) */, int64_t S,
+                     const bn_normalise *relu_k /* or NULL */, const float *restrict x /* (S) */, int64_t S,
                      const bn_dx *k, bool stream) {
+    relu8_k r8;
+    const relu8_k *rk = relu8_or_null(&r8, relu_k);
     const f64x4 a = {k->a, k->a, k->a, k->a}, b = {k->b, k->b, k->b, k->b}, d = {k->d, k->d, k->d, k->d};
+    f64x4 g0, g1;
     int64_t i = 0;
 #if CAN_STREAM
     if (stream) {
         for (const int64_t head = line_head(dx, S); i < head; i++)
-            dx[i] = (float)(GRAD1(dy, relu_out, i) * k->a + (x[i] * k->b + k->d));
+            dx[i] = (float)(GRAD1(dy, x, relu_k, i) * k->a + (x[i] * k->b + k->d));
         for (; i + LINE_FLOATS <= S; i += LINE_FLOATS)
-            for (int64_t j = i; j < i + LINE_FLOATS; j += 4)
-                STREAM4F(dx + j, MADD4(GRAD4D(dy, relu_out, j), a, MADD4(LOAD4D(x + j), b, d)));
+            for (int64_t j = i; j < i + LINE_FLOATS; j += 8) {
+                GRAD8D(dy, x, rk, j, g0, g1);
+                STREAM4F(dx + j, MADD4(g0, a, MADD4(LOAD4D(x + j), b, d)));
+                STREAM4F(dx + j + 4, MADD4(g1, a, MADD4(LOAD4D(x + j + 4), b, d)));
+            }
     }
 #endif
     (void)stream;
     for (; i + 8 <= S; i += 8) {
-        STORE4F(dx + i, MADD4(GRAD4D(dy, relu_out, i), a, MADD4(LOAD4D(x + i), b, d)));
-        STORE4F(dx + i + 4, MADD4(GRAD4D(dy, relu_out, i + 4), a, MADD4(LOAD4D(x + i + 4), b, d)));
+        GRAD8D(dy, x, rk, i, g0, g1);
+        STORE4F(dx + i, MADD4(g0, a, MADD4(LOAD4D(x + i), b, d)));
+        STORE4F(dx + i + 4, MADD4(g1, a, MADD4(LOAD4D(x + i + 4), b, d)));
     }
-    for (; i < S; i++) dx[i] = (float)(GRAD1(dy, relu_out, i) * k->a + (x[i] * k->b + k->d));
+    for (; i < S; i++) dx[i] = (float)(GRAD1(dy, x, relu_k, i) * k->a + (x[i] * k->b + k->d));
 }
 
 /* dx = a * dz over one plane (eval mode, where the statistics are constants); `stream` as plane_dx. */
 static void plane_scale(float *restrict dx /* (S) */, const float *restrict dy /* (S) */,
-                        const float *restrict relu_out /* (S) or NULL */, int64_t S, double a, bool stream) {
+                        const bn_normalise *relu_k /* or NULL */, const float *restrict x /* (S), read with relu_k */,
+                        int64_t S, double a, bool stream) {
+    relu8_k r8;
+    const relu8_k *rk = relu8_or_null(&r8, relu_k);
     const f64x4 a4 = {a, a, a, a};
+    f64x4 g0, g1;
     int64_t i = 0;
 #if CAN_STREAM
     if (stream) {
-        for (const int64_t head = line_head(dx, S); i < head; i++) dx[i] = (float)(GRAD1(dy, relu_out, i) * a);
+        for (const int64_t head = line_head(dx, S); i < head; i++) dx[i] = (float)(GRAD1(dy, x, relu_k, i) * a);
         for (; i + LINE_FLOATS <= S; i += LINE_FLOATS)
-            for (int64_t j = i; j < i + LINE_FLOATS; j += 4) STREAM4F(dx + j, GRAD4D(dy, relu_out, j) * a4);
+            for (int64_t j = i; j < i + LINE_FLOATS; j += 8) {
+                GRAD8D(dy, x, rk, j, g0, g1);
+                STREAM4F(dx + j, g0 * a4), STREAM4F(dx + j + 4, g1 * a4);
+            }
     }
 #endif
     (void)stream;
     for (; i + 8 <= S; i += 8) {
-        STORE4F(dx + i, GRAD4D(dy, relu_out, i) * a4);
-        STORE4F(dx + i + 4, GRAD4D(dy, relu_out, i + 4) * a4);
+        GRAD8D(dy, x, rk, i, g0, g1);
+        STORE4F(dx + i, g0 * a4), STORE4F(dx + i + 4, g1 * a4);
     }
-    for (; i < S; i++) dx[i] = (float)(GRAD1(dy, relu_out, i) * a);
+    for (; i < S; i++) dx[i] = (float)(GRAD1(dy, x, relu_k, i) * a);
 }
 
 /* ---- checks shared by the fused and the composite versions ------------------------------------ */
@@ -512,7 +580,7 @@ static const ag_function batch_norm_function = {
     .free_ctx = NULL, /* one malloc block */
 };
 
-/* The fused batch norm + ReLU: the same backward, which finds the ReLU output in saved[2]. */
+/* The fused batch norm + ReLU: the same backward, which recomputes where the ReLU clamped. */
 static const ag_function batch_norm_relu_function = {
     .name = "NativeBatchNormReluBackward0",
     .backward = batch_norm_backward,
@@ -528,16 +596,16 @@ static tensor *batch_norm_impl(const char *fname, bool relu, tensor *input, tens
     const int64_t S = N * C > 0 ? input->numel / (N * C) : torch_shape_numel(input->ndim - 2, input->shape + 2);
     const int64_t M = N * S;
 
-    /* 1. Allocate: a contiguous input, the output, ctx (mean, invstd) and scratch: per-plane
-     *    partials (training with planes of BN_PLANE_MIN values or more), m2 (C), constants (C). */
+    /* 1. Allocate: a contiguous input, the output, ctx (mean, invstd, constants) and scratch:
+     *    per-plane partials (training with planes of BN_PLANE_MIN values or more), m2 (C). */
     tensor *x = tensor_contiguous(input);
     tensor *y = x ? torch_empty(input->ndim, input->shape) : NULL;
     const size_t n_part = partials_needed(training, N, C, S);
     bn_ctx *ctx = NULL;
     bn_partial *scratch = NULL;
     if (y) {
-        ctx = malloc(sizeof *ctx + 2 * (size_t)C * sizeof(double));
-        scratch = scratch_alloc(n_part, (size_t)C * (sizeof(double) + sizeof(bn_normalise)));
+        ctx = malloc(BN_CTX_BYTES(C));
+        scratch = scratch_alloc(n_part, (size_t)C * sizeof(double));
         if (!ctx || !scratch) torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", fname);
     }
     if (!ctx || !scratch) {
@@ -549,7 +617,7 @@ static tensor *batch_norm_impl(const char *fname, bool relu, tensor *input, tens
     }
     *ctx = (bn_ctx){.N = N, .C = C, .S = S, .training = training, .relu = relu};
     double *mean = ctx->data, *invstd = ctx->data + C, *m2 = (double *)(scratch + n_part);
-    bn_normalise *k = (bn_normalise *)(m2 + C);
+    bn_normalise *k = ctx_normalise(ctx);
 
     /* 2. Compute: the batch statistics or the running ones, and y. */
     batch_norm_forward_kernel(tensor_data_f32(y), tensor_data_f32(x), N, C, S, weight, bias, running_mean, running_var,
@@ -560,8 +628,7 @@ static tensor *batch_norm_impl(const char *fname, bool relu, tensor *input, tens
     bool recorded = false;
     if (ag_should_record(3, inputs)) {
         ag_node *node = ag_record(relu ? &batch_norm_relu_function : &batch_norm_function, y, 3, inputs);
-        if (!node || ag_node_save(node, 0, x) != TORCH_OK || ag_node_save(node, 1, weight) != TORCH_OK ||
-            (relu && ag_node_save(node, 2, y) != TORCH_OK)) {
+        if (!node || ag_node_save(node, 0, x) != TORCH_OK || ag_node_save(node, 1, weight) != TORCH_OK) {
             free(scratch);
             free(ctx);
             tensor_free(y); /* frees the node and what it saved */
@@ -604,13 +671,13 @@ tensor *nnf_batch_norm_relu(tensor *input, tensor *running_mean, tensor *running
 /* Channel c's dgamma, dbeta (each when wanted) and dx constants; the sums are skipped (dy NULL)
  * when nothing needs them, which only happens in eval. */
 static void channel_dx_constants(int64_t c, const bn_partial *part /* (N * C) or NULL */, const float *x /* (N, C, S) */,
-                                 const float *dy /* (N, C, S) or NULL */, const float *relu_out /* (N, C, S) or NULL */,
+                                 const float *dy /* (N, C, S) or NULL */, const bn_normalise *relu_k /* (C) or NULL */,
                                  const tensor *weight /* (C) or NULL */, const bn_ctx *ctx,
                                  double *dgamma /* (C) or NULL */, double *dbeta /* (C) or NULL */, bn_dx *k /* (C) */) {
     const int64_t N = ctx->N, C = ctx->C, S = ctx->S, M = N * S;
     const double mean = ctx->data[c], is = ctx->data[C + c];
     double sum_dy = 0, sum_dy_xc = 0;
-    if (dy) channel_sums(BN_GRAD_SUMS, part, x, dy, relu_out, N, C, S, c, mean, &sum_dy, &sum_dy_xc);
+    if (dy) channel_sums(BN_GRAD_SUMS, part, x, dy, relu_k, N, C, S, c, mean, &sum_dy, &sum_dy_xc);
     const double gk = vec_get(weight, c, 1.0) * is, dg = sum_dy_xc * is;
     if (dbeta) dbeta[c] = sum_dy;
     if (dgamma) dgamma[c] = dg;
@@ -648,25 +715,25 @@ static void channel_dx_constants(int64_t c, const bn_partial *part /* (N * C) or
  * The driver accumulates the returned gradients into .grad (+=). */
 static void batch_norm_backward_kernel(float *dx /* (N, C, S) or NULL */, double *dgamma /* (C) or NULL */,
                                        double *dbeta /* (C) or NULL */, const float *dy /* (N, C, S) */,
-                                       const float *relu_out /* (N, C, S) or NULL */, const float *x /* (N, C, S) */,
+                                       const bn_normalise *relu_k /* (C) or NULL */, const float *x /* (N, C, S) */,
                                        const tensor *weight /* (C) or NULL */, const bn_ctx *ctx,
                                        bn_partial *part /* (N * C) or NULL */, bn_dx *k /* (C) */) {
     const int64_t N = ctx->N, C = ctx->C, S = ctx->S, P = N * C;
     const double *mean = ctx->data;
     const bool training = ctx->training, need_sums = dgamma || dbeta || (dx && training);
     const bool parallel = P * S >= BN_PARALLEL_MIN;
-    const bool stream = dx && stream_outputs(P * S, 2 + training + (relu_out != NULL)); /* (x,) dy, (out,) dx */
+    const bool stream = dx && stream_outputs(P * S, 2 + (training || relu_k)); /* x (if read), dy, dx */
     (void)parallel;
     if (training && by_channel(C, S, parallel)) {
 #pragma omp parallel if (parallel)
         {
 #pragma omp for schedule(static)
             for (int64_t c = 0; c < C; c++) {
-                channel_dx_constants(c, NULL, x, dy, relu_out, weight, ctx, dgamma, dbeta, k);
+                channel_dx_constants(c, NULL, x, dy, relu_k, weight, ctx, dgamma, dbeta, k);
                 if (dx)
                     for (int64_t n = 0; n < N; n++) {
                         const int64_t off = (n * C + c) * S;
-                        plane_dx(dx + off, dy + off, relu_out ? relu_out + off : NULL, x + off, S, &k[c], stream);
+                        plane_dx(dx + off, dy + off, relu_k ? &relu_k[c] : NULL, x + off, S, &k[c], stream);
                     }
             }
             STREAM_FENCE(stream);
@@ -680,20 +747,20 @@ static void batch_norm_backward_kernel(float *dx /* (N, C, S) or NULL */, double
             for (int64_t n = 0; n < N; n++)
                 for (int64_t c = 0; c < C; c++) {
                     const int64_t off = (n * C + c) * S;
-                    plane_grad_sums(x + off, dy + off, relu_out ? relu_out + off : NULL, S, mean[c], 0, &part[c * N + n]);
+                    plane_grad_sums(x + off, dy + off, relu_k ? &relu_k[c] : NULL, S, mean[c], 0, &part[c * N + n]);
                 }
         }
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < C; c++)
-            channel_dx_constants(c, part, x, need_sums ? dy : NULL, relu_out, weight, ctx, dgamma, dbeta, k);
+            channel_dx_constants(c, part, x, need_sums ? dy : NULL, relu_k, weight, ctx, dgamma, dbeta, k);
         if (dx) {
 #pragma omp for collapse(2) schedule(static)
             for (int64_t n = 0; n < N; n++)
                 for (int64_t c = 0; c < C; c++) {
                     const int64_t off = (n * C + c) * S;
-                    const float *out = relu_out ? relu_out + off : NULL;
-                    if (training) plane_dx(dx + off, dy + off, out, x + off, S, &k[c], stream);
-                    else plane_scale(dx + off, dy + off, out, S, k[c].a, stream);
+                    const bn_normalise *rkc = relu_k ? &relu_k[c] : NULL;
+                    if (training) plane_dx(dx + off, dy + off, rkc, x + off, S, &k[c], stream);
+                    else plane_scale(dx + off, dy + off, rkc, x + off, S, k[c].a, stream);
                 }
             STREAM_FENCE(stream);
         }
@@ -711,7 +778,7 @@ static tensor *vector_from(const double *v, int64_t C) {
 
 static torch_status batch_norm_backward(ag_node *node, const tensor *grad_output, tensor **grad_inputs) {
     const bn_ctx *ctx = node->ctx;
-    const tensor *x = node->saved[0], *weight = node->saved[1], *relu_out = ctx->relu ? node->saved[2] : NULL;
+    const tensor *x = node->saved[0], *weight = node->saved[1];
     const int64_t C = ctx->C;
     const bool need_dx = ag_node_needs_grad(node, 0), need_dw = ag_node_needs_grad(node, 1),
                need_db = ag_node_needs_grad(node, 2);
@@ -732,7 +799,7 @@ static torch_status batch_norm_backward(ag_node *node, const tensor *grad_output
     double *dgamma = need_dw ? sums : NULL, *dbeta = need_db ? sums + C : NULL;
     bn_dx *k = (bn_dx *)(sums + 2 * C);
     batch_norm_backward_kernel(dx ? tensor_data_f32(dx) : NULL, dgamma, dbeta, tensor_data_f32(dy),
-                               relu_out ? tensor_data_f32(relu_out) : NULL, tensor_data_f32(x), weight, ctx,
+                               ctx->relu ? ctx_normalise(ctx) : NULL, tensor_data_f32(x), weight, ctx,
                                n_part ? scratch : NULL, k);
     tensor *dw = need_dw ? vector_from(dgamma, C) : NULL, *db = need_db ? vector_from(dbeta, C) : NULL;
     free(scratch);
