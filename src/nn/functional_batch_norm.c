@@ -107,9 +107,10 @@ typedef float f32x4 __attribute__((vector_size(16), aligned(4), may_alias)); /* 
 #endif
 
 /* Streaming stores (AVX builds): the output of a pass that walks through more than the cache
- * cannot still be there when the next layer reads it (stream_outputs), so writing it past the caches costs that layer nothing and saves the read
- * a normal store makes of every line it fills (a third of a copy's traffic), and it leaves the
- * cache to the input, which the backward reads again. STREAM4F(p, v) is STORE4F for 16-byte
+ * cannot still be there when the next layer reads it (stream_outputs), so writing it past the
+ * caches costs that layer nothing and saves the read a normal store makes of every line it fills
+ * (a third of a copy's traffic), and it leaves the cache to the input, which the backward reads
+ * again. STREAM4F(p, v) is STORE4F for 16-byte
  * aligned p, STREAM8(p, v) stores 8 floats at 32-byte aligned p; a thread ends its streaming
  * with STREAM_FENCE (the stores are weakly ordered). The values are those of the plain loops. */
 #ifdef __AVX__
@@ -130,9 +131,9 @@ typedef float f32x4 __attribute__((vector_size(16), aligned(4), may_alias)); /* 
 /* Streamed stores fill whole 64-byte cache lines only. A line written partly past the caches and
  * partly through them -- a plane's first and last lines, which it shares with its neighbours when
  * S is not a multiple of 16 -- leaves the write-combining buffer in pieces, each a memory
- * transaction of its own (measured: forward+backward with ReLU 0.9 -> 2.8 ms at (64, 64, 14, 14)). So a streamed
- * loop runs from the plane's first line boundary to its last; the values outside go through the
- * cache. line_head(p, S): how many of the S floats at p come before the first boundary. */
+ * transaction of its own (measured: forward+backward with ReLU 0.9 -> 2.8 ms at (64, 64, 14, 14)).
+ * So a streamed loop runs from the plane's first line boundary to its last; the values outside go
+ * through the cache. line_head(p, S): how many of the S floats at p come before the first boundary. */
 #define LINE_FLOATS 16
 static inline int64_t line_head(const float *p, int64_t S) {
     const int64_t h = (int64_t)((64 - ((uintptr_t)p & 63)) & 63) / (int64_t)sizeof(float);
@@ -146,7 +147,7 @@ static inline int64_t line_head(const float *p, int64_t S) {
  *   - forward: the output alone. Measured there at (256, 16, 32, 32), 1 thread: training forward
  *     4.0-4.5 -> 2.2-2.8 ms, eval 3.0 -> 1.8-2.4 ms. At (64, 32, 28, 28), where input and output
  *     (12.8 MB) mostly fit, streaming the output made both 10-25% slower.
- *   - backward: x, dy (and a fused ReLU's output) and dx. It reads x and dy twice, and a dx written
+ *   - backward: x (unless eval without ReLU), dy and dx. It reads x and dy twice, and a dx written
  *     through the cache evicts them between the passes: at (64, 32, 28, 28) (19 MB in all)
  *     forward+backward went 2.2-2.8 -> 1.3-1.4 ms with dx streamed, 1 thread. */
 static bool stream_outputs(int64_t numel, int tensors) {
@@ -214,8 +215,6 @@ typedef struct relu8_k {
     f32x8 mean_hi, a_hi, a_lo, d;
 } relu8_k;
 
-/* Whole-vector stores (a broadcast each): the loops' 32-byte loads of them then forward from the
- * store buffer, which 8 separate float stores would not allow (a stall per load, per plane). */
 static void relu8_init(relu8_k *r, const bn_normalise *k) {
     const float m = k->mean_hi, ah = k->a_hi, al = k->a_lo, d = k->d;
     r->mean_hi = (f32x8){m, m, m, m, m, m, m, m}, r->a_hi = (f32x8){ah, ah, ah, ah, ah, ah, ah, ah};
@@ -223,7 +222,8 @@ static void relu8_init(relu8_k *r, const bn_normalise *k) {
 }
 
 /* z[i..i+7] = a (x - mean) + beta as normalise1 forms it; dz[i..i+7]: dy, +0 where z <= 0. */
-#define RELU_Z8(x, rk, i) FMAV8((rk)->a_hi, LOAD8((x) + (i)) - (rk)->mean_hi, FMAV8((rk)->a_lo, LOAD8((x) + (i)) - (rk)->mean_hi, (rk)->d))
+#define RELU_T8(x, rk, i) (LOAD8((x) + (i)) - (rk)->mean_hi)
+#define RELU_Z8(x, rk, i) FMAV8((rk)->a_hi, RELU_T8(x, rk, i), FMAV8((rk)->a_lo, RELU_T8(x, rk, i), (rk)->d))
 #define DZ8(dy, x, rk, i) ((f32x8)((i32x8)LOAD8((dy) + (i)) & ~(i32x8)(RELU_Z8(x, rk, i) <= (f32x8){0})))
 
 #define GRAD8D(dy, x, rk, i, lo, hi)                                                                                   \
