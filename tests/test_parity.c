@@ -20,38 +20,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../examples/models.h"
+#include "parity_fixtures.h"
 
-#define WEIGHTS CTORCH_TEST_DIR "/fixtures/parity_reference_cnn.safetensors"
-#define BATCH   CTORCH_TEST_DIR "/fixtures/parity_batch.safetensors"
-#define TOL     1e-4
+#define TOL      1e-4
 #define N_IMAGES 16
-#define N_CLASSES 10
 
 TestSuite(parity);
 
 /* ---- helpers ------------------------------------------------------------------------------------ */
-
-static nn_tensor_dict *load_dict(const char *path, nn_metadata **md) {
-    nn_tensor_dict *d = nn_safetensors_load(path, md);
-    cr_assert_not_null(d, "%s", torch_last_error());
-    return d;
-}
-
-static tensor *get(const nn_tensor_dict *d, const char *key) {
-    tensor *t = nn_tensor_dict_get(d, key);
-    cr_assert_not_null(t, "fixture has no \"%s\"", key);
-    return t;
-}
-
-/* reference_cnn with its own random initialisation, then the PyTorch weights (strict). */
-static nn_module *pytorch_model(void) {
-    torch_generator g = torch_generator_new(7);
-    nn_module *m = reference_cnn(&g);
-    cr_assert_not_null(m, "%s", torch_last_error());
-    cr_assert_eq(nn_module_load(m, WEIGHTS, true), TORCH_OK, "%s", torch_last_error());
-    return m;
-}
 
 /* Asserts got ~ want element-wise (same shape, float32) and logs the worst errors. */
 static void expect_close(const char *what, const tensor *got, const tensor *want) {
@@ -73,13 +49,6 @@ static void expect_close(const char *what, const tensor *got, const tensor *want
     cr_expect(worst <= TOL, "%s: element %lld is %.8g, PyTorch %.8g (error %.3g > %.0e)", what, (long long)at,
               (double)a[at], (double)b[at], worst, TOL);
     tensor_free(g);
-}
-
-static int64_t argmax_row(const float *row, int n) {
-    int64_t best = 0;
-    for (int j = 1; j < n; j++)
-        if (row[j] > row[best]) best = j;
-    return best;
 }
 
 /* Deep copies of m's state_dict values, in order, to check that a refused load changed nothing. */
@@ -123,7 +92,7 @@ Test(parity, state_dict_keys_shapes_and_dtypes_equal_pytorchs) {
     cr_assert_not_null(m, "%s", torch_last_error());
     nn_tensor_dict *ours = nn_module_state_dict(m);
     nn_metadata *md = NULL;
-    nn_tensor_dict *file = load_dict(WEIGHTS, &md);
+    nn_tensor_dict *file = parity_load(PARITY_WEIGHTS, &md);
     cr_assert_eq(ours->count, file->count, "ctorch has %lld entries, PyTorch's file %lld", (long long)ours->count,
                  (long long)file->count);
     char a[96], b[96];
@@ -147,8 +116,8 @@ Test(parity, state_dict_keys_shapes_and_dtypes_equal_pytorchs) {
 }
 
 Test(parity, num_batches_tracked_reads_back_as_int64) {
-    nn_module *m = pytorch_model();
-    nn_tensor_dict *file = load_dict(WEIGHTS, NULL);
+    nn_module *m = parity_model();
+    nn_tensor_dict *file = parity_load(PARITY_WEIGHTS, NULL);
     const char *keys[] = {"1.num_batches_tracked", "5.num_batches_tracked"};
     for (int k = 0; k < 2; k++) {
         tensor *t = nn_module_get_buffer(m, keys[k]);
@@ -156,7 +125,7 @@ Test(parity, num_batches_tracked_reads_back_as_int64) {
         cr_assert_eq(t->dtype, TORCH_INT64, "%s is %s", keys[k], torch_dtype_name(t->dtype));
         cr_assert_eq(t->ndim, 0);
         cr_expect_eq(*tensor_data_i64(t), 300, "%s = %lld", keys[k], (long long)*tensor_data_i64(t));
-        cr_expect_eq(*tensor_data_i64(t), *tensor_data_i64(get(file, keys[k])));
+        cr_expect_eq(*tensor_data_i64(t), *tensor_data_i64(parity_get(file, keys[k])));
     }
     nn_tensor_dict_free(file);
     nn_module_free(m);
@@ -165,9 +134,9 @@ Test(parity, num_batches_tracked_reads_back_as_int64) {
 /* ---- eval mode: the quality bar ------------------------------------------------------------------- */
 
 Test(parity, eval_logits_and_predictions_equal_pytorchs) {
-    nn_module *m = pytorch_model();
-    nn_tensor_dict *batch = load_dict(BATCH, NULL);
-    tensor *x = get(batch, "images"), *want = get(batch, "logits"), *pred = get(batch, "predictions");
+    nn_module *m = parity_model();
+    nn_tensor_dict *batch = parity_load(PARITY_BATCH, NULL);
+    tensor *x = parity_get(batch, "images"), *want = parity_get(batch, "logits"), *pred = parity_get(batch, "predictions");
     cr_assert_eq(x->shape[0], N_IMAGES);
 
     nn_module_eval(m);
@@ -179,11 +148,11 @@ Test(parity, eval_logits_and_predictions_equal_pytorchs) {
     cr_assert(y->shape[0] == N_IMAGES && y->shape[1] == N_CLASSES);
 
     expect_close("eval logits (f64 ref)", y, want);
-    expect_close("eval logits (f32 ref)", y, get(batch, "logits_f32"));
+    expect_close("eval logits (f32 ref)", y, parity_get(batch, "logits_f32"));
 
     tensor *yc = tensor_contiguous(y);
     const float *l = tensor_data_f32(yc);
-    const int64_t *p = tensor_data_i64(pred), *labels = tensor_data_i64(get(batch, "labels"));
+    const int64_t *p = tensor_data_i64(pred), *labels = tensor_data_i64(parity_get(batch, "labels"));
     int wrong = 0;
     for (int i = 0; i < N_IMAGES; i++) {
         int64_t ours = argmax_row(l + i * N_CLASSES, N_CLASSES);
@@ -202,13 +171,13 @@ Test(parity, eval_logits_and_predictions_equal_pytorchs) {
 /* ---- train mode: one forward + backward on the same batch ---------------------------------------- */
 
 Test(parity, train_step_logits_running_stats_and_gradients_equal_pytorchs) {
-    nn_module *m = pytorch_model();
-    nn_tensor_dict *batch = load_dict(BATCH, NULL);
+    nn_module *m = parity_model();
+    nn_tensor_dict *batch = parity_load(PARITY_BATCH, NULL);
     nn_module_train(m, true);
-    tensor *y = nn_module_forward(m, get(batch, "images"));
-    expect_close("train logits", y, get(batch, "train.logits"));
-    tensor *loss = nnf_cross_entropy(y, get(batch, "labels"));
-    expect_close("train loss", loss, get(batch, "train.loss"));
+    tensor *y = nn_module_forward(m, parity_get(batch, "images"));
+    expect_close("train logits", y, parity_get(batch, "train.logits"));
+    tensor *loss = nnf_cross_entropy(y, parity_get(batch, "labels"));
+    expect_close("train loss", loss, parity_get(batch, "train.loss"));
 
     char key[64];
     const char *bns[] = {"1", "5"}, *stats[] = {"running_mean", "running_var"};
@@ -217,12 +186,12 @@ Test(parity, train_step_logits_running_stats_and_gradients_equal_pytorchs) {
             snprintf(key, sizeof key, "%s.%s", bns[b], stats[s]);
             char ref[80];
             snprintf(ref, sizeof ref, "train.%s", key);
-            expect_close(key, nn_module_get_buffer(m, key), get(batch, ref));
+            expect_close(key, nn_module_get_buffer(m, key), parity_get(batch, ref));
         }
         snprintf(key, sizeof key, "%s.num_batches_tracked", bns[b]);
         char ref[80];
         snprintf(ref, sizeof ref, "train.%s", key);
-        cr_expect_eq(*tensor_data_i64(nn_module_get_buffer(m, key)), *tensor_data_i64(get(batch, ref)));
+        cr_expect_eq(*tensor_data_i64(nn_module_get_buffer(m, key)), *tensor_data_i64(parity_get(batch, ref)));
         cr_expect_eq(*tensor_data_i64(nn_module_get_buffer(m, key)), 301);
     }
 
@@ -234,7 +203,7 @@ Test(parity, train_step_logits_running_stats_and_gradients_equal_pytorchs) {
         snprintf(ref, sizeof ref, "grad.%s", params->items[i].name);
         snprintf(what, sizeof what, "grad %s", params->items[i].name);
         cr_assert_not_null(params->items[i].value->grad, "%s has no gradient", params->items[i].name);
-        expect_close(what, params->items[i].value->grad, get(batch, ref));
+        expect_close(what, params->items[i].value->grad, parity_get(batch, ref));
     }
     nn_tensor_dict_free(params);
     tensor_free(loss);
@@ -250,7 +219,7 @@ typedef enum { DROP, EXTRA, RESHAPE } corruption;
 /* The fixture's state_dict with every value changed (so a partial copy would show) and one
  * corruption applied to key, written to path. */
 static void write_broken(const char *path, corruption how, const char *key) {
-    nn_tensor_dict *file = load_dict(WEIGHTS, NULL), *out = nn_tensor_dict_new();
+    nn_tensor_dict *file = parity_load(PARITY_WEIGHTS, NULL), *out = nn_tensor_dict_new();
     for (int64_t i = 0; i < file->count; i++) {
         tensor *t = file->items[i].value;
         if (t->dtype == TORCH_INT64)
@@ -291,7 +260,7 @@ Test(parity, strict_load_of_a_broken_export_names_the_key_and_changes_nothing) {
         {EXTRA, "9.scale", "load_state_dict: unexpected key \"9.scale\""},
         {RESHAPE, "9.weight", "load_state_dict: size mismatch for \"9.weight\": checkpoint [10, 784], model [10, 3136]"},
     };
-    nn_module *m = pytorch_model();
+    nn_module *m = parity_model();
     nn_tensor_dict *before = snapshot(m);
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         write_broken(path, cases[c].how, cases[c].key);
@@ -303,78 +272,16 @@ Test(parity, strict_load_of_a_broken_export_names_the_key_and_changes_nothing) {
         expect_state_equals(m, before, cases[c].key);
     }
     /* And the model still computes PyTorch's logits after the refused loads. */
-    nn_tensor_dict *batch = load_dict(BATCH, NULL);
+    nn_tensor_dict *batch = parity_load(PARITY_BATCH, NULL);
     nn_module_eval(m);
     bool prev = torch_set_grad_enabled(false);
-    tensor *y = nn_module_forward(m, get(batch, "images"));
+    tensor *y = nn_module_forward(m, parity_get(batch, "images"));
     torch_set_grad_enabled(prev);
-    expect_close("logits after refusals", y, get(batch, "logits"));
+    expect_close("logits after refusals", y, parity_get(batch, "logits"));
     tensor_free(y);
     nn_tensor_dict_free(batch);
     nn_tensor_dict_free(before);
     nn_module_free(m);
     unlink(path);
     rmdir(dir);
-}
-
-/* ---- with the real test set (skipped when Fashion-MNIST is not installed) ------------------------ */
-
-/* ctorch's reader and normalisation give PyTorch's float32 inputs: the fixture's images are the
- * t10k images at test_index, read by numpy and normalised by torch ((x / 255 - mean) / std). */
-Test(parity, fashion_mnist_reader_gives_pytorchs_inputs) {
-    nn_dataset *ds = nn_fashion_mnist(NULL, false);
-    if (!ds) cr_skip_test("Fashion-MNIST not found (%s)", torch_last_error());
-    nn_tensor_dict *batch = load_dict(BATCH, NULL);
-    const tensor *want = get(batch, "images");
-    const int64_t *index = tensor_data_i64(get(batch, "test_index")), *labels = tensor_data_i64(get(batch, "labels"));
-    cr_assert_eq(nn_dataset_size(ds), 10000);
-    const float *img = tensor_data_f32(ds->images), *ref = tensor_data_f32(want);
-    double worst = 0;
-    for (int i = 0; i < N_IMAGES; i++) {
-        cr_expect_eq(tensor_data_i64(ds->labels)[index[i]], labels[i], "label of test image %lld", (long long)index[i]);
-        for (int j = 0; j < 784; j++) worst = fmax(worst, fabs((double)img[index[i] * 784 + j] - ref[i * 784 + j]));
-    }
-    cr_log_info("images vs torch's normalisation: max abs diff %.3g", worst);
-    cr_expect(worst <= 1e-6, "normalised pixels differ from PyTorch's by %.3g", worst);
-    nn_tensor_dict_free(batch);
-    nn_dataset_free(ds);
-}
-
-/* Opt-in (about 10 s in a release build, far longer under valgrind): CTORCH_PARITY_FULL=1.
- * Every one of the 10,000 eval-mode predictions equals PyTorch's, hence the same accuracy. */
-Test(parity, full_test_set_predictions_equal_pytorchs) {
-    if (!getenv("CTORCH_PARITY_FULL")) cr_skip_test("set CTORCH_PARITY_FULL=1 to compare all 10,000 predictions");
-    nn_dataset *ds = nn_fashion_mnist(NULL, false);
-    if (!ds) cr_skip_test("Fashion-MNIST not found (%s)", torch_last_error());
-    nn_metadata *md = NULL;
-    nn_tensor_dict *w = load_dict(WEIGHTS, &md), *batch = load_dict(BATCH, NULL);
-    const int64_t *want = tensor_data_i64(get(batch, "test_predictions"));
-    nn_module *m = pytorch_model();
-    nn_module_eval(m);
-    bool prev = torch_set_grad_enabled(false);
-    int64_t n = nn_dataset_size(ds), differ = 0, correct = 0, first_diff = -1;
-    for (int64_t start = 0; start < n; start += 1000) {
-        nn_dataset *sub = nn_dataset_subset(ds, start, n - start < 1000 ? n - start : 1000);
-        tensor *y = nn_module_forward(m, sub->images);
-        cr_assert_not_null(y, "%s", torch_last_error());
-        const float *l = tensor_data_f32(y);
-        for (int64_t i = 0; i < y->shape[0]; i++) {
-            int64_t p = argmax_row(l + i * N_CLASSES, N_CLASSES);
-            if (p != want[start + i] && differ++ == 0) first_diff = start + i;
-            correct += p == tensor_data_i64(sub->labels)[i];
-        }
-        tensor_free(y);
-        nn_dataset_free(sub);
-    }
-    torch_set_grad_enabled(prev);
-    cr_log_info("full test set: %lld/%lld correct (PyTorch %s), %lld predictions differ", (long long)correct,
-                (long long)n, nn_metadata_get(md, "pytorch_test_correct"), (long long)differ);
-    cr_expect_eq(differ, 0, "%lld predictions differ from PyTorch's, the first at test image %lld", (long long)differ,
-                 (long long)first_diff);
-    cr_expect_eq(correct, atoll(nn_metadata_get(md, "pytorch_test_correct")));
-    nn_module_free(m);
-    nn_metadata_free(md);
-    nn_tensor_dict_free(batch);
-    nn_tensor_dict_free(w);
-    nn_dataset_free(ds);
 }
