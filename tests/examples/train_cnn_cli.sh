@@ -37,7 +37,8 @@ check unwritable_log 2 "cannot open log file" "$bin" --data "$tmp/nodata" --epoc
 check synthetic_first_line 0 '^data: no data set found in .*synthetic shapes' \
   "$bin" --data "$tmp/nodata" --epochs 1 --limit-train 1920 --limit-test 500 --threads 2 --seed 1 \
   --log "$tmp/log.csv" --save "$tmp/model.safetensors"
-acc=$(awk -F, 'NR == 2 {printf "%.2f", 100 * $6}' "$tmp/log.csv")
+# LC_ALL=C: awk reads and prints numbers in the locale's format (a decimal comma in de_DE)
+acc=$(LC_ALL=C awk -F, 'NR == 2 {printf "%.2f", 100 * $6}' "$tmp/log.csv")
 check synthetic_log_accuracy 0 '^(9[0-9]|100)\.' echo "$acc"
 # The saved state_dict loads back and evaluates to the same accuracy.
 check eval_only_reload 0 "test accuracy: $acc%" \
