@@ -4,7 +4,8 @@
 # usage: train_cnn_cli.sh path/to/train_cnn
 set -uo pipefail
 bin=$1
-tmp=$(mktemp -d)
+# Without set -e a failed mktemp would leave tmp empty and every path below would point into /.
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/ctorch-cli.XXXXXX") || { echo "train_cnn_cli: cannot make a temporary folder" >&2; exit 1; }
 trap 'rm -rf "$tmp"' EXIT
 fails=0 passes=0
 
