@@ -42,5 +42,13 @@ if ((${#missing[@]} > 0)); then
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-cmake --preset release
+# A build folder configured for another source folder (the checkout was moved or copied with its
+# build/) makes CMake stop with "CMakeCache.txt directory ... is different": configure it afresh.
+fresh=()
+cache=build/release/CMakeCache.txt
+if [[ -f $cache ]] && ! grep -qxF "CMAKE_HOME_DIRECTORY:INTERNAL=$(pwd -P)" "$cache"; then
+  echo "setup: build/release was configured for another source folder: configuring it afresh"
+  fresh=(--fresh)
+fi
+cmake --preset release "${fresh[@]}"
 cmake --build --preset release -j "$(nproc)"
