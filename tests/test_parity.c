@@ -10,7 +10,8 @@
  *       train-mode forward + backward on the same images (logits, loss, updated running
  *       statistics, every parameter gradient), also float64.
  * Tolerance: |ctorch - PyTorch| <= 1e-4 * max(1, |PyTorch|) element-wise (the worst absolute and
- * relative errors are logged); predictions must be equal. */
+ * relative errors are logged); predictions must be equal. The checks that need the Fashion-MNIST
+ * data set itself (ctorch's inputs, all 10,000 predictions) are in test_fashion_mnist.c. */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
