@@ -90,7 +90,7 @@ static torch_status infer_shape(const char *fname, int64_t numel, int ndim, cons
                            TORCH_MAX_DIMS, ndim);
     if (ndim > 0 && !shape) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: shape is NULL", fname);
     int infer = -1;
-    int64_t known = 1;
+    int64_t known = 1, span = 1; /* span: the product with 0 counted as 1, -1 once it overflows */
     for (int i = 0; i < ndim; i++) {
         if (shape[i] == -1) {
             if (infer >= 0) return torch_error(TORCH_ERR_SHAPE, "%s: only one dimension can be inferred", fname);
@@ -98,10 +98,12 @@ static torch_status infer_shape(const char *fname, int64_t numel, int ndim, cons
         } else if (shape[i] < 0) {
             return torch_error(TORCH_ERR_SHAPE, "%s: invalid shape dimension %lld", fname, (long long)shape[i]);
         } else {
-            known *= shape[i];
+            if (span >= 0) span = torch_size_mul(span, shape[i] > 1 ? shape[i] : 1);
+            if (span >= 0) known *= shape[i]; /* known <= span: cannot wrap */
         }
     }
-    if (!(numel == known || (infer >= 0 && known > 0 && numel % known == 0)))
+    /* A shape too large to have strides fits no tensor (its numel would have wrapped). */
+    if (span < 0 || !(numel == known || (infer >= 0 && known > 0 && numel % known == 0)))
         return torch_error(TORCH_ERR_SHAPE, "%s: shape '%s' is invalid for input of size %lld", fname,
                            torch_shape_str(ndim, shape, buf, sizeof buf), (long long)numel);
     if (infer >= 0 && known == 0)

@@ -104,6 +104,17 @@ static void fill_pair(int64_t out[2], const int64_t *in, int64_t dflt) {
     out[1] = in ? in[1] : dflt;
 }
 
+/* (in + 2 pad - dil (k - 1) - 1) / stride + 1: the output size along one dim; < 1 when the
+ * dilated kernel is larger than the padded input, -2 when pad or dil is so large that a term
+ * overflows (in, k >= 1 and stride >= 1 come from checked tensors and options). */
+static int64_t conv_out_size(int64_t in, int64_t k, int64_t pad, int64_t stride, int64_t dil) {
+    int64_t padded, extent;
+    if (__builtin_mul_overflow(pad, 2, &padded) || __builtin_add_overflow(padded, in, &padded) ||
+        __builtin_mul_overflow(dil, k - 1, &extent))
+        return -2;
+    return extent >= padded ? 0 : (padded - extent - 1) / stride + 1;
+}
+
 /* Checks everything nnf_conv2d needs and fills g. fname is "Conv2d" for the module, "nnf_conv2d"
  * for the function. */
 static torch_status conv_check(const char *fname, const tensor *x, const tensor *w, const tensor *b,
@@ -146,16 +157,26 @@ static torch_status conv_check(const char *fname, const tensor *x, const tensor 
                            "got bias of size %s instead",
                            fname, torch_shape_str(w->ndim, w->shape, s1, sizeof s1), (long long)w->shape[0],
                            torch_shape_str(b->ndim, b->shape, s2, sizeof s2));
-    conv_geom_fill(g, x, w, st, pd, dl);
-    if (g->KH < 1 || g->KW < 1 || g->H + 2 * g->PH < g->DH * (g->KH - 1) + 1 ||
-        g->W + 2 * g->PW < g->DW * (g->KW - 1) + 1)
+    /* Output sizes in checked arithmetic: padding and dilation are the user's numbers, and a
+     * wrapped size would pass every check below. */
+    const int64_t H = x->shape[x->ndim - 2], W = x->shape[x->ndim - 1], KH = w->shape[2], KW = w->shape[3];
+    int64_t OH = conv_out_size(H, KH, pd[0], st[0], dl[0]), OW = conv_out_size(W, KW, pd[1], st[1], dl[1]);
+    if (OH == -2 || OW == -2)
         return torch_error(TORCH_ERR_SHAPE,
-                           "%s: Calculated padded input size per channel: (%lld x %lld). Kernel size: (%lld x %lld). "
+                           "%s: padding [%lld, %lld] and dilation [%lld, %lld] are too large for a %lld x %lld kernel",
+                           fname, (long long)pd[0], (long long)pd[1], (long long)dl[0], (long long)dl[1],
+                           (long long)KH, (long long)KW);
+    if (KH < 1 || KW < 1 || OH < 1 || OW < 1)
+        return torch_error(TORCH_ERR_SHAPE,
+                           "%s: Calculated padded input size per channel: (%lld x %lld). Kernel size: (%llu x %llu). "
                            "Kernel size can't be greater than actual input size",
-                           fname, (long long)(g->H + 2 * g->PH), (long long)(g->W + 2 * g->PW),
-                           (long long)(g->DH * (g->KH - 1) + 1), (long long)(g->DW * (g->KW - 1) + 1));
-    if (g->K > INT_MAX || g->O > INT_MAX || g->P > INT_MAX / 64)
+                           fname, (long long)(H + 2 * pd[0]), (long long)(W + 2 * pd[1]),
+                           (unsigned long long)(dl[0] * (KH - 1)) + 1, (unsigned long long)(dl[1] * (KW - 1)) + 1);
+    const int64_t oshape[4] = {x->ndim == 4 ? x->shape[0] : 1, w->shape[0], OH, OW};
+    if ((status = torch_check_shape(fname, 4, oshape)) != TORCH_OK) return status;
+    if (torch_shape_numel(3, w->shape + 1) > INT_MAX || w->shape[0] > INT_MAX || OH * OW > INT_MAX / 64)
         return torch_error(TORCH_ERR_SHAPE, "%s: input or weight too large for a 32-bit BLAS", fname);
+    conv_geom_fill(g, x, w, st, pd, dl);
     return TORCH_OK;
 }
 

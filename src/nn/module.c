@@ -111,10 +111,17 @@ static torch_status check_name(const nn_module *m, const char *fname, const char
     return TORCH_OK;
 }
 
+/* A NULL value is usually the failure of the call that made it, as in
+ * register_parameter(m, "weight", torch_empty(...)): keep that call's message, which says why. */
+static torch_status null_value(const char *fname, const char *what) {
+    torch_status st = torch_last_status();
+    return st != TORCH_OK ? st : torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fname, what);
+}
+
 tensor *nn_module_register_parameter(nn_module *m, const char *name, tensor *value) {
     static const char *fname = "register_parameter";
     torch_status st = check_name(m, fname, "parameter", name);
-    if (st == TORCH_OK && !value) st = torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: value is NULL", fname);
+    if (st == TORCH_OK && !value) st = null_value(fname, "value");
     if (st == TORCH_OK && value->grad_fn)
         st = torch_error(TORCH_ERR_INVALID_ARGUMENT,
                          "%s: Cannot assign non-leaf Tensor to parameter '%s'. Model parameters must be created "
@@ -138,7 +145,7 @@ tensor *nn_module_register_parameter(nn_module *m, const char *name, tensor *val
 tensor *nn_module_register_buffer(nn_module *m, const char *name, tensor *value, bool persistent) {
     static const char *fname = "register_buffer";
     torch_status st = check_name(m, fname, "buffer", name);
-    if (st == TORCH_OK && !value) st = torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: value is NULL", fname);
+    if (st == TORCH_OK && !value) st = null_value(fname, "value");
     char *owned = st == TORCH_OK ? copy_string(name) : NULL;
     if (st == TORCH_OK && !owned) st = torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", fname);
     if (st != TORCH_OK) {
@@ -153,7 +160,7 @@ tensor *nn_module_register_buffer(nn_module *m, const char *name, tensor *value,
 nn_module *nn_module_register_module(nn_module *m, const char *name, nn_module *child) {
     static const char *fname = "register_module";
     torch_status st = check_name(m, fname, "module", name);
-    if (st == TORCH_OK && !child) st = torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: child module is NULL", fname);
+    if (st == TORCH_OK && !child) st = null_value(fname, "child module");
     if (st == TORCH_OK && child == m)
         st = torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: a module can't be its own child ('%s')", fname, name);
     char *owned = st == TORCH_OK ? copy_string(name) : NULL;

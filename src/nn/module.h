@@ -8,7 +8,8 @@
  *   - Registering moves ownership to the module: nn_module_register_parameter/_buffer take an
  *     owned tensor reference, nn_module_register_module an owned child. They return the same
  *     pointer, now borrowed by the caller, or NULL after freeing the argument on failure, so an
- *     error path never leaks.
+ *     error path never leaks. A NULL argument fails too, keeping the error of the call that
+ *     returned it: register_parameter(m, "weight", torch_empty(...)) reports why torch_empty failed.
  *   - Getters (nn_module_get_parameter, the typed views like nn_as_batch_norm2d(m)->weight)
  *     return borrowed pointers, valid until the module is freed.
  *   - nn_module_forward() returns a new tensor reference owned by the caller (see autograd.h).

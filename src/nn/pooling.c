@@ -22,12 +22,18 @@ typedef struct pool_geom {
 } pool_geom;
 
 /* Planes per thread are independent: parallelise only when there is enough work. */
-#define POOL_PARALLEL(g) ((g)->planes > 1 && (g)->planes * (g)->OH * (g)->OW * (g)->KH * (g)->KW > 32768)
+#define POOL_PARALLEL(g) \
+    ((g)->planes > 1 && (double)((g)->planes * (g)->OH * (g)->OW) * (double)(g)->KH * (double)(g)->KW > 32768)
 
 /* ATen's pooling_output_shape: floor (or ceil) division, and with ceil_mode the last window must
- * start inside the input or the left padding. */
+ * start inside the input or the left padding. -2 when kernel, padding, stride or dilation is so
+ * large that a term overflows (they are the user's numbers). */
 static int64_t pool_out_size(int64_t in, int64_t k, int64_t pad, int64_t stride, int64_t dil, bool ceil_mode) {
-    int64_t num = in + 2 * pad - dil * (k - 1) - 1 + (ceil_mode ? stride - 1 : 0);
+    int64_t num, extent;
+    if (__builtin_mul_overflow(pad, 2, &num) || __builtin_add_overflow(num, in, &num) ||
+        __builtin_mul_overflow(dil, k - 1, &extent) || __builtin_sub_overflow(num, extent, &num) || __builtin_sub_overflow(num, 1, &num) ||
+        __builtin_add_overflow(num, ceil_mode ? stride - 1 : 0, &num))
+        return -2;
     int64_t q = num >= 0 ? num / stride : -((-num + stride - 1) / stride); /* rounds toward -inf */
     int64_t out = q + 1;
     if (ceil_mode && (out - 1) * stride >= in + pad) out--;
@@ -83,6 +89,12 @@ static torch_status pool_check(const char *fname, const tensor *x, const int64_t
     g->ceil_mode = ceil_mode;
     g->OH = pool_out_size(g->H, g->KH, g->PH, g->SH, g->DH, ceil_mode);
     g->OW = pool_out_size(g->W, g->KW, g->PW, g->SW, g->DW, ceil_mode);
+    if (g->OH == -2 || g->OW == -2)
+        return torch_error(TORCH_ERR_SHAPE,
+                           "%s: kernel size (%lld, %lld), stride (%lld, %lld), padding (%lld, %lld) and dilation "
+                           "(%lld, %lld) are too large to compute an output size",
+                           fname, (long long)k[0], (long long)k[1], (long long)s[0], (long long)s[1], (long long)p[0],
+                           (long long)p[1], (long long)d[0], (long long)d[1]);
     if (g->OH < 1 || g->OW < 1)
         return torch_error(TORCH_ERR_SHAPE,
                            "%s: Given input size: (%lldx%lldx%lld). Calculated output size: (%lldx%lldx%lld). Output "
@@ -435,14 +447,15 @@ tensor *nnf_max_pool2d(tensor *input, nn_max_pool2d_options options, tensor **in
 
 /* The window of output (oh, ow), clipped to the input, and its divisor (ATen's avg_pool2d). */
 static void avg_window(const pool_geom *g, int64_t oh, int64_t ow, int64_t *h0, int64_t *h1, int64_t *w0, int64_t *w1,
-                       int64_t *div) {
+                       double *div) {
     int64_t hs = oh * g->SH - g->PH, ws = ow * g->SW - g->PW;
     int64_t he = hs + g->KH < g->H + g->PH ? hs + g->KH : g->H + g->PH;
     int64_t we = ws + g->KW < g->W + g->PW ? ws + g->KW : g->W + g->PW;
-    int64_t pool_size = (he - hs) * (we - ws); /* the window inside the padded input */
+    /* the window inside the padded input; in double, since an absurd padding overflows int64 */
+    double pool_size = (double)(he - hs) * (double)(we - ws);
     *h0 = hs > 0 ? hs : 0, *w0 = ws > 0 ? ws : 0;
     *h1 = he < g->H ? he : g->H, *w1 = we < g->W ? we : g->W;
-    *div = g->count_include_pad ? pool_size : (*h1 - *h0) * (*w1 - *w0);
+    *div = g->count_include_pad ? pool_size : (double)((*h1 - *h0) * (*w1 - *w0));
 }
 
 /* y[oh, ow] = sum over the clipped window / divisor (0 for a window entirely in the padding). */
@@ -456,7 +469,8 @@ static void avg_pool_forward_kernel(const pool_geom *g, const float *x /* (plane
         float *yp = y + pl * g->OH * g->OW;
         for (int64_t oh = 0; oh < g->OH; oh++)
             for (int64_t ow = 0; ow < g->OW; ow++) {
-                int64_t h0, h1, w0, w1, div;
+                int64_t h0, h1, w0, w1;
+                double div;
                 avg_window(g, oh, ow, &h0, &h1, &w0, &w1, &div);
                 if (h0 >= h1 || w0 >= w1) {
                     yp[oh * g->OW + ow] = 0.0f;
@@ -465,7 +479,7 @@ static void avg_pool_forward_kernel(const pool_geom *g, const float *x /* (plane
                 double s = 0.0;
                 for (int64_t ih = h0; ih < h1; ih++)
                     for (int64_t iw = w0; iw < w1; iw++) s += xp[ih * g->W + iw];
-                yp[oh * g->OW + ow] = (float)(s / (double)div);
+                yp[oh * g->OW + ow] = (float)(s / div);
             }
     }
 }
@@ -482,7 +496,8 @@ static void avg_pool_backward_kernel(const pool_geom *g, const float *dy /* (pla
         float *dxp = dx + pl * g->H * g->W;
         for (int64_t oh = 0; oh < g->OH; oh++)
             for (int64_t ow = 0; ow < g->OW; ow++) {
-                int64_t h0, h1, w0, w1, div;
+                int64_t h0, h1, w0, w1;
+                double div;
                 avg_window(g, oh, ow, &h0, &h1, &w0, &w1, &div);
                 if (h0 >= h1 || w0 >= w1) continue;
                 float v = d[oh * g->OW + ow] / (float)div;

@@ -139,6 +139,11 @@ int64_t torch_shape_numel(int ndim, const int64_t *shape) {
     return n;
 }
 
+int64_t torch_size_mul(int64_t a, int64_t b) {
+    TORCH_ASSERT(a >= 0 && b >= 0);
+    return b == 0 || a <= TORCH_MAX_NUMEL / b ? a * b : -1;
+}
+
 char *torch_shape_str(int ndim, const int64_t *shape, char *buf, size_t len) {
     if (len == 0) return buf;
     size_t pos = 0;
@@ -169,6 +174,14 @@ torch_status torch_check_shape(const char *fname, int ndim, const int64_t *shape
         if (shape[i] < 0)
             return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: Trying to create tensor with negative dimension %lld",
                                fname, (long long)shape[i]);
+    int64_t span = 1;
+    for (int i = 0; i < ndim && span >= 0; i++) span = torch_size_mul(span, shape[i] > 1 ? shape[i] : 1);
+    if (span < 0) {
+        char buf[200];
+        return torch_error(TORCH_ERR_INVALID_ARGUMENT,
+                           "%s: shape %s has too many elements (expected at most %lld, counting a size of 0 as 1)",
+                           fname, torch_shape_str(ndim, shape, buf, sizeof buf), (long long)TORCH_MAX_NUMEL);
+    }
     return TORCH_OK;
 }
 
@@ -316,7 +329,14 @@ tensor *torch_arange(double start, double end, double step) {
         torch_error(TORCH_ERR_INVALID_ARGUMENT, "torch_arange: upper bound and larger bound inconsistent with step sign");
         return NULL;
     }
-    int64_t n = (int64_t)ceil((end - start) / step);
+    double count = ceil((end - start) / step); /* inf when end - start overflows */
+    if (!(count <= (double)TORCH_MAX_NUMEL)) {
+        torch_error(TORCH_ERR_INVALID_ARGUMENT,
+                    "torch_arange: [%g, %g) with step %g has %g elements (expected at most %lld)", start, end, step,
+                    count, (long long)TORCH_MAX_NUMEL);
+        return NULL;
+    }
+    int64_t n = (int64_t)count;
     tensor *t = new_tensor("torch_arange", TORCH_FLOAT32, 1, &n);
     if (!t) return NULL;
     float *p = tensor_data_f32(t);
@@ -349,6 +369,10 @@ tensor *torch_randn(torch_generator *gen, int ndim, const int64_t *shape) {
 }
 
 tensor *torch_randperm(torch_generator *gen, int64_t n) {
+    if (n < 0) {
+        torch_error(TORCH_ERR_INVALID_ARGUMENT, "torch_randperm: n must be non-negative, got %lld", (long long)n);
+        return NULL;
+    }
     tensor *t = new_tensor("torch_randperm", TORCH_INT64, 1, &n);
     if (!t) return NULL;
     if (!gen) gen = torch_default_generator();
@@ -420,16 +444,26 @@ int64_t tensor_size(const tensor *t, int dim) {
 tensor *tensor_as_strided(const tensor *t, int ndim, const int64_t *shape, const int64_t *stride, int64_t offset) {
     if (!check_not_null("tensor_as_strided", t) || torch_check_shape("tensor_as_strided", ndim, shape) != TORCH_OK)
         return NULL;
-    /* The furthest element reached must lie inside the storage. */
-    int64_t lo = offset, hi = offset;
-    bool empty = torch_shape_numel(ndim, shape) == 0;
-    for (int i = 0; i < ndim && !empty; i++) {
-        int64_t reach = (shape[i] - 1) * stride[i];
-        if (reach < 0) lo += reach; else hi += reach;
+    if (ndim > 0 && !stride) {
+        torch_error(TORCH_ERR_INVALID_ARGUMENT, "tensor_as_strided: stride is NULL");
+        return NULL;
     }
-    size_t capacity = t->storage->nbytes / torch_dtype_size(t->dtype);
-    if (!empty && (lo < 0 || (size_t)hi >= capacity)) {
-        torch_error(TORCH_ERR_INVALID_ARGUMENT, "tensor_as_strided: view reaches outside its storage");
+    /* The nearest and furthest elements reached must lie inside the storage; the sums are
+     * checked, since strides and offset come from the caller. */
+    int64_t lo = offset, hi = offset;
+    bool empty = torch_shape_numel(ndim, shape) == 0, wraps = false;
+    for (int i = 0; i < ndim && !empty; i++) {
+        int64_t reach;
+        wraps = wraps || __builtin_mul_overflow(shape[i] - 1, stride[i], &reach) ||
+                __builtin_add_overflow(reach < 0 ? lo : hi, reach, reach < 0 ? &lo : &hi);
+    }
+    int64_t capacity = (int64_t)(t->storage->nbytes / torch_dtype_size(t->dtype));
+    if (!empty && (wraps || lo < 0 || hi >= capacity)) {
+        char buf[200];
+        torch_error(TORCH_ERR_INVALID_ARGUMENT,
+                    "tensor_as_strided: a view of shape %s at offset %lld reaches outside its storage of %lld "
+                    "elements", torch_shape_str(ndim, shape, buf, sizeof buf), (long long)offset,
+                    (long long)capacity);
         return NULL;
     }
     return tensor_wrap(t->storage, t->dtype, ndim, shape, stride, offset);

@@ -28,6 +28,11 @@
 
 #define TORCH_MAX_DIMS 8
 
+/* Most elements a tensor may have: its bytes (8 per element at most) and every element offset
+ * must fit in ptrdiff_t, so that no size or index computation can wrap. Shapes are checked
+ * against it, with each 0 counted as 1, since strides are products of the sizes too. */
+#define TORCH_MAX_NUMEL ((int64_t)(PTRDIFF_MAX / 8))
+
 typedef enum torch_dtype {
     TORCH_FLOAT32 = 0, /* torch_float32, torch_float */
     TORCH_INT64,       /* torch_int64, torch_long  */
@@ -159,12 +164,17 @@ char *torch_shape_str(int ndim, const int64_t *shape, char *buf, size_t len);
 /* Normalises a possibly negative dim into [0, ndim); on failure sets PyTorch's message
  * "<fname>: Dimension out of range (expected to be in range of [-2, 1], but got 2)". */
 torch_status torch_wrap_dim(const char *fname, int dim, int ndim, int *out);
-/* Checks a user shape: 0 <= ndim <= TORCH_MAX_DIMS, shape != NULL when ndim > 0, sizes >= 0. */
+/* Checks a user shape: 0 <= ndim <= TORCH_MAX_DIMS, shape != NULL when ndim > 0, sizes >= 0,
+ * and the product of the sizes (0 counted as 1) at most TORCH_MAX_NUMEL. Every tensor's shape
+ * passes it, so the product of any of a tensor's sizes cannot overflow. */
 torch_status torch_check_shape(const char *fname, int ndim, const int64_t *shape);
 /* Checks a tensor argument: not NULL and float32. `what` names it ("input", "weight"):
  * "<fname>: <what> is NULL", "<fname>: expected <what> to be float32 (got int64)". */
 torch_status torch_check_float32(const char *fname, const char *what, const tensor *t);
-/* Number of elements of a shape. */
+/* Number of elements of a shape that passed torch_check_shape (unchecked). */
 int64_t torch_shape_numel(int ndim, const int64_t *shape);
+/* a * b for sizes >= 0, or -1 when it exceeds TORCH_MAX_NUMEL: for code that computes a shape
+ * from user numbers (a flattened size, a convolution's output) before a tensor checks it. */
+int64_t torch_size_mul(int64_t a, int64_t b);
 
 #endif /* CTORCH_TENSOR_H */

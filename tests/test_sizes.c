@@ -1,0 +1,168 @@
+/* Absurd sizes: every constructor, view and module that takes a size refuses what does not fit,
+ * with a message naming the function, before anything is allocated. The reference is exact
+ * 128-bit arithmetic on the shape, not the library's own product. */
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "autograd/ops.h"
+#include "nn/batch_norm.h"
+#include "nn/conv.h"
+#include "nn/linear.h"
+#include "nn/pooling.h"
+#include "tensor/ops.h"
+#include "tensor/tensor.h"
+
+static void expect_refused(tensor *t, const char *message) {
+    cr_assert_null(t, "expected a refusal containing \"%s\", got a tensor of %lld elements", message,
+                   t ? (long long)t->numel : 0LL);
+    cr_assert_neq(torch_last_status(), TORCH_OK);
+    cr_assert(strstr(torch_last_error(), message), "expected \"%s\" in \"%s\"", message, torch_last_error());
+    torch_clear_error();
+}
+
+static void expect_module_refused(nn_module *m, const char *message) {
+    cr_assert_null(m, "expected a refusal containing \"%s\"", message);
+    cr_assert(strstr(torch_last_error(), message), "expected \"%s\" in \"%s\"", message, torch_last_error());
+    torch_clear_error();
+}
+
+#define TOO_MANY "has too many elements"
+
+Test(sizes, the_reported_cases_are_refused) {
+    expect_refused(torch_zeros(TORCH_SHAPE((int64_t)1 << 62)), "torch_zeros: shape [4611686018427387904] " TOO_MANY);
+    expect_refused(torch_ones(TORCH_SHAPE(((int64_t)1 << 62) + 1, 4)), "torch_ones: shape [4611686018427387905, 4]");
+    expect_refused(torch_empty(TORCH_SHAPE(INT64_MAX, 2)), "torch_empty: shape [9223372036854775807, 2] " TOO_MANY);
+    expect_refused(torch_full(TORCH_SHAPE(1 << 30, 1 << 30, 1 << 30), 1.0f), "torch_full: shape");
+    expect_refused(torch_empty_dtype(TORCH_INT64, TORCH_SHAPE(INT64_MAX)), "torch_empty: shape");
+    expect_refused(torch_rand(NULL, TORCH_SHAPE((int64_t)1 << 61)), "torch_rand: shape");
+    expect_refused(torch_randn(NULL, TORCH_SHAPE(3, INT64_MAX / 2)), "torch_randn: shape");
+    float one = 1.0f;
+    expect_refused(torch_tensor(&one, TORCH_SHAPE(INT64_MAX)), "torch_tensor: shape");
+}
+
+Test(sizes, a_zero_size_does_not_hide_an_overflowing_stride) {
+    /* numel is 0, but the strides (products of the other sizes) would wrap. */
+    expect_refused(torch_empty(TORCH_SHAPE(0, (int64_t)1 << 62, 4)), TOO_MANY);
+    tensor *t = torch_empty(TORCH_SHAPE(0, (int64_t)1 << 40)); /* strides fit: allowed, as in PyTorch */
+    cr_assert_not_null(t, "%s", torch_last_error());
+    cr_assert_eq(t->numel, 0);
+    tensor_free(t);
+}
+
+Test(sizes, randperm_and_arange) {
+    expect_refused(torch_randperm(NULL, -1), "torch_randperm: n must be non-negative, got -1");
+    expect_refused(torch_randperm(NULL, INT64_MAX), "torch_randperm: shape");
+    expect_refused(torch_arange(0, 1e30, 1), "torch_arange: [0, 1e+30) with step 1 has 1e+30 elements");
+    expect_refused(torch_arange(-1e308, 1e308, 1), "torch_arange:"); /* end - start overflows to inf */
+    tensor *t = torch_arange(0, 5, 2);
+    cr_assert_eq(t->numel, 3);
+    tensor_free(t);
+}
+
+Test(sizes, views_cannot_wrap_around_their_storage) {
+    tensor *t = torch_zeros(TORCH_SHAPE(4));
+    /* (2 - 1) * 2^62 * 4 wraps to 0 in 64 bits: the reach check must not wrap with it. */
+    expect_refused(tensor_as_strided(t, TORCH_SHAPE(2, 5), (const int64_t[]){(int64_t)1 << 62, INT64_MAX}, 0),
+                   "tensor_as_strided: a view of shape [2, 5] at offset 0 reaches outside its storage of 4");
+    expect_refused(tensor_as_strided(t, TORCH_SHAPE(2), (const int64_t[]){1}, -1), "reaches outside");
+    expect_refused(tensor_as_strided(t, TORCH_SHAPE(2), (const int64_t[]){INT64_MAX}, INT64_MAX), "reaches outside");
+    expect_refused(tensor_as_strided(t, TORCH_SHAPE(2), NULL, 0), "tensor_as_strided: stride is NULL");
+    /* A stride-0 view may be huge without memory; but not larger than a tensor can be. */
+    expect_refused(tensor_expand(t, TORCH_SHAPE((int64_t)1 << 40, (int64_t)1 << 40, 4)), TOO_MANY);
+    expect_refused(torch_reshape(t, TORCH_SHAPE(((int64_t)1 << 62) + 1, 4)),
+                   "torch_reshape: shape '[4611686018427387905, 4]' is invalid for input of size 4");
+    expect_refused(torch_reshape(t, TORCH_SHAPE(-1, (int64_t)1 << 62, 4)), "is invalid for input of size 4");
+    expect_refused(torch_reshape(t, TORCH_SHAPE((int64_t)1 << 62, (int64_t)1 << 62, 0)), "is invalid for input");
+    tensor_free(t);
+}
+
+Test(sizes, modules_refuse_absurd_feature_and_channel_counts) {
+    expect_module_refused(nn_linear(INT64_MAX, 2, true, NULL), TOO_MANY);
+    expect_module_refused(nn_linear((int64_t)1 << 31, (int64_t)1 << 31, false, NULL), TOO_MANY);
+    expect_module_refused(nn_batch_norm2d(nn_batch_norm_options_default(INT64_MAX)), TOO_MANY);
+    expect_module_refused(nn_batch_norm1d(nn_batch_norm_options_default(INT64_MAX)), TOO_MANY);
+    expect_module_refused(nn_conv2d(nn_conv2d_options_default((int64_t)1 << 32, (int64_t)1 << 32, 3)), TOO_MANY);
+    expect_module_refused(nn_conv2d(nn_conv2d_options_default(3, 8, INT64_MAX)), TOO_MANY);
+}
+
+Test(sizes, convolution_and_pooling_windows_cannot_overflow) {
+    tensor *x = torch_zeros(TORCH_SHAPE(1, 1, 4, 4)), *w = torch_zeros(TORCH_SHAPE(1, 1, 3, 3));
+    const int64_t big_pad[2] = {INT64_MAX / 2, 0}, big_dil[2] = {INT64_MAX, 1};
+    expect_refused(nnf_conv2d(x, w, NULL, NULL, big_pad, NULL), "nnf_conv2d: padding");
+    expect_refused(nnf_conv2d(x, w, NULL, NULL, NULL, big_dil), "nnf_conv2d: padding [0, 0] and dilation");
+    /* A padding that fits but makes an output far larger than a tensor can be. */
+    const int64_t pad[2] = {(int64_t)1 << 40, (int64_t)1 << 40};
+    expect_refused(nnf_conv2d(x, w, NULL, NULL, pad, NULL), TOO_MANY);
+
+    nn_max_pool2d_options mp = nn_max_pool2d_options_default(2);
+    mp.kernel_size[0] = INT64_MAX, mp.padding[0] = INT64_MAX / 2;
+    expect_refused(nnf_max_pool2d(x, mp, NULL), "nnf_max_pool2d: kernel size");
+    mp = nn_max_pool2d_options_default(2);
+    mp.dilation[1] = INT64_MAX; /* no term overflows: the window is just larger than the input */
+    expect_refused(nnf_max_pool2d(x, mp, NULL), "Output size is too small");
+    nn_avg_pool2d_options ap = nn_avg_pool2d_options_default(2);
+    ap.stride[0] = ap.stride[1] = INT64_MAX, ap.ceil_mode = true;
+    expect_refused(nnf_avg_pool2d(x, ap), "nnf_avg_pool2d:");
+    tensor_free(x);
+    tensor_free(w);
+}
+
+/* Exact product of a shape, zeros counted as 1 (the strides' bound) and as 0 (numel). */
+__extension__ typedef __int128 i128;
+
+static void exact_products(int ndim, const int64_t *shape, i128 *span, i128 *numel) {
+    *span = 1, *numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        i128 s = shape[i];
+        if (*span <= ((i128)1 << 64)) *span *= s > 1 ? s : 1; /* saturate far above the limit */
+        *numel = *numel == 0 || s == 0 ? 0 : (*numel > ((i128)1 << 64) ? *numel : *numel * s);
+    }
+}
+
+/* Property: a random shape -- tiny, huge or negative sizes, 0 to 8 dims -- gives a tensor whose
+ * numel is the exact product of its shape, or a clear error; only small ones are allocated. */
+Test(sizes, random_shapes_give_the_exact_numel_or_an_error) {
+    static const int64_t pool[] = {0, 1, 2, 3, 7, 64, 1000, (int64_t)1 << 31, (int64_t)1 << 32, (int64_t)1 << 59,
+                                   (int64_t)1 << 60, ((int64_t)1 << 62) + 1, INT64_MAX, -1, -2, INT64_MIN};
+    const int npool = (int)(sizeof pool / sizeof pool[0]);
+    torch_generator g = torch_generator_new(20261206), *gen = &g;
+    int made = 0, refused = 0;
+    for (int trial = 0; trial < 20000; trial++) {
+        int ndim = (int)torch_generator_below(gen, TORCH_MAX_DIMS + 1);
+        int64_t shape[TORCH_MAX_DIMS];
+        bool negative = false;
+        for (int i = 0; i < ndim; i++) {
+            shape[i] = pool[torch_generator_below(gen, (uint64_t)npool)];
+            negative = negative || shape[i] < 0;
+        }
+        i128 span, numel;
+        exact_products(ndim, shape, &span, &numel);
+        torch_status st = torch_check_shape("t", ndim, shape);
+        bool fits = !negative && span <= TORCH_MAX_NUMEL;
+        cr_assert_eq(st == TORCH_OK, fits, "trial %d: check_shape %d, exact span fits %d (%s)", trial, st, fits,
+                     torch_last_error());
+        if (!fits) {
+            cr_assert(strstr(torch_last_error(), negative ? "negative dimension" : TOO_MANY), "%s",
+                      torch_last_error());
+            refused++;
+            continue;
+        }
+        if (numel > 4096) continue; /* fits, but would allocate memory the test should not take */
+        tensor *t = torch_empty(ndim, shape);
+        cr_assert_not_null(t, "%s", torch_last_error());
+        cr_assert_eq((i128)t->numel, numel);
+        /* Its reshape to one dim and back agrees too. */
+        tensor *flat = torch_reshape(t, 1, (const int64_t[]){-1});
+        if (numel > 0 || ndim == 0) {
+            cr_assert_not_null(flat, "%s", torch_last_error());
+            cr_assert_eq((i128)flat->numel, numel);
+        }
+        tensor_free(flat);
+        tensor_free(t);
+        made++;
+    }
+    cr_log_info("random shapes: %d tensors made with the exact numel, %d refused", made, refused);
+    cr_assert_gt(made, 100);
+    cr_assert_gt(refused, 1000);
+}
