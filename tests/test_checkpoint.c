@@ -3,11 +3,14 @@
  * equals, bit for bit, 1 epoch + save + load into freshly built objects + 1 epoch. Truncated and
  * corrupted checkpoints are refused with clear errors and leave every object unchanged, also
  * when the failure comes after part of the state was committed (rollback). */
-#define _POSIX_C_SOURCE 200809L /* mkdtemp */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp, mkfifo, ftruncate */
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "nn/activation.h"
@@ -371,5 +374,61 @@ Test(checkpoint, refuses_truncated_and_corrupted_files) {
     nn_metadata_free(md);
     destroy(&src);
     destroy(&dst);
+    nn_dataset_free(ds);
+}
+
+/* optim_checkpoint_load reads what nn_safetensors_load reads: a regular file of at most
+ * NN_SAFETENSORS_MAX_FILE bytes. It used to read any file to its end (/dev/zero until memory ran
+ * out; a FIFO without a writer blocked it forever; a directory gave "error reading"). Each
+ * refusal names the function and the file, says what was expected, and changes nothing. */
+Test(checkpoint, load_refuses_devices_fifos_directories_and_oversized_files, .timeout = 60) {
+    nn_dataset *ds = data();
+    run r;
+    build(&r, 7, 10);
+    train_epoch(&r, ds);
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/ctorch_ckpt_XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir));
+    char fifo[128], big[128], missing[128];
+    snprintf(fifo, sizeof fifo, "%s/fifo.ckpt", tmpdir);
+    snprintf(big, sizeof big, "%s/big.ckpt", tmpdir);
+    snprintf(missing, sizeof missing, "%s/missing.ckpt", tmpdir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0, "mkfifo: %s", strerror(errno));
+    int fd = open(big, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+    cr_assert_geq(fd, 0);
+    /* sparse: one byte over the limit costs no disk */
+    cr_assert_eq(ftruncate(fd, (off_t)(NN_SAFETENSORS_MAX_FILE + 1)), 0, "ftruncate: %s", strerror(errno));
+    close(fd);
+    char too_large[128];
+    snprintf(too_large, sizeof too_large, "file too large (%llu bytes; at most %llu accepted)",
+             (unsigned long long)NN_SAFETENSORS_MAX_FILE + 1, (unsigned long long)NN_SAFETENSORS_MAX_FILE);
+    struct {
+        const char *path;
+        torch_status status;
+        const char *msg;
+    } cases[] = {
+        {"/dev/zero", TORCH_ERR_IO, "expected a regular file (got a character device)"},
+        {fifo, TORCH_ERR_IO, "expected a regular file (got a FIFO)"},
+        {tmpdir, TORCH_ERR_IO, "expected a regular file (got a directory)"},
+        {big, TORCH_ERR_FORMAT, too_large},
+        {missing, TORCH_ERR_IO, strerror(ENOENT)}, /* the system's reason: "No such file or directory" */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snapshot s = take(&r);
+        optim_training_state st = state_of(&r, 77);
+        torch_status got = optim_checkpoint_load(cases[i].path, &st);
+        const char *e = torch_last_error();
+        cr_assert_eq(got, cases[i].status, "%s: status %d: %s", cases[i].path, got, e);
+        cr_assert_not_null(strstr(e, cases[i].msg), "%s: got \"%s\", expected \"%s\"", cases[i].path, e,
+                           cases[i].msg);
+        cr_assert_eq(strncmp(e, "optim_checkpoint_load: ", 23), 0, "%s", e);
+        cr_assert_not_null(strstr(e, cases[i].path), "%s", e);
+        cr_assert_eq(st.epoch, 77);
+        expect_same(&r, &s, cases[i].path);
+        free_snapshot(&s);
+    }
+    unlink(fifo);
+    unlink(big);
+    rmdir(tmpdir);
+    destroy(&r);
     nn_dataset_free(ds);
 }

@@ -2,11 +2,15 @@
  * truncation in memory), normalisation against torchvision's (PyTorch-computed fixture), the
  * mini-batch iterator, the synthetic shapes and where the data set is looked for (the data set
  * itself, which is optional: test_fashion_mnist.c). */
-#define _POSIX_C_SOURCE 200809L /* setenv */
+#define _POSIX_C_SOURCE 200809L /* setenv, mkdtemp, mkfifo */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "fixtures/optim_idx_fixture.h"
 #include "nn/data.h"
@@ -270,4 +274,35 @@ Test(data, data_dir_argument_env_and_default) {
     cr_assert_str_eq(nn_data_dir(NULL), NN_DATA_DEFAULT_DIR, "an empty variable counts as unset");
     unsetenv(NN_DATA_ENV);
     cr_assert_str_eq(nn_data_dir(NULL), NN_DATA_DEFAULT_DIR);
+}
+
+/* nn_idx_read takes only regular files, and so does the data-set search: a FIFO named like a
+ * data-set file used to block both forever (the search opened it to test that it was there). */
+Test(data, idx_reader_refuses_fifos_and_directories, .timeout = 30) {
+    char dir[64], fifo[128];
+    snprintf(dir, sizeof dir, "/tmp/ctorch_data_XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(fifo, sizeof fifo, "%s/t10k-images-idx3-ubyte", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0, "mkfifo: %s", strerror(errno));
+    cr_assert_null(nn_idx_read(fifo));
+    cr_assert_eq(torch_last_status(), TORCH_ERR_IO);
+    cr_assert_not_null(strstr(torch_last_error(), "expected a regular file (got a FIFO)"), "%s",
+                       torch_last_error());
+    cr_assert_null(nn_idx_read(dir));
+    cr_assert_not_null(strstr(torch_last_error(), "expected a regular file (got a directory)"), "%s",
+                       torch_last_error());
+    cr_assert_null(nn_idx_read("/dev/zero"));
+    cr_assert_not_null(strstr(torch_last_error(), "nn_idx_read: /dev/zero: expected a regular file"), "%s",
+                       torch_last_error());
+    char labels[128];
+    snprintf(labels, sizeof labels, "%s/t10k-labels-idx1-ubyte", dir);
+    FILE *f = fopen(labels, "wb");
+    cr_assert_not_null(f);
+    fclose(f);
+    cr_assert_null(nn_fashion_mnist(dir, false));
+    cr_assert_not_null(strstr(torch_last_error(), fifo), "%s", torch_last_error());
+    cr_assert_not_null(strstr(torch_last_error(), "got a FIFO"), "%s", torch_last_error());
+    unlink(labels);
+    unlink(fifo);
+    rmdir(dir);
 }

@@ -2,9 +2,11 @@
  * scripts/safetensors_convert.py) loads with the exact values, and re-saving it gives the same
  * bytes; round trips of our own files; atomic replacement under injected failures and a
  * simulated crash; and the hardened reader on truncated and malformed input. */
-#define _POSIX_C_SOURCE 200809L /* mkdtemp, fork */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp, fork, mkfifo, ftruncate */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -483,4 +485,44 @@ Test(safetensors, truncations_and_byte_flips) {
         }
     cr_assert_gt(accepted, 0, "data bytes may change freely");
     free(ref);
+}
+
+/* The loader reads only regular files, at most NN_SAFETENSORS_MAX_FILE bytes, and says why it
+ * refuses: a FIFO without a writer used to block the open forever, a directory gave "error
+ * reading", a missing file had no reason. Nothing is read from a refused file. */
+Test(safetensors, load_refuses_special_and_oversized_files, .timeout = 60) {
+    make_tmpdir();
+    char fifo[300], big[300], missing[300];
+    snprintf(fifo, sizeof fifo, "%s/fifo.safetensors", tmpdir);
+    snprintf(big, sizeof big, "%s/big.safetensors", tmpdir);
+    snprintf(missing, sizeof missing, "%s/missing.safetensors", tmpdir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0, "mkfifo: %s", strerror(errno));
+    int fd = open(big, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+    cr_assert_geq(fd, 0);
+    /* sparse: one byte over the limit costs no disk */
+    cr_assert_eq(ftruncate(fd, (off_t)(NN_SAFETENSORS_MAX_FILE + 1)), 0, "ftruncate: %s", strerror(errno));
+    close(fd);
+    struct {
+        const char *path;
+        torch_status status;
+        const char *msg;
+    } cases[] = {
+        {"/dev/zero", TORCH_ERR_IO, "expected a regular file (got a character device)"},
+        {fifo, TORCH_ERR_IO, "expected a regular file (got a FIFO)"},
+        {tmpdir, TORCH_ERR_IO, "expected a regular file (got a directory)"},
+        {big, TORCH_ERR_FORMAT, "file too large"},
+        {missing, TORCH_ERR_IO, strerror(ENOENT)},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        nn_metadata *md = NULL;
+        cr_assert_null(nn_safetensors_load(cases[i].path, &md), "%s accepted", cases[i].path);
+        cr_assert_null(md);
+        const char *e = torch_last_error();
+        cr_assert_eq(torch_last_status(), cases[i].status, "%s: %s", cases[i].path, e);
+        cr_assert_not_null(strstr(e, cases[i].msg), "%s: got \"%s\", expected \"%s\"", cases[i].path, e,
+                           cases[i].msg);
+        cr_assert_eq(strncmp(e, "nn_safetensors_load: ", 21), 0, "%s", e);
+        cr_assert_not_null(strstr(e, cases[i].path), "%s", e);
+    }
+    remove_tmpdir();
 }

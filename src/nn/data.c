@@ -1,7 +1,8 @@
 /* data.c — IDX files (plain or gzip, decoded in memory with zlib), data sets, the mini-batch
  * iterator and the synthetic shapes. */
-#define _POSIX_C_SOURCE 200809L /* fstat, fileno */
+#define _POSIX_C_SOURCE 200809L /* stat */
 #include "data.h"
+#include "safetensors.h" /* nn_read_file */
 
 #include <errno.h>
 #include <math.h>
@@ -192,38 +193,10 @@ nn_idx *nn_idx_read(const char *path) {
         torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: path is NULL", fname);
         return NULL;
     }
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        torch_error(TORCH_ERR_IO, "%s: cannot open %s: %s", fname, path, strerror(errno));
-        return NULL;
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        torch_error(TORCH_ERR_IO, "%s: %s is not a regular file", fname, path);
-        return NULL;
-    }
-    if ((uint64_t)st.st_size > NN_IDX_MAX_BYTES + 64) {
-        fclose(f);
-        torch_error(TORCH_ERR_FORMAT, "%s: %s: file too large for an IDX file (%lld bytes)", fname, path,
-                    (long long)st.st_size);
-        return NULL;
-    }
-    size_t n = (size_t)st.st_size;
-    uint8_t *buf = malloc(n ? n : 1);
-    if (!buf) {
-        fclose(f);
-        torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory reading %s", fname, path);
-        return NULL;
-    }
-    size_t got = fread(buf, 1, n, f);
-    bool err = ferror(f) != 0;
-    fclose(f);
-    if (err || got != n) {
-        free(buf);
-        torch_error(TORCH_ERR_IO, "%s: error reading %s", fname, path);
-        return NULL;
-    }
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    /* the header (at most 20 bytes) and gzip's framing on top of the largest payload */
+    if (nn_read_file(fname, path, NN_IDX_MAX_BYTES + 64, &buf, &n) != TORCH_OK) return NULL;
     nn_idx *idx = idx_parse(fname, buf, n, path);
     free(buf);
     return idx;
@@ -349,7 +322,8 @@ const char *nn_data_dir(const char *dir) {
     return env && *env ? env : NN_DATA_DEFAULT_DIR;
 }
 
-/* dir/base, or dir/base.gz when only that exists; NULL (error set) when neither does. */
+/* dir/base.gz, else dir/base; NULL (error set) when neither is there. Looked up with stat, not
+ * opened: a FIFO of that name must not block the search (nn_idx_read then refuses it). */
 static char *find_file(const char *dir, const char *base) {
     size_t n = strlen(dir) + strlen(base) + 8;
     char *path = malloc(n);
@@ -360,10 +334,12 @@ static char *find_file(const char *dir, const char *base) {
     const char *exts[] = {".gz", ""};
     for (int i = 0; i < 2; i++) {
         snprintf(path, n, "%s/%s%s", dir, base, exts[i]);
-        FILE *f = fopen(path, "rb");
-        if (f) {
-            fclose(f);
-            return path;
+        struct stat st;
+        if (stat(path, &st) == 0) return path;
+        if (errno != ENOENT && errno != ENOTDIR) {
+            torch_error(TORCH_ERR_IO, "nn_fashion_mnist: cannot access %s: %s", path, strerror(errno));
+            free(path);
+            return NULL;
         }
     }
     torch_error(TORCH_ERR_IO, "nn_fashion_mnist: %s/%s(.gz) not found", dir, base);

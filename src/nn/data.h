@@ -17,7 +17,8 @@
  * .gz are gunzipped transparently (zlib); any other file is read as is. The reader refuses,
  * with TORCH_ERR_FORMAT and the file's name: a bad magic, a type other than unsigned byte, more
  * than 4 dimensions, a payload over NN_IDX_MAX_BYTES, and a size that does not match the data
- * (truncated or with trailing bytes). It never reads past the input.
+ * (truncated or with trailing bytes). It never reads past the input. nn_idx_read reads
+ * through nn_read_file: a regular file of at most NN_IDX_MAX_BYTES + 64 bytes.
  */
 #ifndef CTORCH_NN_DATA_H
 #define CTORCH_NN_DATA_H

@@ -1,6 +1,6 @@
 /* safetensors.c — the safetensors writer (hand-written JSON, so the bytes are predictable), the
  * hardened reader (cJSON for the header), and atomic file replacement. */
-#define _POSIX_C_SOURCE 200809L /* mkstemp, fsync, fchmod, strdup */
+#define _POSIX_C_SOURCE 200809L /* mkstemp, fsync, fchmod, strdup, O_CLOEXEC */
 #include "safetensors.h"
 
 #include <errno.h>
@@ -557,27 +557,59 @@ nn_tensor_dict *nn_safetensors_parse(const uint8_t *data, size_t size, const cha
     return parse_impl("nn_safetensors_parse", data, size, name, metadata);
 }
 
-/* Reads a whole regular file into memory. */
-static torch_status read_file(const char *fname, const char *path, uint8_t **out, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return torch_error(TORCH_ERR_IO, "%s: cannot open %s: %s", fname, path, strerror(errno));
-    struct stat stt;
-    if (fstat(fileno(f), &stt) != 0 || !S_ISREG(stt.st_mode)) {
-        fclose(f);
-        return torch_error(TORCH_ERR_IO, "%s: %s is not a regular file", fname, path);
+/* ---- files ------------------------------------------------------------------------------------ */
+
+static const char *file_kind(mode_t m) {
+    return S_ISDIR(m) ? "a directory" : S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device"
+         : S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket" : "a special file";
+}
+
+torch_status nn_read_file(const char *fname, const char *path, uint64_t max_bytes, uint8_t **out, size_t *size) {
+    if (!fname) fname = "nn_read_file";
+    if (!path || !out || !size)
+        return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: path, out and size are required", fname);
+    /* O_NONBLOCK: opening a FIFO without a writer would wait forever before fstat could refuse
+     * it; on a regular file the flag changes nothing. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return torch_error(TORCH_ERR_IO, "%s: cannot open %s: %s", fname, path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return torch_error(TORCH_ERR_IO, "%s: cannot stat %s: %s", fname, path, strerror(e));
     }
-    size_t n = (size_t)stt.st_size;
+    /* Only a regular file has a size known before reading; a device or a pipe could be endless
+     * (/dev/zero). */
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return torch_error(TORCH_ERR_IO, "%s: %s: expected a regular file (got %s)", fname, path,
+                           file_kind(st.st_mode));
+    }
+    uint64_t limit = max_bytes < (uint64_t)SIZE_MAX ? max_bytes : (uint64_t)SIZE_MAX;
+    if ((uint64_t)st.st_size > limit) {
+        close(fd);
+        return torch_error(TORCH_ERR_FORMAT, "%s: %s: file too large (%" PRIu64 " bytes; at most %" PRIu64 " accepted)",
+                           fname, path, (uint64_t)st.st_size, limit);
+    }
+    size_t n = (size_t)st.st_size, got = 0;
     uint8_t *buf = malloc(n ? n : 1);
     if (!buf) {
-        fclose(f);
+        close(fd);
         return torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory reading %s (%zu bytes)", fname, path, n);
     }
-    size_t got = fread(buf, 1, n, f);
-    bool err = ferror(f) != 0;
-    fclose(f);
-    if (err || got != n) {
+    int err = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) err = errno;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (got != n) {
         free(buf);
-        return torch_error(TORCH_ERR_IO, "%s: error reading %s", fname, path);
+        if (err) return torch_error(TORCH_ERR_IO, "%s: error reading %s: %s", fname, path, strerror(err));
+        return torch_error(TORCH_ERR_IO, "%s: %s shrank while being read (%zu of %zu bytes)", fname, path, got, n);
     }
     *out = buf;
     *size = n;
@@ -591,7 +623,7 @@ nn_tensor_dict *nn_safetensors_load(const char *path, nn_metadata **metadata) {
     }
     uint8_t *buf = NULL;
     size_t size = 0;
-    if (read_file("nn_safetensors_load", path, &buf, &size) != TORCH_OK) return NULL;
+    if (nn_read_file("nn_safetensors_load", path, NN_SAFETENSORS_MAX_FILE, &buf, &size) != TORCH_OK) return NULL;
     nn_tensor_dict *d = parse_impl("nn_safetensors_load", buf, size, path, metadata);
     free(buf);
     return d;

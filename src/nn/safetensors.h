@@ -17,10 +17,11 @@
  * The writer puts tensors in the dict's order, header keys in the same order, compact JSON:
  * the same bytes as scripts/safetensors_convert.py writes for the same state_dict.
  *
- * The reader refuses, with TORCH_ERR_FORMAT and a message naming the file and the problem: a
- * header longer than the file or than 100 MB, non-JSON or non-UTF-8 headers, missing or
- * mistyped fields, unknown dtypes, negative, fractional or huge shapes, byte counts that
- * overflow, offsets out of range or not matching the shape, overlapping buffers or gaps,
+ * The loader refuses anything but a regular file, and files over NN_SAFETENSORS_MAX_FILE
+ * (nn_read_file). The reader refuses, with TORCH_ERR_FORMAT and a message naming the file and
+ * the problem: a header longer than the file or than 100 MB, non-JSON or non-UTF-8 headers,
+ * missing or mistyped fields, unknown dtypes, negative, fractional or huge shapes, byte counts
+ * that overflow, offsets out of range or not matching the shape, overlapping buffers or gaps,
  * duplicate keys. It never reads outside the bytes it was given.
  */
 #ifndef CTORCH_NN_SAFETENSORS_H
@@ -33,6 +34,9 @@
 
 /* Headers larger than this are refused (the safetensors library's own limit). */
 #define NN_SAFETENSORS_MAX_HEADER ((uint64_t)100 * 1000 * 1000)
+/* Files larger than this (16 GiB) are refused before anything is read: loading holds the file
+ * and a copy of every tensor, twice the file, far beyond any model ctorch trains. */
+#define NN_SAFETENSORS_MAX_FILE ((uint64_t)16 << 30)
 
 /* The "__metadata__" map: string keys to string values, in insertion order. */
 typedef struct nn_metadata_entry {
@@ -55,8 +59,8 @@ void         nn_metadata_free(nn_metadata *md);
 
 /* Writes d (and metadata, may be NULL) to path atomically (see nn_write_file_atomic). */
 torch_status    nn_safetensors_save(const nn_tensor_dict *d, const nn_metadata *metadata, const char *path);
-/* Reads a whole file. metadata may be NULL; otherwise *metadata receives the map (empty if
- * the file has none). */
+/* Reads a whole file (through nn_read_file, at most NN_SAFETENSORS_MAX_FILE bytes). metadata
+ * may be NULL; otherwise *metadata receives the map (empty if the file has none). */
 nn_tensor_dict *nn_safetensors_load(const char *path, nn_metadata **metadata);
 
 /* The file's bytes in memory: *out is malloc'ed (caller frees), *size its length. */
@@ -71,6 +75,17 @@ torch_status nn_module_save(const nn_module *m, const char *path);
 /* A file into m through nn_module_load_state_dict (strict: missing/unexpected keys are errors;
  * shape mismatches always are; on error m is unchanged). */
 torch_status nn_module_load(nn_module *m, const char *path, bool strict);
+
+/* ---- files --------------------------------------------------------------------------------------- */
+
+/* Reads the whole of path into *out (malloc'ed, caller frees; *size its length), for every
+ * loader of outside data (safetensors, checkpoints, IDX). Refuses, with errors that start with
+ * fname and name the file: a file that cannot be opened (TORCH_ERR_IO, with the system's
+ * reason), anything but a regular file (TORCH_ERR_IO: a device such as /dev/zero, a FIFO or a
+ * directory, refused without waiting for a writer or reading a byte), a file larger than
+ * max_bytes (TORCH_ERR_FORMAT, before allocating), and a read error or a file that shrinks
+ * while it is read (TORCH_ERR_IO). On error *out and *size are unchanged. */
+torch_status nn_read_file(const char *fname, const char *path, uint64_t max_bytes, uint8_t **out, size_t *size);
 
 /* ---- atomic files ------------------------------------------------------------------------------ */
 

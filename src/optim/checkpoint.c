@@ -358,33 +358,14 @@ torch_status optim_checkpoint_parse(const uint8_t *data, size_t size, const char
 
 torch_status optim_checkpoint_load(const char *path, optim_training_state *state) {
     if (!path) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: path is NULL", LOAD);
-    FILE *f = fopen(path, "rb");
-    if (!f) return torch_error(TORCH_ERR_IO, "%s: cannot open %s", LOAD, path);
+    if (!state || !state->model)
+        return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: state and state->model are required", LOAD);
+    /* A checkpoint is a safetensors file: the same reader, the same limits. */
     uint8_t *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            size_t ncap = cap ? cap * 2 : 1 << 16;
-            uint8_t *p = realloc(buf, ncap);
-            if (!p) {
-                free(buf);
-                fclose(f);
-                return torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory reading %s", LOAD, path);
-            }
-            buf = p;
-            cap = ncap;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) break;
-    }
-    bool err = ferror(f) != 0;
-    fclose(f);
-    if (err) {
-        free(buf);
-        return torch_error(TORCH_ERR_IO, "%s: error reading %s", LOAD, path);
-    }
-    torch_status st = optim_checkpoint_parse(buf, len, path, state);
+    size_t len = 0;
+    torch_status st = nn_read_file(LOAD, path, NN_SAFETENSORS_MAX_FILE, &buf, &len);
+    if (st != TORCH_OK) return st;
+    st = optim_checkpoint_parse(buf, len, path, state);
     free(buf);
     return st;
 }

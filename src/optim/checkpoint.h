@@ -16,9 +16,11 @@
  *   Learning rates are written with 17 significant digits, so they read back exactly.
  *
  * Saving is atomic (nn_write_file_atomic): a crash never destroys the previous checkpoint.
- * Loading checks everything (format marker, numbers, JSON, keys, shapes, group layout,
- * scheduler kind) before changing anything; a truncated or corrupted file is refused with
- * TORCH_ERR_FORMAT (or TORCH_ERR_KEY for a model mismatch) and a message naming the file.
+ * Loading reads the file as nn_safetensors_load does (nn_read_file: a regular file of at most
+ * NN_SAFETENSORS_MAX_FILE bytes, so /dev/zero or a FIFO is refused at once), then checks
+ * everything (format marker, numbers, JSON, keys, shapes, group layout, scheduler kind) before
+ * changing anything; a truncated or corrupted file is refused with TORCH_ERR_FORMAT (or
+ * TORCH_ERR_KEY for a model mismatch) and a message naming the file.
  */
 #ifndef CTORCH_OPTIM_CHECKPOINT_H
 #define CTORCH_OPTIM_CHECKPOINT_H

@@ -55,6 +55,10 @@ check resumed 0 'resumed from .* after epoch 1' "$bin" "${common[@]}" --epochs 2
 check identical_weights 0 '' cmp "$tmp/straight.st" "$tmp/resumed.st"
 printf 'garbage' >"$tmp/bad.ck"
 check bad_resume 2 "^train_cnn: resuming: .*$tmp/bad.ck" "$bin" "${common[@]}" --epochs 2 --resume "$tmp/bad.ck"
+# Only a regular file is read: /dev/zero used to be read until memory ran out. (timeout: so
+# that a trainer that reads it anyway fails this check instead of filling the machine's memory)
+check resume_not_a_file 2 "^train_cnn: resuming: optim_checkpoint_load: /dev/zero: expected a regular file" \
+  timeout 20 "$bin" "${common[@]}" --epochs 2 --resume /dev/zero
 
 echo "$passes passed, $fails failed"
 [[ $fails -eq 0 ]]
