@@ -366,3 +366,116 @@ Test(autograd, leaf_grad_never_aliases_the_callers_gradient) {
     tensor_free(y);
     tensor_free(x);
 }
+
+/* ---- in-place writes: version counters and the leaf rule (PyTorch's saved-variable check) ------- */
+
+static void expect_modified_inplace(torch_status st, const char *saved_by) {
+    cr_assert_eq(st, TORCH_ERR_INVALID_STATE, "backward must refuse, got %d", st);
+    cr_assert(strstr(torch_last_error(), "one of the variables needed for gradient computation has been modified by "
+                                         "an inplace operation"), "%s", torch_last_error());
+    cr_assert(strstr(torch_last_error(), saved_by), "expected \"%s\" in \"%s\"", saved_by, torch_last_error());
+}
+
+Test(autograd, backward_refuses_a_saved_tensor_written_in_place) {
+    /* The reported case: y = x * c saves c; writing c before backward would give dl/dx = c's new
+     * value ([100, 100]) instead of [1, 2]. */
+    tensor *x = leaf((const float[]){3, 4}, TORCH_SHAPE(2), true), *c = leaf((const float[]){1, 2}, TORCH_SHAPE(2), false);
+    tensor *y = torch_mul(x, c), *l = torch_sum(y, 0, NULL, false);
+    cr_assert_eq(tensor_version(c), 0);
+    cr_assert_eq(tensor_fill_(c, 100.0), TORCH_OK);
+    cr_assert_eq(tensor_version(c), 1);
+    expect_modified_inplace(tensor_backward(l, NULL, false),
+                            "[torch.FloatTensor [2]], saved by MulBackward0, is at version 1; expected version 0");
+    cr_assert_null(tensor_grad(x), "a refused backward leaves no gradient");
+    tensor_free(l), tensor_free(y);
+    /* A fresh graph records the new version: its backward runs, with c's new value. */
+    y = torch_mul(x, c), l = torch_sum(y, 0, NULL, false);
+    cr_assert_eq(tensor_backward(l, NULL, false), TORCH_OK, "%s", torch_last_error());
+    cr_assert_eq(tensor_data_f32(tensor_grad(x))[0], 100.0f);
+    tensor_free(l), tensor_free(y), tensor_free(x), tensor_free(c);
+}
+
+Test(autograd, every_inplace_function_bumps_the_version_shared_by_views) {
+    tensor *t = torch_zeros(TORCH_SHAPE(2, 3)), *one = torch_ones(TORCH_SHAPE(2, 3));
+    tensor *row = tensor_as_strided(t, TORCH_SHAPE(3), (const int64_t[]){1}, 3), *d = tensor_detach(t);
+    uint64_t v = tensor_version(t);
+    cr_assert_eq(tensor_fill_(t, 1.0), TORCH_OK);
+    cr_assert_eq(tensor_version(t), ++v);
+    cr_assert_eq(tensor_zero_(row), TORCH_OK);
+    cr_assert_eq(tensor_version(t), ++v, "a view shares its base's counter");
+    cr_assert_eq(tensor_copy_(d, one), TORCH_OK);
+    cr_assert_eq(tensor_version(t), ++v, "so does a detached alias");
+    cr_assert_eq(tensor_add_(t, one, 2.0), TORCH_OK);
+    cr_assert_eq(tensor_version(row), ++v);
+    cr_assert_eq(tensor_mul_scalar_(t, 0.5), TORCH_OK);
+    cr_assert_eq(tensor_version(d), ++v);
+    /* A refused write is not a write. */
+    cr_assert_neq(tensor_add_(row, one, 1.0), TORCH_OK);
+    cr_assert_eq(tensor_version(t), v);
+    tensor *c = tensor_clone(t);
+    cr_assert_eq(tensor_version(c), 0, "a copy has a counter of its own");
+    tensor_free(c), tensor_free(d), tensor_free(row), tensor_free(one), tensor_free(t);
+}
+
+Test(autograd, a_saved_output_written_in_place_is_caught_too) {
+    /* relu saves its output; writing that output through a detached alias is caught. */
+    tensor *x = leaf((const float[]){-1, 2}, TORCH_SHAPE(2), true);
+    tensor *y = torch_relu(x), *l = torch_sum(y, 0, NULL, false);
+    tensor *alias = tensor_detach(y);
+    cr_assert_eq(tensor_fill_(alias, 5.0), TORCH_OK);
+    expect_modified_inplace(tensor_backward(l, NULL, false), "saved by ReluBackward0");
+    tensor_free(alias), tensor_free(l), tensor_free(y), tensor_free(x);
+}
+
+Test(autograd, an_unsaved_input_may_be_written) {
+    /* Addition saves nothing: PyTorch lets its inputs change before backward, and so do we. */
+    tensor *x = leaf((const float[]){1, 2}, TORCH_SHAPE(2), true), *c = leaf((const float[]){1, 2}, TORCH_SHAPE(2), false);
+    tensor *y = torch_add(x, c), *l = torch_sum(y, 0, NULL, false);
+    cr_assert_eq(tensor_fill_(c, 9.0), TORCH_OK);
+    cr_assert_eq(tensor_backward(l, NULL, false), TORCH_OK, "%s", torch_last_error());
+    cr_assert_eq(tensor_data_f32(tensor_grad(x))[1], 1.0f);
+    tensor_free(l), tensor_free(y), tensor_free(x), tensor_free(c);
+}
+
+Test(autograd, inplace_writes_to_tensors_that_require_grad_need_no_grad_mode) {
+    tensor *w = leaf((const float[]){1, 2}, TORCH_SHAPE(2), true), *one = torch_ones(TORCH_SHAPE(2));
+    const torch_status refused[] = {tensor_fill_(w, 3.0), tensor_zero_(w), tensor_copy_(w, one),
+                                    tensor_add_(w, one, 1.0), tensor_mul_scalar_(w, 2.0)};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) cr_assert_eq(refused[i], TORCH_ERR_INVALID_STATE);
+    cr_assert(strstr(torch_last_error(), "torch_mul_: a leaf Variable that requires grad is being used in an "
+                                         "in-place operation"), "%s", torch_last_error());
+    cr_assert(tensor_data_f32(w)[0] == 1.0f && tensor_data_f32(w)[1] == 2.0f && tensor_version(w) == 0,
+              "refused writes change nothing");
+    /* A non-leaf that requires grad: the raw write would not be recorded in the graph. */
+    tensor *y = torch_mul_scalar(w, 2.0);
+    cr_assert_eq(tensor_fill_(y, 0.0), TORCH_ERR_INVALID_STATE);
+    cr_assert(strstr(torch_last_error(), "tensor_fill_: an in-place operation on a tensor that requires grad is not "
+                                         "recorded"), "%s", torch_last_error());
+    /* Under no_grad (how optimizers and initialisers write), or through a detached alias: allowed. */
+    bool prev = torch_set_grad_enabled(false);
+    cr_assert_eq(tensor_fill_(w, 3.0), TORCH_OK);
+    torch_set_grad_enabled(prev);
+    tensor *d = tensor_detach(w);
+    cr_assert_eq(tensor_add_(d, one, 1.0), TORCH_OK);
+    cr_assert_eq(tensor_data_f32(w)[0], 4.0f);
+    cr_assert_eq(tensor_version(w), 2);
+    tensor_free(d), tensor_free(y), tensor_free(one), tensor_free(w);
+}
+
+Test(autograd, an_optimizer_step_invalidates_a_retained_graph) {
+    /* PyTorch: backward(retain_graph), optimizer.step(), backward again -> the modified-inplace
+     * error, because the step wrote a weight that the graph saved. */
+    nn_module *lin = nn_linear(3, 2, true, NULL);
+    tensor *x = torch_ones(TORCH_SHAPE(4, 3)), *y = nn_module_forward(lin, x), *l = torch_sum(y, 0, NULL, false);
+    nn_tensor_dict *params = nn_module_named_parameters(lin);
+    optim_sgd *opt = optim_sgd_new(params, optim_sgd_options_default(0.1));
+    cr_assert_not_null(opt, "%s", torch_last_error());
+    cr_assert_eq(tensor_backward(l, NULL, true), TORCH_OK, "%s", torch_last_error());
+    tensor *w = nn_module_get_parameter(lin, "weight");
+    uint64_t v = tensor_version(w);
+    cr_assert_eq(optim_sgd_step(opt), TORCH_OK, "%s", torch_last_error());
+    cr_assert_gt(tensor_version(w), v, "a step is an in-place write");
+    expect_modified_inplace(tensor_backward(l, NULL, false), "saved by");
+    optim_sgd_free(opt), nn_tensor_dict_free(params);
+    tensor_free(l), tensor_free(y), tensor_free(x), nn_module_free(lin);
+}

@@ -20,9 +20,18 @@
 
 static tensor *vec(int64_t n, const float *v) { return torch_tensor(v, 1, &n); }
 
+/* Parameters are written in place under no_grad, as in PyTorch. */
+static void fill_param(tensor *t, double v) {
+    bool grad_mode = torch_set_grad_enabled(false);
+    cr_assert_eq(tensor_fill_(t, v), TORCH_OK, "%s", torch_last_error());
+    torch_set_grad_enabled(grad_mode);
+}
+
 static void set_vec(tensor *t, const float *v) {
     tensor *src = vec(t->numel, v);
+    bool grad_mode = torch_set_grad_enabled(false); /* t may be a parameter */
     cr_assert_eq(tensor_copy_(t, src), TORCH_OK);
+    torch_set_grad_enabled(grad_mode);
     tensor_free(src);
 }
 
@@ -130,8 +139,8 @@ Test(batch_norm, worked_example_from_docs) {
      * gamma = 2, beta = 1, dy = [1, 2, 0, -1]. mean 3, var 2.5, invstd 1/2, xhat = [-1, -1/2, 1/2, 1]. */
     nn_module *m = nn_batch_norm1d(NN_BATCH_NORM_OPTIONS(.num_features = 1, .eps = 1.5));
     nn_batch_norm *bn = nn_as_batch_norm(m);
-    tensor_fill_(bn->weight, 2.0);
-    tensor_fill_(bn->bias, 1.0);
+    fill_param(bn->weight, 2.0);
+    fill_param(bn->bias, 1.0);
     tensor *x = torch_tensor((const float[]){1, 2, 4, 5}, TORCH_SHAPE(4, 1));
     tensor *dy = torch_tensor((const float[]){1, 2, 0, -1}, TORCH_SHAPE(4, 1));
     tensor_set_requires_grad(x, true);
@@ -784,7 +793,7 @@ static void expect_load_error(nn_module *m, const nn_tensor_dict *d, bool strict
 
 Test(batch_norm, load_state_dict_errors_change_nothing) {
     nn_module *src = trained_bn2d(16), *m = trained_bn2d(16);
-    tensor_fill_(nn_as_batch_norm(m)->weight, 3.0); /* differs from src */
+    fill_param(nn_as_batch_norm(m)->weight, 3.0); /* differs from src */
     nn_tensor_dict *missing = state_dict_without(src, "running_var");
     expect_load_error(m, missing, true, "load_state_dict: missing key \"running_var\"");
 
@@ -827,8 +836,8 @@ Test(batch_norm, missing_num_batches_tracked_loads_as_zero) {
 Test(batch_norm, reset_running_stats_and_parameters) {
     nn_module *m = trained_bn2d(3);
     nn_batch_norm *bn = nn_as_batch_norm(m);
-    tensor_fill_(bn->weight, 2.0);
-    tensor_fill_(bn->bias, -1.0);
+    fill_param(bn->weight, 2.0);
+    fill_param(bn->bias, -1.0);
     cr_assert_eq(nn_batch_norm_reset_running_stats(m), TORCH_OK);
     for (int c = 0; c < 3; c++) {
         cr_assert_eq(tensor_data_f32(bn->running_mean)[c], 0.0f);

@@ -167,8 +167,10 @@ static nn_module *module_for(const fx_file *fx, int k, const config *c) {
     nn_batch_norm *bn = nn_as_batch_norm(m);
     if (c->affine) {
         tensor *w = fx_tensor(fx_find(fx, "c%d.weight", k)), *b = fx_tensor(fx_find(fx, "c%d.bias", k));
+        bool grad_mode = torch_set_grad_enabled(false); /* parameters are written under no_grad */
         cr_assert_eq(tensor_copy_(bn->weight, w), TORCH_OK);
         cr_assert_eq(tensor_copy_(bn->bias, b), TORCH_OK);
+        torch_set_grad_enabled(grad_mode);
         tensor_free(w);
         tensor_free(b);
     }

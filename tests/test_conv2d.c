@@ -65,8 +65,10 @@ Test(conv2d, module_forward_matches_pytorch) {
     cr_assert_not_null(m, "%s", torch_last_error());
     nn_conv2d_module *c = nn_as_conv2d(m);
     tensor *w = lfx_tensor(lfx_get(fx, name, "w")), *b = lfx_tensor(lfx_get(fx, name, "b"));
+    bool grad_mode = torch_set_grad_enabled(false); /* parameters are written under no_grad */
     cr_assert_eq(tensor_copy_(c->weight, w), TORCH_OK);
     cr_assert_eq(tensor_copy_(c->bias, b), TORCH_OK);
+    torch_set_grad_enabled(grad_mode);
     tensor *x = lfx_tensor(lfx_get(fx, name, "x"));
     tensor *y = nn_module_forward(m, x);
     lfx_expect_close(y, lfx_get(fx, name, "y"), FWD_TOL, "Conv2d module");

@@ -164,8 +164,12 @@ Test(module, zero_grad_drops_every_gradient) {
 Test(module, reset_parameters_recurses_in_order) {
     nn_module *root = tree_new();
     tensor *wb = nn_module_get_parameter(root, "inner.b.weight");
-    tensor_fill_(wb, 7.0);
+    cr_assert_eq(tensor_fill_(wb, 7.0), TORCH_ERR_INVALID_STATE, "a parameter is written under no_grad only");
+    bool grad_mode = torch_set_grad_enabled(false);
+    cr_assert_eq(tensor_fill_(wb, 7.0), TORCH_OK);
+    torch_set_grad_enabled(grad_mode);
     cr_assert_eq(nn_module_reset_parameters(root, NULL), TORCH_OK);
+    cr_assert(torch_is_grad_enabled(), "reset_parameters restores grad mode");
     cr_assert_eq(((toy *)nn_module_get_child(root, "a"))->resets, 1);
     cr_assert_eq(((toy *)nn_module_get_child(root, "inner.b"))->resets, 1);
     cr_assert_float_eq(tensor_data_f32(wb)[2], 1.0f, 0);

@@ -110,6 +110,7 @@ Test(sequential, small_cnn_matches_pytorch) {
     /* Load PyTorch's initial state through the fixture's keys: they must all exist in our model. */
     nn_tensor_dict *sd = nn_module_state_dict(m);
     int loaded = 0;
+    bool grad_mode = torch_set_grad_enabled(false); /* parameters are written under no_grad */
     for (int i = 0; i < fx->count; i++) {
         const lfx_record *r = &fx->records[i];
         if (strncmp(r->name, "seq.sd.", 7) != 0) continue;
@@ -120,6 +121,7 @@ Test(sequential, small_cnn_matches_pytorch) {
         tensor_free(src);
         loaded++;
     }
+    torch_set_grad_enabled(grad_mode);
     cr_assert_eq(loaded, sd->count, "every one of our keys is one of PyTorch's");
     nn_tensor_dict_free(sd);
 

@@ -334,7 +334,9 @@ Test(sgd, state_dict_round_trip_continues_identically) {
         set_grads(a, k);
         cr_assert_eq(optim_sgd_step(oa), TORCH_OK);
     }
-    for (int i = 0; i < SGD_FIX_NPARAMS; i++) tensor_copy_(b[i], a[i]);
+    bool grad_mode = torch_set_grad_enabled(false); /* parameters are written under no_grad */
+    for (int i = 0; i < SGD_FIX_NPARAMS; i++) cr_assert_eq(tensor_copy_(b[i], a[i]), TORCH_OK);
+    torch_set_grad_enabled(grad_mode);
     nn_tensor_dict *state = optim_sgd_state_dict(oa);
     cr_assert_not_null(state);
     cr_assert_eq(state->count, 2, "p2 had no gradient yet: no buffer");

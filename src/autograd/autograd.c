@@ -4,16 +4,6 @@
 #include <stb/stb_ds.h>
 #include <stdlib.h>
 
-static _Thread_local bool grad_disabled; /* zero-initialised: grad mode starts on */
-
-bool torch_set_grad_enabled(bool enabled) {
-    bool previous = !grad_disabled;
-    grad_disabled = !enabled;
-    return previous;
-}
-
-bool torch_is_grad_enabled(void) { return !grad_disabled; }
-
 /* ---- user API ---------------------------------------------------------------------------------- */
 
 torch_status tensor_set_requires_grad(tensor *t, bool requires_grad) {
@@ -79,7 +69,7 @@ static const char *node_name(const ag_node *node) { return node->fn->name; }
 static const tensor_grad_fn_ops grad_fn_ops = {.release = node_release, .name = node_name};
 
 bool ag_should_record(int n_inputs, tensor *const *inputs) {
-    if (grad_disabled) return false;
+    if (!torch_is_grad_enabled()) return false;
     for (int i = 0; i < n_inputs; i++)
         if (inputs[i] && inputs[i]->requires_grad) return true;
     return false;
@@ -120,6 +110,7 @@ torch_status ag_node_save(ag_node *node, int slot, const tensor *t) {
     TORCH_ASSERT(node && slot >= 0 && slot < AG_MAX_SAVED && !node->saved[slot]);
     if (!t) return TORCH_OK;
     node->saved[slot] = tensor_detach(t);
+    node->saved_version[slot] = tensor_version(t);
     return node->saved[slot] ? TORCH_OK : torch_last_status();
 }
 
@@ -128,6 +119,24 @@ bool ag_node_needs_grad(const ag_node *node, int i) {
 }
 
 /* ---- backward ---------------------------------------------------------------------------------- */
+
+/* A saved tensor written in place since the forward would give a wrong gradient: refuse, in
+ * PyTorch's words. */
+static torch_status check_saved_versions(const ag_node *n) {
+    for (int i = 0; i < AG_MAX_SAVED; i++) {
+        const tensor *t = n->saved[i];
+        if (!t || tensor_version(t) == n->saved_version[i]) continue;
+        char buf[96];
+        return torch_error(TORCH_ERR_INVALID_STATE,
+                           "tensor_backward: one of the variables needed for gradient computation has been modified "
+                           "by an inplace operation: [torch.%sTensor %s], saved by %s, is at version %llu; expected "
+                           "version %llu instead",
+                           t->dtype == TORCH_INT64 ? "Long" : "Float", torch_shape_str(t->ndim, t->shape, buf, sizeof buf),
+                           n->fn->name, (unsigned long long)tensor_version(t),
+                           (unsigned long long)n->saved_version[i]);
+    }
+    return TORCH_OK;
+}
 
 /* Sums gradient g (owned, consumed) into *slot, which may be empty. */
 static torch_status accumulate(tensor **slot, tensor *g) {
@@ -236,7 +245,7 @@ torch_status tensor_backward(tensor *root, const tensor *grad, bool retain_graph
         tensor *gi[AG_MAX_INPUTS] = {0};
         tensor *gout = n->pending_grad;
         n->pending_grad = NULL;
-        if (gout) st = n->fn->backward(n, gout, gi);
+        if (gout && (st = check_saved_versions(n)) == TORCH_OK) st = n->fn->backward(n, gout, gi);
         tensor_free(gout);
         for (int i = 0; i < n->n_inputs; i++) {
             ag_edge *e = &n->inputs[i];

@@ -45,10 +45,9 @@ bool         tensor_is_leaf(const tensor *t);
  * retain_graph: keep saved tensors so that backward can run through the graph again. */
 torch_status tensor_backward(tensor *root, const tensor *grad, bool retain_graph);
 
-/* Thread-local grad mode (R torch's with_no_grad). Returns the previous mode so scopes nest:
- *   bool prev = torch_set_grad_enabled(false);  ...  torch_set_grad_enabled(prev);  */
-bool torch_set_grad_enabled(bool enabled);
-bool torch_is_grad_enabled(void);
+/* Grad mode: torch_set_grad_enabled() / torch_is_grad_enabled(), declared in tensor.h. While it
+ * is off, ops record no graph and the raw in-place functions may write tensors that require
+ * grad (how optimizers, initialisers and load_state_dict write parameters). */
 
 /* ---- for op implementers --------------------------------------------------------------------- */
 
@@ -83,6 +82,7 @@ struct ag_node {
     int      n_inputs;
     ag_edge  inputs[AG_MAX_INPUTS];
     tensor  *saved[AG_MAX_SAVED]; /* owned, detached aliases: see ag_node_save */
+    uint64_t saved_version[AG_MAX_SAVED]; /* tensor_version() of each when saved */
     bool     released;            /* saved state it needs was freed by a backward without retain_graph */
     /* Small op arguments, so most ops need no ctx allocation. */
     double   scalars[4];
@@ -105,7 +105,9 @@ bool ag_should_record(int n_inputs, tensor *const *inputs);
 ag_node *ag_record(const ag_function *fn, tensor *output, int n_inputs, tensor *const *inputs);
 
 /* Saves t for backward in slot as a detached alias sharing its storage (so saving an op's own
- * output makes no reference cycle). Returns TORCH_OK or an out-of-memory status. */
+ * output makes no reference cycle), with its version: backward refuses to run the node if t was
+ * written in place since (PyTorch's saved-variable check). Save after the op has finished
+ * writing t. Returns TORCH_OK or an out-of-memory status. */
 torch_status ag_node_save(ag_node *node, int slot, const tensor *t);
 
 /* Whether backward must compute the gradient of input i. */

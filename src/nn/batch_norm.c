@@ -142,7 +142,10 @@ static tensor *batch_norm_run(nn_module *self, tensor *input, bool relu) {
         relu ? nnf_batch_norm_relu : nnf_batch_norm;
     tensor *y = fn(input, update || !batch_stats ? bn->running_mean : NULL, update || !batch_stats ? bn->running_var : NULL,
                    bn->weight, bn->bias, batch_stats, factor, o->eps);
-    if (y && update) *count += 1;
+    if (y && update) {
+        *count += 1;
+        tensor_bump_version(bn->num_batches_tracked);
+    }
     return y;
 }
 
@@ -164,11 +167,13 @@ tensor *nn_batch_norm_forward_relu(nn_module *m, tensor *input) {
 torch_status nn_batch_norm_reset_running_stats(nn_module *m) {
     nn_batch_norm *bn = nn_as_batch_norm(m);
     if (!bn) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_batch_norm_reset_running_stats: not a BatchNorm module");
+    bool grad_mode = torch_set_grad_enabled(false); /* the buffers may have been made to require grad */
     if (bn->running_mean) {
         tensor_zero_(bn->running_mean);
         tensor_fill_(bn->running_var, 1.0);
         tensor_zero_(bn->num_batches_tracked);
     }
+    torch_set_grad_enabled(grad_mode);
     return TORCH_OK;
 }
 
@@ -177,8 +182,10 @@ torch_status nn_batch_norm_reset_parameters(nn_module *m) {
     if (!bn) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_batch_norm_reset_parameters: not a BatchNorm module");
     nn_batch_norm_reset_running_stats(m);
     if (bn->weight) {
+        bool grad_mode = torch_set_grad_enabled(false); /* parameters require grad */
         tensor_fill_(bn->weight, 1.0);
         tensor_zero_(bn->bias);
+        torch_set_grad_enabled(grad_mode);
     }
     return TORCH_OK;
 }

@@ -26,7 +26,12 @@ static torch_status fill_uniform(tensor *t, double lo, double hi, torch_generato
     if (!dst) return torch_last_status();
     float *p = tensor_data_f32(dst);
     for (int64_t i = 0; i < dst->numel; i++) p[i] = (float)(lo + (hi - lo) * torch_generator_uniform(gen));
-    torch_status st = dst == t ? TORCH_OK : tensor_copy_(t, dst);
+    /* Initialising writes a parameter in place, as PyTorch's init does under no_grad. */
+    bool grad_mode = torch_set_grad_enabled(false);
+    torch_status st = TORCH_OK;
+    if (dst == t) tensor_bump_version(t);
+    else st = tensor_copy_(t, dst);
+    torch_set_grad_enabled(grad_mode);
     tensor_free(dst);
     return st;
 }

@@ -202,17 +202,25 @@ void nn_module_zero_grad(nn_module *m) {
     for (ptrdiff_t i = 0; i < arrlen(m->children); i++) nn_module_zero_grad(m->children[i].value);
 }
 
-torch_status nn_module_reset_parameters(nn_module *m, torch_generator *gen) {
-    if (!m) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_module_reset_parameters: module is NULL");
+static torch_status reset_tree(nn_module *m, torch_generator *gen) {
     if (m->ops->reset_parameters) {
         torch_status st = m->ops->reset_parameters(m, gen);
         if (st != TORCH_OK) return st;
     }
     for (ptrdiff_t i = 0; i < arrlen(m->children); i++) {
-        torch_status st = nn_module_reset_parameters(m->children[i].value, gen);
+        torch_status st = reset_tree(m->children[i].value, gen);
         if (st != TORCH_OK) return st;
     }
     return TORCH_OK;
+}
+
+torch_status nn_module_reset_parameters(nn_module *m, torch_generator *gen) {
+    if (!m) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_module_reset_parameters: module is NULL");
+    /* Each reset writes parameters in place: with grad mode off, as PyTorch's init does. */
+    bool grad_mode = torch_set_grad_enabled(false);
+    torch_status st = reset_tree(m, gen);
+    torch_set_grad_enabled(grad_mode);
+    return st;
 }
 
 /* ---- lookup by dotted key ---------------------------------------------------------------------- */
@@ -563,9 +571,12 @@ torch_status nn_module_load_state_dict(nn_module *m, const nn_tensor_dict *d, bo
         if (!sources[i]) st = torch_last_status();
     }
 
-    /* 3. Commit: contiguous-to-contiguous copies (memmove; the source may be the target itself). */
+    /* 3. Commit: contiguous-to-contiguous copies (memmove; the source may be the target itself),
+     * with grad mode off, since parameters require grad (PyTorch loads under no_grad too). */
+    bool grad_mode = torch_set_grad_enabled(false);
     for (int64_t i = 0; i < own->count && st == TORCH_OK; i++)
         if (sources[i]) st = tensor_copy_(own->items[i].value, sources[i]);
+    torch_set_grad_enabled(grad_mode);
 
     if (sources)
         for (int64_t i = 0; i < own->count; i++) tensor_free(sources[i]);

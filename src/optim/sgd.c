@@ -202,6 +202,8 @@ torch_status optim_sgd_step(optim_sgd *opt) {
                 }
                 sgd_update(tensor_data_f32(sp->param), tensor_data_f32(grads[i]),
                            sp->buf ? tensor_data_f32(sp->buf) : NULL, sp->param->numel, &grp->options, first);
+                tensor_bump_version(sp->param); /* a graph that saved it can no longer backward */
+                if (sp->buf) tensor_bump_version(sp->buf);
             }
         }
     }

@@ -49,19 +49,6 @@ const char *torch_unary_op_name(torch_unary_op op) {
 
 /* ---- checks --------------------------------------------------------------------------------- */
 
-/* In-place writes through a tensor whose elements share memory (a stride-0 dim) are refused,
- * as in PyTorch. */
-static torch_status check_writable(const char *fname, const tensor *t) {
-    for (int i = 0; i < t->ndim; i++)
-        if (t->shape[i] > 1 && t->stride[i] == 0)
-            return torch_error(TORCH_ERR_INVALID_ARGUMENT,
-                               "%s: unsupported operation: more than one element of the written-to tensor "
-                               "refers to a single memory location. Please clone() the tensor before "
-                               "performing the operation.",
-                               fname);
-    return TORCH_OK;
-}
-
 torch_status torch_broadcast_shapes(const char *fname, int a_ndim, const int64_t *a_shape, int b_ndim,
                                     const int64_t *b_shape, int *out_ndim, int64_t *out_shape) {
     if (a_ndim < 0 || a_ndim > TORCH_MAX_DIMS || b_ndim < 0 || b_ndim > TORCH_MAX_DIMS ||
@@ -433,7 +420,7 @@ torch_status tensor_add_(tensor *dst, const tensor *src, double alpha) {
                            torch_shape_str(dst->ndim, dst->shape, bo, sizeof bo),
                            torch_shape_str(it.ndim, it.shape, bb, sizeof bb));
     }
-    if ((st = check_writable(fname, dst)) != TORCH_OK) return st;
+    if ((st = torch_check_inplace(fname, dst)) != TORCH_OK) return st;
     it.numel = dst->numel;
     memcpy(it.stride[OP_OUT], dst->stride, sizeof it.stride[OP_OUT]);
     memcpy(it.stride[OP_A], dst->stride, sizeof it.stride[OP_A]);
@@ -443,13 +430,14 @@ torch_status tensor_add_(tensor *dst, const tensor *src, double alpha) {
         ew_run(&it, TORCH_BINARY_ADD, 1.0f, d, d, tensor_data_f32(src));
     else
         ew_run(&it, EW_ADD_ALPHA, (float)alpha, d, d, tensor_data_f32(src));
+    tensor_bump_version(dst);
     return TORCH_OK;
 }
 
 torch_status tensor_mul_scalar_(tensor *t, double s) {
     static const char fname[] = "torch_mul_";
     torch_status st;
-    if ((st = torch_check_float32(fname, "input", t)) != TORCH_OK || (st = check_writable(fname, t)) != TORCH_OK)
+    if ((st = torch_check_float32(fname, "input", t)) != TORCH_OK || (st = torch_check_inplace(fname, t)) != TORCH_OK)
         return st;
     const float sf = (float)s;
     ew_iter it = {.noperands = 3, .ndim = t->ndim, .numel = t->numel};
@@ -458,5 +446,6 @@ torch_status tensor_mul_scalar_(tensor *t, double s) {
     memcpy(it.stride[OP_A], t->stride, sizeof it.stride[OP_A]);
     float *d = tensor_data_f32(t);
     ew_run(&it, TORCH_BINARY_MUL, 1.0f, d, d, &sf);
+    tensor_bump_version(t);
     return TORCH_OK;
 }

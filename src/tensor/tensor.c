@@ -11,6 +11,7 @@ struct torch_storage {
     size_t nbytes;   /* what the tensors use */
     size_t capacity; /* what was allocated (>= nbytes, a multiple of STORAGE_ALIGN) */
     int    refcount;
+    uint64_t version; /* in-place writes so far (tensor_version) */
 };
 
 /* 64-byte alignment: a cache line, and a full AVX-512 vector for the kernels above. */
@@ -114,6 +115,7 @@ static torch_storage *storage_new(size_t nbytes) {
     }
     s->nbytes = nbytes;
     s->refcount = 1;
+    s->version = 0;
     return s;
 }
 
@@ -122,6 +124,43 @@ static void storage_release(torch_storage *s) {
         if (!cache_give(s->data, s->capacity)) free(s->data);
         free(s);
     }
+}
+
+/* ---- grad mode, versions and the in-place check --------------------------------------------------- */
+
+static _Thread_local bool grad_disabled; /* zero-initialised: grad mode starts on */
+
+bool torch_set_grad_enabled(bool enabled) {
+    bool previous = !grad_disabled;
+    grad_disabled = !enabled;
+    return previous;
+}
+
+bool torch_is_grad_enabled(void) { return !grad_disabled; }
+
+uint64_t tensor_version(const tensor *t) { return t->storage->version; }
+void     tensor_bump_version(tensor *t) { t->storage->version++; }
+
+torch_status torch_check_inplace(const char *fname, const tensor *t) {
+    if (!t) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: input is NULL", fname);
+    if (t->requires_grad && !grad_disabled) {
+        if (!t->grad_fn)
+            return torch_error(TORCH_ERR_INVALID_STATE,
+                               "%s: a leaf Variable that requires grad is being used in an in-place operation "
+                               "(write it under torch_set_grad_enabled(false))", fname);
+        return torch_error(TORCH_ERR_INVALID_STATE,
+                           "%s: an in-place operation on a tensor that requires grad is not recorded by autograd, "
+                           "so its gradient would be wrong (write it under torch_set_grad_enabled(false), or "
+                           "through tensor_detach())", fname);
+    }
+    for (int i = 0; i < t->ndim; i++)
+        if (t->shape[i] > 1 && t->stride[i] == 0)
+            return torch_error(TORCH_ERR_INVALID_ARGUMENT,
+                               "%s: unsupported operation: more than one element of the written-to tensor "
+                               "refers to a single memory location. Please clone() the tensor before "
+                               "performing the operation.",
+                               fname);
+    return TORCH_OK;
 }
 
 /* ---- small helpers ---------------------------------------------------------------------------- */
@@ -518,14 +557,24 @@ tensor *tensor_contiguous(const tensor *t) {
     return tensor_is_contiguous(t) ? tensor_retain((tensor *)t) : tensor_clone(t);
 }
 
+static torch_status copy_elements(tensor *dst, const tensor *src);
+
 torch_status tensor_copy_(tensor *dst, const tensor *src) {
-    if (!dst || !src) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "tensor_copy_: input is NULL");
+    if (!src) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "tensor_copy_: src is NULL");
+    torch_status st = torch_check_inplace("tensor_copy_", dst);
+    if (st != TORCH_OK) return st;
     if (!tensor_same_shape(dst, src) || dst->dtype != src->dtype) {
         char a[96], b[96];
         return torch_error(TORCH_ERR_SHAPE, "tensor_copy_: expected %s %s (got %s %s)", torch_dtype_name(dst->dtype),
                            torch_shape_str(dst->ndim, dst->shape, a, sizeof a), torch_dtype_name(src->dtype),
                            torch_shape_str(src->ndim, src->shape, b, sizeof b));
     }
+    st = copy_elements(dst, src);
+    if (st == TORCH_OK) tensor_bump_version(dst);
+    return st;
+}
+
+static torch_status copy_elements(tensor *dst, const tensor *src) {
     if (dst->numel == 0) return TORCH_OK;
     size_t es = torch_dtype_size(dst->dtype);
     if (tensor_is_contiguous(dst)) {
@@ -557,8 +606,9 @@ torch_status tensor_copy_(tensor *dst, const tensor *src) {
     return TORCH_OK;
 }
 
-torch_status tensor_fill_(tensor *t, double value) {
-    if (!t) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "tensor_fill_: input is NULL");
+static torch_status fill(const char *fname, tensor *t, double value) {
+    torch_status st = torch_check_inplace(fname, t);
+    if (st != TORCH_OK) return st;
     int64_t idx[TORCH_MAX_DIMS] = {0};
     for (int64_t k = 0; k < t->numel; k++) {
         int64_t off = t->offset;
@@ -572,7 +622,9 @@ torch_status tensor_fill_(tensor *t, double value) {
             idx[i] = 0;
         }
     }
+    tensor_bump_version(t);
     return TORCH_OK;
 }
 
-torch_status tensor_zero_(tensor *t) { return tensor_fill_(t, 0.0); }
+torch_status tensor_fill_(tensor *t, double value) { return fill("tensor_fill_", t, value); }
+torch_status tensor_zero_(tensor *t) { return fill("tensor_zero_", t, 0.0); }

@@ -77,6 +77,23 @@ typedef struct tensor {
 #define TORCH_SHAPE(...) \
     (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__}
 
+/* ---- grad mode and in-place writes ------------------------------------------------------------ */
+
+/* Thread-local grad mode (R torch's with_no_grad), on by default. Returns the previous mode so
+ * that scopes nest:  bool prev = torch_set_grad_enabled(false);  ...  torch_set_grad_enabled(prev);
+ * It lives in this layer because the in-place functions below consult it; autograd.h explains
+ * what it switches. */
+bool torch_set_grad_enabled(bool enabled);
+bool torch_is_grad_enabled(void);
+
+/* Version counter (PyTorch's x._version): the number of in-place writes to t's storage, shared by
+ * every view of it. A graph node records the version of each tensor it saves, and backward
+ * refuses to run with a tensor that was written since, which would give a wrong gradient. Every
+ * in-place function of ctorch bumps it; code that writes through tensor_data_f32() must call
+ * tensor_bump_version() after writing. */
+uint64_t tensor_version(const tensor *t);
+void     tensor_bump_version(tensor *t);
+
 /* ---- lifetime -------------------------------------------------------------------------------- */
 
 /* Adds a reference and returns t (NULL-safe). */
@@ -144,7 +161,9 @@ tensor *tensor_contiguous(const tensor *t);
 /* Shares storage, drops autograd state: torch's x$detach(). */
 tensor *tensor_detach(const tensor *t);
 
-/* In place. Shapes must match exactly (no broadcasting): TORCH_ERR_SHAPE otherwise. */
+/* In place. Shapes must match exactly (no broadcasting): TORCH_ERR_SHAPE otherwise. Like every
+ * in-place function, refused for a tensor that requires grad while grad mode is on (see
+ * torch_check_inplace); they bump the version counter. */
 torch_status tensor_copy_(tensor *dst, const tensor *src);
 torch_status tensor_fill_(tensor *t, double value);
 torch_status tensor_zero_(tensor *t);
@@ -171,6 +190,13 @@ torch_status torch_check_shape(const char *fname, int ndim, const int64_t *shape
 /* Checks a tensor argument: not NULL and float32. `what` names it ("input", "weight"):
  * "<fname>: <what> is NULL", "<fname>: expected <what> to be float32 (got int64)". */
 torch_status torch_check_float32(const char *fname, const char *what, const tensor *t);
+/* Checks that t may be written in place by <fname>: not NULL; no two elements share memory
+ * (an expanded view); and not a tensor that requires grad while grad mode is on -- PyTorch
+ * refuses a leaf that requires grad ("a leaf Variable that requires grad is being used in an
+ * in-place operation"), and ctorch's raw in-place functions record no graph, so a non-leaf
+ * written in place would get a silently wrong gradient: write under
+ * torch_set_grad_enabled(false), as optimizers and initialisers do, or through tensor_detach(). */
+torch_status torch_check_inplace(const char *fname, const tensor *t);
 /* Number of elements of a shape that passed torch_check_shape (unchecked). */
 int64_t torch_shape_numel(int ndim, const int64_t *shape);
 /* a * b for sizes >= 0, or -1 when it exceeds TORCH_MAX_NUMEL: for code that computes a shape
