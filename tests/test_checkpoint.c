@@ -300,7 +300,9 @@ Test(checkpoint, refuses_truncated_and_corrupted_files) {
         {"step", "1x", TORCH_ERR_FORMAT, "epoch or step"},
         {"generator", "0123", TORCH_ERR_FORMAT, "generator state"},
         {"generator", NULL, TORCH_ERR_FORMAT, "generator state"},
-        {"optimizer.param_groups", "{", TORCH_ERR_FORMAT, "not a JSON array"},
+        {"optimizer.param_groups", "{", TORCH_ERR_FORMAT, "optimizer.param_groups is not valid JSON (syntax error at byte 1)"},
+        {"optimizer.param_groups", "{}", TORCH_ERR_FORMAT, "optimizer.param_groups is not a JSON array"},
+        {"optimizer.param_groups", "[] x", TORCH_ERR_FORMAT, "optimizer.param_groups is not valid JSON (syntax error at byte 3)"},
         {"optimizer.param_groups", "[{}]", TORCH_ERR_KEY, "the checkpoint has 1 parameter groups, the optimizer 2"},
         {"optimizer.param_groups", "[{},{}]", TORCH_ERR_FORMAT, "optimizer.param_groups[0] is malformed"},
         {"scheduler", "{\"kind\":\"CosineAnnealingLR\",\"last_epoch\":1,\"step_count\":2,\"base_lrs\":[1,1],"
@@ -430,5 +432,49 @@ Test(checkpoint, load_refuses_devices_fifos_directories_and_oversized_files, .ti
     unlink(big);
     rmdir(tmpdir);
     destroy(&r);
+    nn_dataset_free(ds);
+}
+
+/* The checkpoint's JSON metadata (optimizer.param_groups, scheduler) is held to RFC 8259 as the
+ * header is: a raw control character inside a string (escaped in the header, so it reaches the
+ * inner JSON raw) and \u0000 are refused. cJSON took "StepLR\u0000junk" as "StepLR" and loaded. */
+Test(checkpoint, refuses_control_characters_and_nul_in_json_metadata) {
+    nn_dataset *ds = data();
+    run src, dst;
+    build(&src, 5, 10);
+    train_epoch(&src, ds);
+    build(&dst, 6, 10);
+    train_epoch(&dst, ds);
+    size_t size, n;
+    nn_tensor_dict *d;
+    nn_metadata *md;
+    uint8_t *good = checkpoint_bytes(&src, &size, &d, &md);
+    const char *sched = nn_metadata_get(md, "scheduler"), *groups = nn_metadata_get(md, "optimizer.param_groups");
+    cr_assert_not_null(strstr(sched, "\"kind\":\"StepLR\""), "%s", sched);
+    cr_assert_eq(strncmp(groups, "[{\"lr\":", 7), 0, "%s", groups);
+    struct {
+        const char *key, *from, *to, *msg;
+    } cases[] = {
+        {"scheduler", "\"StepLR\"", "\"StepLR\\u0000junk\"",
+         "scheduler is not valid JSON: the string \"StepLR\\u0000junk\" in kind contains \\u0000"},
+        {"scheduler", "\"StepLR\"", "\"Step\x01LR\"",
+         "scheduler is not valid JSON: the string \"Step\\x01LR\" in kind contains a raw control character (0x01;"},
+        {"optimizer.param_groups", "[{\"lr\":", "[{\"l\x1fr\":",
+         "optimizer.param_groups is not valid JSON: the key \"l\\x1fr\" in [0] contains a raw control character"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *text = nn_metadata_get(md, cases[i].key), *at = strstr(text, cases[i].from);
+        cr_assert_not_null(at);
+        char edited[2048];
+        snprintf(edited, sizeof edited, "%.*s%s%s", (int)(at - text), text, cases[i].to, at + strlen(cases[i].from));
+        uint8_t *b = with_metadata(d, md, cases[i].key, edited, &n);
+        expect_refused(&dst, b, n, TORCH_ERR_FORMAT, cases[i].msg);
+        free(b);
+    }
+    free(good);
+    nn_tensor_dict_free(d);
+    nn_metadata_free(md);
+    destroy(&src);
+    destroy(&dst);
     nn_dataset_free(ds);
 }

@@ -526,3 +526,84 @@ Test(safetensors, load_refuses_special_and_oversized_files, .timeout = 60) {
     }
     remove_tmpdir();
 }
+
+/* A file whose header is the h bytes at header (raw NULs allowed), with n_data zero bytes of data. */
+static uint8_t *craft_bytes(const char *header, size_t h, size_t n_data, size_t *size) {
+    *size = 8 + h + n_data;
+    uint8_t *b = calloc(1, *size);
+    for (int i = 0; i < 8; i++) b[i] = (uint8_t)((uint64_t)h >> (8 * i));
+    memcpy(b + 8, header, h);
+    return b;
+}
+
+/* RFC 8259 forbids raw control characters (below 0x20, NUL included) inside strings, and a C
+ * string cannot hold U+0000; cJSON accepted both, so "1.weight\0junk" (raw NUL) and
+ * "1.weight\u0000junk" both loaded as "1.weight". Escaped control characters other than \u0000
+ * are valid JSON and load; whitespace between tokens stays allowed. */
+Test(safetensors, refuses_control_characters_and_nul_in_strings) {
+    const char *T = "{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}";
+    struct {
+        const char *key; /* the raw bytes between the key's quotes */
+        size_t      len;
+        const char *msg;
+    } bad[] = {
+        {"1.weight\0junk", 13, "the key \"1.weight\\x00junk\" contains a raw control character (0x00;"},
+        {"1.weight\x01", 9, "contains a raw control character (0x01;"},
+        {"a\tb", 3, "the key \"a\\x09b\" contains a raw control character (0x09;"},
+        {"a\nb", 3, "(0x0a;"},
+        {"1.weight\\u0000junk", 18, "the key \"1.weight\\u0000junk\" contains \\u0000"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char h[256];
+        size_t n = 0;
+        h[n++] = '{', h[n++] = '"';
+        memcpy(h + n, bad[i].key, bad[i].len), n += bad[i].len;
+        h[n++] = '"', h[n++] = ':';
+        memcpy(h + n, T, strlen(T)), n += strlen(T);
+        h[n++] = '}';
+        size_t size;
+        uint8_t *b = craft_bytes(h, n, 8, &size);
+        nn_tensor_dict *d = nn_safetensors_parse(b, size, "crafted.safetensors", NULL);
+        cr_assert_null(d, "key %zu accepted (as \"%s\")", i, d && d->count ? d->items[0].name : "");
+        cr_assert_eq(torch_last_status(), TORCH_ERR_FORMAT);
+        const char *e = torch_last_error();
+        cr_assert_not_null(strstr(e, "crafted.safetensors: header is not valid JSON: "), "%s", e);
+        cr_assert_not_null(strstr(e, bad[i].msg), "key %zu: got \"%s\", expected \"%s\"", i, e, bad[i].msg);
+        free(b);
+    }
+    /* in a metadata value, and in a tensor's dtype: said where */
+    struct {
+        const char *header;
+        size_t      n_data;
+        const char *msg;
+    } values[] = {
+        {"{\"__metadata__\":{\"k\":\"a\x1f\"}}", 0, "the string \"a\\x1f\" in __metadata__.k contains a raw control"},
+        {"{\"__metadata__\":{\"k\":\"a\\u0000b\"}}", 0, "the string \"a\\u0000b\" in __metadata__.k contains \\u0000"},
+        {"{\"w\":{\"dtype\":\"F32\x02\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "in w.dtype contains a raw control"},
+    };
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
+        expect_refused(values[i].header, values[i].n_data, values[i].msg);
+
+    /* valid JSON that a C string holds: escaped control characters, whitespace between tokens */
+    const char *ok = "{\n\t\"a\\u0001\\n\" : {\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\r\n"
+                     "\"__metadata__\":{\"k\":\"tab\\there\"}}";
+    size_t size;
+    uint8_t *b = craft(ok, strlen(ok), 8, &size);
+    nn_metadata *md = NULL;
+    nn_tensor_dict *d = nn_safetensors_parse(b, size, "crafted.safetensors", &md);
+    cr_assert_not_null(d, "%s", torch_last_error());
+    cr_assert_not_null(nn_tensor_dict_get(d, "a\x01\n"));
+    cr_assert_str_eq(nn_metadata_get(md, "k"), "tab\there");
+    /* and the writer escapes them, so its files read back */
+    uint8_t *out;
+    size_t n;
+    cr_assert_eq(nn_safetensors_serialize(d, md, &out, &n), TORCH_OK);
+    nn_tensor_dict *again = nn_safetensors_parse(out, n, "again", NULL);
+    cr_assert_not_null(again, "%s", torch_last_error());
+    cr_assert_not_null(nn_tensor_dict_get(again, "a\x01\n"));
+    nn_tensor_dict_free(again);
+    free(out);
+    nn_tensor_dict_free(d);
+    nn_metadata_free(md);
+    free(b);
+}

@@ -20,9 +20,10 @@
  * The loader refuses anything but a regular file, and files over NN_SAFETENSORS_MAX_FILE
  * (nn_read_file). The reader refuses, with TORCH_ERR_FORMAT and a message naming the file and
  * the problem: a header longer than the file or than 100 MB, non-JSON or non-UTF-8 headers,
- * missing or mistyped fields, unknown dtypes, negative, fractional or huge shapes, byte counts
- * that overflow, offsets out of range or not matching the shape, overlapping buffers or gaps,
- * duplicate keys. It never reads outside the bytes it was given.
+ * strings holding a raw control character or \u0000 (nn_json_check), missing or mistyped
+ * fields, unknown dtypes, negative, fractional or huge shapes, byte counts that overflow,
+ * offsets out of range or not matching the shape, overlapping buffers or gaps, duplicate keys.
+ * It never reads outside the bytes it was given.
  */
 #ifndef CTORCH_NN_SAFETENSORS_H
 #define CTORCH_NN_SAFETENSORS_H
@@ -75,6 +76,24 @@ torch_status nn_module_save(const nn_module *m, const char *path);
 /* A file into m through nn_module_load_state_dict (strict: missing/unexpected keys are errors;
  * shape mismatches always are; on error m is unchanged). */
 torch_status nn_module_load(nn_module *m, const char *path, bool strict);
+
+/* ---- JSON strictness (the safetensors header and the checkpoint's JSON metadata) ----------------- */
+
+/* What nn_json_check found: the byte offset in the text and a sentence saying what and where. */
+typedef struct nn_json_problem {
+    size_t offset;
+    char   message[512];
+} nn_json_problem;
+
+/* Checks JSON text[0..n) for what cJSON accepts but must not be: a raw control character
+ * (below 0x20, NUL included) inside a string, which RFC 8259 forbids, and the escape \u0000,
+ * which no C string can hold (cJSON would cut "1.weight\u0000junk" to "1.weight"). True when
+ * there is none; otherwise false with *problem filled (may be NULL). Other syntax errors are left
+ * to cJSON. */
+bool nn_json_check(const char *text, size_t n, nn_json_problem *problem);
+/* The path of the value at text[offset] ("[0].lr", "[\"1.weight\"].shape[1]", "" at the top), to
+ * say where a parse error is. */
+void nn_json_path(const char *text, size_t n, size_t offset, char *path, size_t size);
 
 /* ---- files --------------------------------------------------------------------------------------- */
 

@@ -180,13 +180,37 @@ static bool json_doubles(const cJSON *obj, const char *key, int n, double *out) 
     return true;
 }
 
+/* The JSON text of metadata entry key, parsed; NULL with the error set, saying what is wrong and
+ * where, when it is not JSON. Strings with raw control characters or \u0000 are refused before
+ * cJSON sees them (nn_json_check: cJSON would accept the first and cut a string at the second). */
+static cJSON *parse_json(const char *name, const char *key, const char *text) {
+    size_t n = strlen(text);
+    nn_json_problem jp;
+    if (!nn_json_check(text, n, &jp)) {
+        torch_error(TORCH_ERR_FORMAT, "%s: %s: %s is not valid JSON: %s", LOAD, name, key, jp.message);
+        return NULL;
+    }
+    const char *end = NULL;
+    cJSON *json = cJSON_ParseWithOpts(text, &end, true);
+    if (!json) {
+        size_t at = end && end >= text && end <= text + n ? (size_t)(end - text) : n;
+        char where[160];
+        nn_json_path(text, n, at, where, sizeof where);
+        torch_error(TORCH_ERR_FORMAT, "%s: %s: %s is not valid JSON (syntax error at byte %zu%s%s)", LOAD, name, key,
+                    at, *where ? ", in " : "", where);
+    }
+    return json;
+}
+
 /* The optimizer's groups from JSON, checked against opt's layout. options: n_groups entries. */
 static torch_status parse_groups(const char *name, const char *text, const optim_sgd *opt, optim_sgd_options *options) {
     int n = optim_sgd_num_groups(opt);
-    cJSON *arr = text ? cJSON_Parse(text) : NULL;
+    cJSON *arr = text ? parse_json(name, "optimizer.param_groups", text) : NULL;
     torch_status st = TORCH_OK;
     if (!text)
         st = torch_error(TORCH_ERR_FORMAT, "%s: %s: the checkpoint has no optimizer state", LOAD, name);
+    else if (!arr)
+        st = torch_last_status();
     else if (!cJSON_IsArray(arr))
         st = torch_error(TORCH_ERR_FORMAT, "%s: %s: optimizer.param_groups is not a JSON array", LOAD, name);
     else if (cJSON_GetArraySize(arr) != n)
@@ -220,7 +244,8 @@ static torch_status parse_scheduler(const char *name, const char *text, const op
                                     optim_lr_scheduler_state *out) {
     optim_lr_scheduler_state cur = optim_lr_scheduler_get_state(s);
     if (!text) return torch_error(TORCH_ERR_FORMAT, "%s: %s: the checkpoint has no scheduler state", LOAD, name);
-    cJSON *obj = cJSON_Parse(text);
+    cJSON *obj = parse_json(name, "scheduler", text);
+    if (!obj) return torch_last_status();
     const cJSON *kind = cJSON_GetObjectItemCaseSensitive(obj, "kind");
     torch_status st = TORCH_OK;
     *out = (optim_lr_scheduler_state){.kind = cur.kind, .n_groups = cur.n_groups};
