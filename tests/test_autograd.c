@@ -233,6 +233,12 @@ Test(autograd, grad_of_the_wrong_shape_is_refused) {
     assert_error(TORCH_ERR_SHAPE, "Mismatch in shape: grad_output[0] has a shape of [3, 2] and output[0] has a shape "
                                   "of [2, 3]");
     cr_assert_null(tensor_grad(x));
+    /* The right shape in the wrong dtype: said as such, not as a shape mismatch of equal shapes. */
+    tensor *gi = torch_empty_dtype(TORCH_INT64, TORCH_SHAPE(2, 3));
+    cr_assert_eq(tensor_fill_(gi, 1.0), TORCH_OK);
+    cr_assert_eq(tensor_backward(y, gi, false), TORCH_ERR_INVALID_ARGUMENT);
+    assert_error(TORCH_ERR_INVALID_ARGUMENT, "tensor_backward: expected grad to be float32 (got int64)");
+    tensor_free(gi);
     tensor_free(g);
     tensor_free(y);
     tensor_free(x);

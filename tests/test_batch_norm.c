@@ -674,6 +674,7 @@ Test(batch_norm, gradients_accumulate_and_only_needed_ones_are_made) {
 Test(batch_norm, functional_checks) {
     tensor *x = torch_randn(NULL, TORCH_SHAPE(2, 3, 4));
     tensor *v3 = torch_ones(TORCH_SHAPE(3)), *v4 = torch_ones(TORCH_SHAPE(4)), *x1 = torch_ones(TORCH_SHAPE(3));
+    tensor *v31 = torch_ones(TORCH_SHAPE(3, 1));
     struct {
         tensor *in, *rm, *rv, *w, *b;
         bool training;
@@ -683,6 +684,8 @@ Test(batch_norm, functional_checks) {
         {x, NULL, NULL, NULL, NULL, false, 0.1, 1e-5, "nnf_batch_norm: running_mean must be defined in evaluation mode"},
         {x, v4, v4, NULL, NULL, true, 0.1, 1e-5, "nnf_batch_norm: running_mean should contain 3 elements not 4"},
         {x, NULL, NULL, v4, NULL, true, 0.1, 1e-5, "nnf_batch_norm: weight should contain 3 elements not 4"},
+        {x, v31, v3, NULL, NULL, true, 0.1, 1e-5,
+         "nnf_batch_norm: running_mean should be 1-dimensional with 3 elements (got shape [3, 1])"},
         {x, NULL, NULL, v3, v4, true, 0.1, 1e-5, "nnf_batch_norm: bias should contain 3 elements not 4"},
         {x, v3, NULL, NULL, NULL, true, 0.1, 1e-5,
          "nnf_batch_norm: running_mean and running_var must both be given or both be NULL"},
@@ -713,7 +716,7 @@ Test(batch_norm, functional_checks) {
     tensor *yv = nnf_batch_norm(view, NULL, NULL, NULL, NULL, true, 0.1, 1e-5);
     tensor *yc = nnf_batch_norm(copy, NULL, NULL, NULL, NULL, true, 0.1, 1e-5);
     cr_assert_eq(memcmp(tensor_data_f32(yv), tensor_data_f32(yc), 15 * sizeof(float)), 0);
-    tensor *t[] = {x, v3, v4, x1, c, base, view, copy, yv, yc};
+    tensor *t[] = {x, v3, v4, v31, x1, c, base, view, copy, yv, yc};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) tensor_free(t[i]);
 }
 
@@ -958,4 +961,68 @@ Test(batch_norm, children_keys_modes_and_repr) {
     nn_tensor_dict_free(sd);
     tensor_free(x);
     nn_module_free(net);
+}
+
+/* ---- num_batches_tracked at the ends of int64 --------------------------------------------------- */
+
+/* A state_dict of bn with num_batches_tracked replaced by value. */
+static nn_tensor_dict *with_count(nn_module *m, int64_t value) {
+    nn_tensor_dict *own = nn_module_state_dict(m), *d = nn_tensor_dict_new();
+    for (int64_t i = 0; i < own->count; i++) {
+        bool count = strcmp(own->items[i].name, "num_batches_tracked") == 0;
+        tensor *t = count ? torch_scalar_int64(value) : tensor_clone(own->items[i].value);
+        cr_assert_eq(nn_tensor_dict_set(d, own->items[i].name, t), TORCH_OK);
+        tensor_free(t);
+    }
+    nn_tensor_dict_free(own);
+    return d;
+}
+
+Test(batch_norm, a_negative_num_batches_tracked_is_refused_at_load) {
+    nn_module *m = trained_bn2d(3);
+    size_t n0, n1;
+    unsigned char *before = state_bytes(m, &n0);
+    nn_tensor_dict *d = with_count(m, -5);
+    cr_assert_eq(nn_module_load_state_dict(m, d, true), TORCH_ERR_FORMAT);
+    cr_assert_str_eq(torch_last_error(),
+                     "load_state_dict: \"num_batches_tracked\" must be >= 0 (a count of batches), got -5");
+    unsigned char *after = state_bytes(m, &n1);
+    cr_assert(n0 == n1 && memcmp(before, after, n0) == 0, "a refused load changes nothing");
+    /* Written by hand instead: the next training forward refuses, naming the buffer. */
+    bool grad_mode = torch_set_grad_enabled(false);
+    cr_assert_eq(tensor_fill_(nn_as_batch_norm(m)->num_batches_tracked, -1.0), TORCH_OK);
+    torch_set_grad_enabled(grad_mode);
+    nn_as_batch_norm(m)->options.cumulative_moving_average = true;
+    tensor *x = torch_randn(NULL, TORCH_SHAPE(4, 3, 2, 2));
+    cr_assert_null(nn_module_forward(m, x));
+    cr_assert(strstr(torch_last_error(), "BatchNorm2d: num_batches_tracked is -1, expected a count >= 0"), "%s",
+              torch_last_error());
+    tensor_free(x);
+    free(before), free(after);
+    nn_tensor_dict_free(d);
+    nn_module_free(m);
+}
+
+Test(batch_norm, num_batches_tracked_saturates_at_int64_max) {
+    /* INT64_MAX loads; training then neither overflows (undefined behaviour) nor fails: the count
+     * stays at INT64_MAX and the cumulative average's factor is 1 / 2^63, about 1.1e-19. */
+    nn_module *m = nn_batch_norm2d(NN_BATCH_NORM_OPTIONS(.num_features = 2, .cumulative_moving_average = true));
+    nn_tensor_dict *d = with_count(m, INT64_MAX - 1);
+    cr_assert_eq(nn_module_load_state_dict(m, d, true), TORCH_OK, "%s", torch_last_error());
+    tensor *x = torch_randn(NULL, TORCH_SHAPE(4, 2, 3, 3));
+    for (int step = 0; step < 3; step++) {
+        tensor *y = nn_module_forward(m, x);
+        cr_assert_not_null(y, "step %d: %s", step, torch_last_error());
+        tensor_free(y);
+        cr_assert_eq(nbt(m), INT64_MAX);
+    }
+    /* The running statistics barely move: (1 - 2^-63) * old + 2^-63 * batch, so running_mean
+     * (0 before) is about 1e-19 * the batch mean, and running_var (1 before) rounds to 1. */
+    for (int c = 0; c < 2; c++) {
+        cr_assert_lt(fabsf(tensor_data_f32(nn_as_batch_norm(m)->running_mean)[c]), 1e-17f);
+        cr_assert_eq(tensor_data_f32(nn_as_batch_norm(m)->running_var)[c], 1.0f);
+    }
+    tensor_free(x);
+    nn_tensor_dict_free(d);
+    nn_module_free(m);
 }

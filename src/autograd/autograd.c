@@ -191,7 +191,10 @@ torch_status tensor_backward(tensor *root, const tensor *grad, bool retain_graph
         return torch_error(TORCH_ERR_INVALID_STATE,
                            "tensor_backward: grad can be implicitly created only for scalar outputs (got shape %s)",
                            torch_shape_str(root->ndim, root->shape, a, sizeof a));
-    if (grad && (!tensor_same_shape(grad, root) || grad->dtype != TORCH_FLOAT32))
+    if (grad && grad->dtype != TORCH_FLOAT32)
+        return torch_error(TORCH_ERR_INVALID_ARGUMENT, "tensor_backward: expected grad to be float32 (got %s)",
+                           torch_dtype_name(grad->dtype));
+    if (grad && !tensor_same_shape(grad, root))
         return torch_error(TORCH_ERR_SHAPE,
                            "tensor_backward: Mismatch in shape: grad_output[0] has a shape of %s and output[0] has a "
                            "shape of %s",

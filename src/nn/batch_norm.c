@@ -135,7 +135,13 @@ static tensor *batch_norm_run(nn_module *self, tensor *input, bool relu) {
     const bool update = self->training && tracking;
     int64_t *count = tracking ? tensor_data_i64(bn->num_batches_tracked) : NULL;
     double factor = 0.0;
-    if (update) factor = o->cumulative_moving_average ? 1.0 / (double)(*count + 1) : o->momentum;
+    if (update && *count < 0) { /* written by the user: loading refuses it */
+        torch_error(TORCH_ERR_INVALID_STATE,
+                    "%s: num_batches_tracked is %lld, expected a count >= 0 (nn_batch_norm_reset_running_stats "
+                    "resets it)", name, (long long)*count);
+        return NULL;
+    }
+    if (update) factor = o->cumulative_moving_average ? 1.0 / ((double)*count + 1.0) : o->momentum;
 
     /* 3. Compute (updates the running statistics in place on success), then count the batch. */
     tensor *(*fn)(tensor *, tensor *, tensor *, tensor *, tensor *, bool, double, double) =
@@ -143,7 +149,7 @@ static tensor *batch_norm_run(nn_module *self, tensor *input, bool relu) {
     tensor *y = fn(input, update || !batch_stats ? bn->running_mean : NULL, update || !batch_stats ? bn->running_var : NULL,
                    bn->weight, bn->bias, batch_stats, factor, o->eps);
     if (y && update) {
-        *count += 1;
+        if (*count < INT64_MAX) *count += 1; /* saturates: 2^63 batches is "as many as can be" */
         tensor_bump_version(bn->num_batches_tracked);
     }
     return y;

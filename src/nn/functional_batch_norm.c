@@ -430,9 +430,14 @@ static torch_status check_vector(const char *fname, const char *what, const tens
     if (t->dtype != TORCH_FLOAT32)
         return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: expected %s to be float32 (got %s)", fname, what,
                            torch_dtype_name(t->dtype));
-    if (t->ndim != 1 || t->numel != C)
+    if (t->numel != C)
         return torch_error(TORCH_ERR_SHAPE, "%s: %s should contain %lld elements not %lld", fname, what,
                            (long long)C, (long long)t->numel);
+    if (t->ndim != 1) { /* the right count in the wrong shape: say so, not "3 elements not 3" */
+        char buf[96];
+        return torch_error(TORCH_ERR_SHAPE, "%s: %s should be 1-dimensional with %lld elements (got shape %s)",
+                           fname, what, (long long)C, torch_shape_str(t->ndim, t->shape, buf, sizeof buf));
+    }
     return TORCH_OK;
 }
 

@@ -524,6 +524,9 @@ torch_status nn_module_load_state_dict(nn_module *m, const nn_tensor_dict *d, bo
         else if (src->dtype != dst->dtype)
             st = torch_error(TORCH_ERR_KEY, "%s: dtype mismatch for \"%s\": checkpoint %s, model %s", fname,
                              own->items[i].name, torch_dtype_name(src->dtype), torch_dtype_name(dst->dtype));
+        else if (is_num_batches_tracked(own->items[i].name, dst) && tensor_item(src) < 0)
+            st = torch_error(TORCH_ERR_FORMAT, "%s: \"%s\" must be >= 0 (a count of batches), got %lld", fname,
+                             own->items[i].name, (long long)*tensor_data_i64(src));
     }
     if (st == TORCH_OK && strict) {
         int64_t missing = 0, first = -1;
