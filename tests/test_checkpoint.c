@@ -296,20 +296,30 @@ Test(checkpoint, refuses_truncated_and_corrupted_files) {
     } cases[] = {
         {"ctorch.format", NULL, TORCH_ERR_FORMAT, "not a ctorch checkpoint"},
         {"ctorch.version", "2", TORCH_ERR_FORMAT, "unsupported checkpoint version 2"},
-        {"epoch", "-1", TORCH_ERR_FORMAT, "epoch or step"},
-        {"step", "1x", TORCH_ERR_FORMAT, "epoch or step"},
-        {"generator", "0123", TORCH_ERR_FORMAT, "generator state"},
-        {"generator", NULL, TORCH_ERR_FORMAT, "generator state"},
-        {"optimizer.param_groups", "{", TORCH_ERR_FORMAT, "optimizer.param_groups is not valid JSON (syntax error at byte 1)"},
+        {"epoch", "-1", TORCH_ERR_FORMAT,
+         "c.ckpt: epoch is \"-1\" (expected a non-negative integer of at most 18 digits)"},
+        {"step", "1x", TORCH_ERR_FORMAT, "c.ckpt: step is \"1x\" (expected a non-negative integer"},
+        {"step", NULL, TORCH_ERR_FORMAT, "c.ckpt: step is missing (expected a non-negative integer)"},
+        {"generator", "0123", TORCH_ERR_FORMAT,
+         "c.ckpt: generator state is \"0123\" (expected 4 groups of 16 lowercase hex digits separated by spaces"},
+        {"generator", NULL, TORCH_ERR_FORMAT, "c.ckpt: generator state is missing (expected 4 groups"},
+        {"optimizer.param_groups", "{", TORCH_ERR_FORMAT,
+         "optimizer.param_groups is not valid JSON (syntax error near byte 1)"},
         {"optimizer.param_groups", "{}", TORCH_ERR_FORMAT, "optimizer.param_groups is not a JSON array"},
-        {"optimizer.param_groups", "[] x", TORCH_ERR_FORMAT, "optimizer.param_groups is not valid JSON (syntax error at byte 3)"},
+        {"optimizer.param_groups", "[] x", TORCH_ERR_FORMAT,
+         "optimizer.param_groups is not valid JSON (syntax error near byte 3)"},
         {"optimizer.param_groups", "[{}]", TORCH_ERR_KEY, "the checkpoint has 1 parameter groups, the optimizer 2"},
-        {"optimizer.param_groups", "[{},{}]", TORCH_ERR_FORMAT, "optimizer.param_groups[0] is malformed"},
+        {"optimizer.param_groups", "[{},{}]", TORCH_ERR_FORMAT,
+         "optimizer.param_groups[0].lr is missing (expected a finite number)"},
+        {"optimizer.param_groups", "[1,2]", TORCH_ERR_FORMAT, "optimizer.param_groups[0] is not a JSON object"},
         {"scheduler", "{\"kind\":\"CosineAnnealingLR\",\"last_epoch\":1,\"step_count\":2,\"base_lrs\":[1,1],"
                       "\"last_lrs\":[1,1]}",
          TORCH_ERR_KEY, "the checkpoint's scheduler is CosineAnnealingLR, this one is StepLR"},
         {"scheduler", "{\"kind\":\"StepLR\",\"last_epoch\":1,\"step_count\":2,\"base_lrs\":[1],\"last_lrs\":[1,1]}",
-         TORCH_ERR_FORMAT, "scheduler learning rates are malformed"},
+         TORCH_ERR_FORMAT, "scheduler.base_lrs has 1 entries (expected 2, one per parameter group)"},
+        {"scheduler", "[]", TORCH_ERR_FORMAT, "c.ckpt: scheduler is not a JSON object"},
+        {"scheduler", "{\"kind\":1}", TORCH_ERR_FORMAT,
+         "scheduler.kind is 1 (expected \"StepLR\" or \"CosineAnnealingLR\")"},
         {"scheduler", NULL, TORCH_ERR_FORMAT, "no scheduler state"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -328,6 +338,7 @@ Test(checkpoint, refuses_truncated_and_corrupted_files) {
     bad[pre] = '-';
     strcpy(bad + pre + 1, groups + pre);
     b = with_metadata(d, md, "optimizer.param_groups", bad, &n);
+    expect_refused(&dst, b, n, TORCH_ERR_INVALID_ARGUMENT, "optim_checkpoint_load: c.ckpt: ");
     expect_refused(&dst, b, n, TORCH_ERR_INVALID_ARGUMENT, "Invalid learning rate: -0.025");
     free(b);
     free(bad);
@@ -338,6 +349,7 @@ Test(checkpoint, refuses_truncated_and_corrupted_files) {
         if (strcmp(d->items[i].name, "model.1.running_var") != 0) nn_tensor_dict_set(less, d->items[i].name, d->items[i].value);
     cr_assert_eq(nn_safetensors_serialize(less, md, &b, &n), TORCH_OK);
     expect_refused(&dst, b, n, TORCH_ERR_KEY, "1.running_var");
+    expect_refused(&dst, b, n, TORCH_ERR_KEY, "optim_checkpoint_load: c.ckpt: ");
     free(b);
     /* an unexpected top-level key */
     tensor *extra = torch_zeros(TORCH_SHAPE(1));
@@ -469,6 +481,73 @@ Test(checkpoint, refuses_control_characters_and_nul_in_json_metadata) {
         snprintf(edited, sizeof edited, "%.*s%s%s", (int)(at - text), text, cases[i].to, at + strlen(cases[i].from));
         uint8_t *b = with_metadata(d, md, cases[i].key, edited, &n);
         expect_refused(&dst, b, n, TORCH_ERR_FORMAT, cases[i].msg);
+        free(b);
+    }
+    free(good);
+    nn_tensor_dict_free(d);
+    nn_metadata_free(md);
+    destroy(&src);
+    destroy(&dst);
+    nn_dataset_free(ds);
+}
+
+/* Each refusal says which value is wrong, what it holds and what was expected. A NaN learning
+ * rate (as Python's json writes it) was reported as "param_groups is not a JSON array", an
+ * infinite or mistyped one as "param_groups[0] is malformed", a wrong scheduler entry as
+ * "learning rates are malformed", and errors from the optimizer or the model did not name the
+ * file. */
+Test(checkpoint, refusals_name_the_value_and_what_was_expected) {
+    nn_dataset *ds = data();
+    run src, dst;
+    build(&src, 5, 10);
+    train_epoch(&src, ds);
+    build(&dst, 6, 10);
+    train_epoch(&dst, ds);
+    size_t size, n;
+    nn_tensor_dict *d;
+    nn_metadata *md;
+    uint8_t *good = checkpoint_bytes(&src, &size, &d, &md);
+    struct {
+        const char *key;  /* metadata entry */
+        const char *from; /* its text from here up to the next ',', '}' or ']' is replaced */
+        const char *to;
+        torch_status status;
+        const char *msg;
+    } cases[] = {
+        {"optimizer.param_groups", "\"lr\":", "\"lr\":NaN", TORCH_ERR_FORMAT,
+         "c.ckpt: optimizer.param_groups is not valid JSON: [0].lr is NaN (expected a finite number; JSON has no NaN "
+         "or Infinity)"},
+        {"optimizer.param_groups", "\"lr\":", "\"lr\":-Infinity", TORCH_ERR_FORMAT, "[0].lr is -Infinity (expected a"},
+        {"optimizer.param_groups", "\"lr\":", "\"lr\":1e999", TORCH_ERR_FORMAT,
+         "c.ckpt: optimizer.param_groups[0].lr is inf (expected a finite number)"},
+        {"optimizer.param_groups", "\"lr\":", "\"lr\":\"0.1\"", TORCH_ERR_FORMAT,
+         "optimizer.param_groups[0].lr is the string \"0.1\" (expected a finite number)"},
+        {"optimizer.param_groups", "\"lr\":", "\"lr\":null", TORCH_ERR_FORMAT,
+         "optimizer.param_groups[0].lr is null (expected a finite number)"},
+        {"optimizer.param_groups", "},{\"lr\":", "},{\"lr\":[1]", TORCH_ERR_FORMAT,
+         "optimizer.param_groups[1].lr is an array (expected a finite number)"},
+        {"optimizer.param_groups", "\"nesterov\":", "\"nesterov\":1", TORCH_ERR_FORMAT,
+         "optimizer.param_groups[0].nesterov is 1 (expected true or false)"},
+        {"optimizer.param_groups", "\"params\":", "\"params\":1.5", TORCH_ERR_FORMAT,
+         "optimizer.param_groups[0].params is 1.5 (expected a non-negative integer)"},
+        {"optimizer.param_groups", "\"lr\":", "\"lr\":0.1 x", TORCH_ERR_FORMAT,
+         "optimizer.param_groups is not valid JSON (syntax error near byte 11, in [0].lr)"},
+        {"scheduler", "\"base_lrs\":[", "\"base_lrs\":[NaN", TORCH_ERR_FORMAT,
+         "c.ckpt: scheduler is not valid JSON: base_lrs[0] is NaN (expected a finite number;"},
+        {"scheduler", "\"last_lrs\":[", "\"last_lrs\":[\"x\"", TORCH_ERR_FORMAT,
+         "c.ckpt: scheduler.last_lrs[0] is the string \"x\" (expected a finite number)"},
+        {"scheduler", "\"last_epoch\":", "\"last_epoch\":-1", TORCH_ERR_FORMAT,
+         "c.ckpt: scheduler.last_epoch is -1 (expected a non-negative integer)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *text = nn_metadata_get(md, cases[i].key), *at = strstr(text, cases[i].from);
+        cr_assert_not_null(at, "%s has no %s: %s", cases[i].key, cases[i].from, text);
+        const char *rest = at + strlen(cases[i].from);
+        rest += strcspn(rest, ",}]");
+        char edited[2048];
+        snprintf(edited, sizeof edited, "%.*s%s%s", (int)(at - text), text, cases[i].to, rest);
+        uint8_t *b = with_metadata(d, md, cases[i].key, edited, &n);
+        expect_refused(&dst, b, n, cases[i].status, cases[i].msg);
         free(b);
     }
     free(good);

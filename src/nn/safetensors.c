@@ -260,8 +260,9 @@ torch_status nn_safetensors_save(const nn_tensor_dict *d, const nn_metadata *met
 
 /* ---- the reader ------------------------------------------------------------------------------- */
 
-/* Whether s[0..n) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
-static bool valid_utf8(const uint8_t *s, size_t n) {
+/* The offset of the first byte of s[0..n) that is not well-formed UTF-8 (overlongs, surrogates
+ * and code points above U+10FFFF included), n when there is none. */
+static size_t utf8_error_at(const uint8_t *s, size_t n) {
     size_t i = 0;
     while (i < n) {
         uint8_t c = s[i];
@@ -280,19 +281,19 @@ static bool valid_utf8(const uint8_t *s, size_t n) {
             len = 4;
             cp = c & 0x07;
         } else {
-            return false;
+            return i;
         }
-        if (n - i < len) return false;
+        if (n - i < len) return i;
         for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80) return false;
+            if ((s[i + k] & 0xC0) != 0x80) return i;
             cp = cp << 6 | (s[i + k] & 0x3F);
         }
         if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
             (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
+            return i;
         i += len;
     }
-    return true;
+    return n;
 }
 
 /* ---- JSON strictness ---------------------------------------------------------------------------- */
@@ -300,8 +301,9 @@ static bool valid_utf8(const uint8_t *s, size_t n) {
 /* cJSON takes a raw control character inside a string as it is, and decodes \u0000 into a NUL
  * that ends the C string it returns: "1.weight\u0000junk" would read as "1.weight". A scan of the
  * text before cJSON sees it refuses both (RFC 8259 section 7 forbids the first; the second is
- * valid JSON that no C string can hold). The scan follows containers and keys only loosely (it
- * checks no other syntax: cJSON does), enough to say where a problem is. */
+ * valid JSON that no C string can hold), and names NaN and Infinity, which cJSON refuses as a
+ * bare syntax error. The scan follows containers and keys only loosely (it checks no other
+ * syntax: cJSON does), enough to say where a problem is. */
 
 #define JSON_MAX_DEPTH 32
 
@@ -419,6 +421,29 @@ static bool json_scan(const char *t, size_t n, size_t stop, nn_json_problem *pro
                 top->want_key = false;
             }
             i = j + 1;
+        } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                   c == '+') {
+            size_t j = i;
+            while (j < n && ((t[j] >= 'a' && t[j] <= 'z') || (t[j] >= 'A' && t[j] <= 'Z') ||
+                             (t[j] >= '0' && t[j] <= '9') || t[j] == '-' || t[j] == '+' || t[j] == '.'))
+                j++;
+            /* NaN, Infinity, -Infinity: what Python's json writes for floats JSON cannot hold */
+            size_t a = i + (c == '-' || c == '+'), len = j - a;
+            char word[9] = {0};
+            for (size_t k = 0; k < len && k < 8; k++) word[k] = (char)(t[a + k] | 0x20); /* lower case */
+            if ((len == 3 && (!strcmp(word, "nan") || !strcmp(word, "inf"))) ||
+                (len == 8 && !strcmp(word, "infinity"))) {
+                if (problem) {
+                    char where[160];
+                    json_path(t, f, depth, where, sizeof where);
+                    problem->offset = i;
+                    snprintf(problem->message, sizeof problem->message,
+                             "%s is %.*s (expected a finite number; JSON has no NaN or Infinity)",
+                             *where ? where : "a value", (int)(j - i), t + i);
+                }
+                return false;
+            }
+            i = j;
         } else {
             i++;
         }
@@ -436,6 +461,17 @@ void nn_json_path(const char *text, size_t n, size_t offset, char *path, size_t 
     if (!path || size == 0) return;
     path[0] = '\0';
     if (text) json_scan(text, n, offset, NULL, path, size);
+}
+
+/* A JSON value as a message shows it: the number, or what it is instead of one. */
+static const char *json_shown(const cJSON *it, char *out, size_t size) {
+    if (!it) snprintf(out, size, "missing");
+    else if (cJSON_IsNumber(it)) snprintf(out, size, "%.15g", it->valuedouble);
+    else if (cJSON_IsString(it)) snprintf(out, size, "a string");
+    else if (cJSON_IsBool(it)) snprintf(out, size, "%s", cJSON_IsTrue(it) ? "true" : "false");
+    else if (cJSON_IsNull(it)) snprintf(out, size, "null");
+    else snprintf(out, size, "%s", cJSON_IsArray(it) ? "an array" : "an object");
+    return out;
 }
 
 /* A JSON number that is an exact non-negative integer no larger than 2^53. */
@@ -513,7 +549,9 @@ static bool read_entry(const char *fname, const char *name, const cJSON *entry, 
     cJSON_ArrayForEach(it, shape) {
         uint64_t v;
         if (!json_uint(it, &v)) {
-            FORMAT_ERROR("%s: %s: tensor \"%s\": shape[%d] is not a non-negative integer", fname, name, key, k);
+            char got[48];
+            FORMAT_ERROR("%s: %s: tensor \"%s\": shape[%d] is %s, not a non-negative integer (at most 2^53)", fname,
+                         name, key, k, json_shown(it, got, sizeof got));
             return false;
         }
         empty = empty || v == 0;
@@ -536,10 +574,22 @@ static bool read_entry(const char *fname, const char *name, const cJSON *entry, 
     }
     if (empty) nbytes = 0;
     uint64_t begin, end;
-    if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 || !json_uint(cJSON_GetArrayItem(offs, 0), &begin) ||
-        !json_uint(cJSON_GetArrayItem(offs, 1), &end)) {
-        FORMAT_ERROR("%s: %s: tensor \"%s\": data_offsets must be two non-negative integers", fname, name, key);
+    if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2) {
+        char got[48];
+        if (cJSON_IsArray(offs)) snprintf(got, sizeof got, "an array of %d", cJSON_GetArraySize(offs));
+        FORMAT_ERROR("%s: %s: tensor \"%s\": data_offsets must be two non-negative integers (got %s)", fname, name,
+                     key, cJSON_IsArray(offs) ? got : json_shown(offs, got, sizeof got));
         return false;
+    }
+    for (int i = 0; i < 2; i++) {
+        const cJSON *it = cJSON_GetArrayItem(offs, i);
+        if (!json_uint(it, i ? &end : &begin)) {
+            char got[48];
+            FORMAT_ERROR("%s: %s: tensor \"%s\": data_offsets must be two non-negative integers (data_offsets[%d] "
+                         "is %s; at most 2^53)",
+                         fname, name, key, i, json_shown(it, got, sizeof got));
+            return false;
+        }
     }
     if (begin > end || end > buffer_size) {
         FORMAT_ERROR("%s: %s: tensor \"%s\": data_offsets [%" PRIu64 ", %" PRIu64 "] out of range (buffer is %" PRIu64
@@ -592,8 +642,10 @@ static nn_tensor_dict *parse_impl(const char *fname, const uint8_t *data, size_t
         FORMAT_ERROR("%s: %s: header is not a JSON object", fname, name);
         return NULL;
     }
-    if (!valid_utf8((const uint8_t *)header, (size_t)n)) {
-        FORMAT_ERROR("%s: %s: header is not valid UTF-8", fname, name);
+    size_t bad = utf8_error_at((const uint8_t *)header, (size_t)n);
+    if (bad < (size_t)n) {
+        FORMAT_ERROR("%s: %s: header is not valid UTF-8 (byte 0x%02x at byte %zu of the header)", fname, name,
+                     (unsigned char)header[bad], bad);
         return NULL;
     }
     nn_json_problem jp;
@@ -609,7 +661,7 @@ static nn_tensor_dict *parse_impl(const char *fname, const uint8_t *data, size_t
         size_t at = end && end >= header && end <= header + n ? (size_t)(end - header) : (size_t)n;
         char where[160];
         nn_json_path(header, (size_t)n, at, where, sizeof where);
-        FORMAT_ERROR("%s: %s: header is not valid JSON (syntax error at byte %zu of the header%s%s)", fname, name,
+        FORMAT_ERROR("%s: %s: header is not valid JSON (syntax error near byte %zu of the header%s%s)", fname, name,
                      at, *where ? ", in " : "", where);
         return NULL;
     }

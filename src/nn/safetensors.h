@@ -87,9 +87,11 @@ typedef struct nn_json_problem {
 
 /* Checks JSON text[0..n) for what cJSON accepts but must not be: a raw control character
  * (below 0x20, NUL included) inside a string, which RFC 8259 forbids, and the escape \u0000,
- * which no C string can hold (cJSON would cut "1.weight\u0000junk" to "1.weight"). True when
- * there is none; otherwise false with *problem filled (may be NULL). Other syntax errors are left
- * to cJSON. */
+ * which no C string can hold (cJSON would cut "1.weight\u0000junk" to "1.weight"); and for NaN,
+ * Infinity and -Infinity, which cJSON refuses with no more than "syntax error" although Python's
+ * json writes them for floats. True when there is none; otherwise false with *problem filled
+ * (may be NULL; the message then says, e.g., "[0].lr is NaN (expected a finite number; ...)").
+ * Other syntax errors are left to cJSON. */
 bool nn_json_check(const char *text, size_t n, nn_json_problem *problem);
 /* The path of the value at text[offset] ("[0].lr", "[\"1.weight\"].shape[1]", "" at the top), to
  * say where a parse error is. */

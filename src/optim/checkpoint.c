@@ -117,64 +117,126 @@ torch_status optim_checkpoint_save(const char *path, const optim_training_state 
 
 #define LOAD "optim_checkpoint_load"
 
-/* Strict non-negative decimal (no sign, no spaces, at most 18 digits). */
-static bool parse_count(const char *s, int64_t *out) {
-    if (!s || !*s || strlen(s) > 18) return false;
+/* Metadata entry key as a strict non-negative decimal (no sign, no spaces, at most 18 digits,
+ * so it fits an int64); otherwise the error says what the entry holds and what was expected. */
+static bool parse_count(const char *name, const nn_metadata *md, const char *key, int64_t *out) {
+    const char *s = nn_metadata_get(md, key);
+    bool ok = s && *s && strlen(s) <= 18;
     int64_t v = 0;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9') return false;
-        v = v * 10 + (*p - '0');
+    for (const char *p = s; ok && *p; p++) {
+        ok = *p >= '0' && *p <= '9';
+        if (ok) v = v * 10 + (*p - '0');
     }
-    *out = v;
-    return true;
+    if (ok) {
+        *out = v;
+        return true;
+    }
+    if (!s)
+        torch_error(TORCH_ERR_FORMAT, "%s: %s: %s is missing (expected a non-negative integer)", LOAD, name, key);
+    else
+        torch_error(TORCH_ERR_FORMAT, "%s: %s: %s is \"%.40s\" (expected a non-negative integer of at most 18 digits)",
+                    LOAD, name, key, s);
+    return false;
 }
 
+#define GENERATOR_EXPECTED "expected 4 groups of 16 lowercase hex digits separated by spaces, not all zero"
+
 /* "hhhh... hhhh... hhhh... hhhh..." (4 x 16 hex digits). */
-static bool parse_generator(const char *s, torch_generator *g) {
-    if (!s || strlen(s) != 4 * 16 + 3) return false;
-    for (int k = 0; k < 4; k++) {
+static bool parse_generator(const char *name, const char *s, torch_generator *g) {
+    bool ok = s && strlen(s) == 4 * 16 + 3;
+    for (int k = 0; ok && k < 4; k++) {
         uint64_t v = 0;
-        for (int i = 0; i < 16; i++) {
+        for (int i = 0; ok && i < 16; i++) {
             char c = s[k * 17 + i];
             int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-            if (d < 0) return false;
-            v = v << 4 | (uint64_t)d;
+            ok = d >= 0;
+            if (ok) v = v << 4 | (uint64_t)d;
         }
-        if (k < 3 && s[k * 17 + 16] != ' ') return false;
+        if (k < 3 && s[k * 17 + 16] != ' ') ok = false;
         g->s[k] = v;
     }
     /* xoshiro's all-zero state is a fixed point: a generator can never be in it */
-    return g->s[0] | g->s[1] | g->s[2] | g->s[3];
+    if (ok && (g->s[0] | g->s[1] | g->s[2] | g->s[3])) return true;
+    if (!s)
+        torch_error(TORCH_ERR_FORMAT, "%s: %s: generator state is missing (" GENERATOR_EXPECTED ")", LOAD, name);
+    else
+        torch_error(TORCH_ERR_FORMAT, "%s: %s: generator state is \"%.80s\" (" GENERATOR_EXPECTED ")", LOAD, name, s);
+    return false;
 }
 
-static bool json_number(const cJSON *obj, const char *key, double *out) {
+/* A JSON value as a message shows it: the number (inf for an overflow such as 1e999), or what
+ * the value is instead of one. */
+static void describe(const cJSON *it, char *out, size_t size) {
+    if (!it) snprintf(out, size, "missing");
+    else if (cJSON_IsNumber(it)) snprintf(out, size, "%.15g", it->valuedouble);
+    else if (cJSON_IsString(it)) snprintf(out, size, "the string \"%.40s\"", it->valuestring);
+    else if (cJSON_IsBool(it)) snprintf(out, size, "%s", cJSON_IsTrue(it) ? "true" : "false");
+    else if (cJSON_IsNull(it)) snprintf(out, size, "null");
+    else snprintf(out, size, "%s", cJSON_IsArray(it) ? "an array" : "an object");
+}
+
+/* Sets the error for where.key (where: "optimizer.param_groups[0]", "scheduler") holding it. */
+static void field_error(const char *name, const char *where, const char *key, const cJSON *it, const char *expected) {
+    char got[80];
+    describe(it, got, sizeof got);
+    torch_error(TORCH_ERR_FORMAT, "%s: %s: %s.%s is %s (expected %s)", LOAD, name, where, key, got, expected);
+}
+
+/* The readers below take obj[key]; on a missing or wrong value they set the error (naming the
+ * field, what it holds and what was expected) and return false. */
+static bool json_number(const char *name, const char *where, const cJSON *obj, const char *key, double *out) {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble)) return false;
+    if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble)) {
+        field_error(name, where, key, it, "a finite number");
+        return false;
+    }
     *out = it->valuedouble;
     return true;
 }
 
-static bool json_count(const cJSON *obj, const char *key, int64_t *out) {
-    double v;
-    if (!json_number(obj, key, &v) || v < 0 || v > 9007199254740992.0 || floor(v) != v) return false;
+static bool json_count(const char *name, const char *where, const cJSON *obj, const char *key, int64_t *out) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
+    if (!(v >= 0) || v > 9007199254740992.0 || floor(v) != v) {
+        field_error(name, where, key, it, "a non-negative integer");
+        return false;
+    }
     *out = (int64_t)v;
     return true;
 }
 
-static bool json_bool(const cJSON *obj, const char *key, bool *out) {
+static bool json_bool(const char *name, const char *where, const cJSON *obj, const char *key, bool *out) {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!cJSON_IsBool(it)) return false;
+    if (!cJSON_IsBool(it)) {
+        field_error(name, where, key, it, "true or false");
+        return false;
+    }
     *out = cJSON_IsTrue(it);
     return true;
 }
 
-/* Reads n doubles of a JSON array into out (n entries). */
-static bool json_doubles(const cJSON *obj, const char *key, int n, double *out) {
+/* n finite numbers (one per parameter group) of a JSON array into out (n entries). */
+static bool json_doubles(const char *name, const char *where, const cJSON *obj, const char *key, int n, double *out) {
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(obj, key), *it;
-    if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) != n) return false;
+    if (!cJSON_IsArray(arr)) {
+        char expected[96];
+        snprintf(expected, sizeof expected, "an array of %d finite numbers, one per parameter group", n);
+        field_error(name, where, key, arr, expected);
+        return false;
+    }
+    if (cJSON_GetArraySize(arr) != n) {
+        torch_error(TORCH_ERR_FORMAT, "%s: %s: %s.%s has %d entries (expected %d, one per parameter group)", LOAD, name,
+                    where, key, cJSON_GetArraySize(arr), n);
+        return false;
+    }
     int i = 0;
     cJSON_ArrayForEach(it, arr) {
-        if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble)) return false;
+        if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble)) {
+            char k[64];
+            snprintf(k, sizeof k, "%s[%d]", key, i);
+            field_error(name, where, k, it, "a finite number");
+            return false;
+        }
         out[i++] = it->valuedouble;
     }
     return true;
@@ -196,7 +258,7 @@ static cJSON *parse_json(const char *name, const char *key, const char *text) {
         size_t at = end && end >= text && end <= text + n ? (size_t)(end - text) : n;
         char where[160];
         nn_json_path(text, n, at, where, sizeof where);
-        torch_error(TORCH_ERR_FORMAT, "%s: %s: %s is not valid JSON (syntax error at byte %zu%s%s)", LOAD, name, key,
+        torch_error(TORCH_ERR_FORMAT, "%s: %s: %s is not valid JSON (syntax error near byte %zu%s%s)", LOAD, name, key,
                     at, *where ? ", in " : "", where);
     }
     return json;
@@ -221,11 +283,18 @@ static torch_status parse_groups(const char *name, const char *text, const optim
     cJSON_ArrayForEach(obj, groups) {
         optim_sgd_options o = {0};
         int64_t count;
-        if (!json_number(obj, "lr", &o.lr) || !json_number(obj, "momentum", &o.momentum) ||
-            !json_number(obj, "dampening", &o.dampening) || !json_number(obj, "weight_decay", &o.weight_decay) ||
-            !json_bool(obj, "nesterov", &o.nesterov) || !json_bool(obj, "maximize", &o.maximize) ||
-            !json_count(obj, "params", &count)) {
-            st = torch_error(TORCH_ERR_FORMAT, "%s: %s: optimizer.param_groups[%d] is malformed", LOAD, name, g);
+        char where[64];
+        snprintf(where, sizeof where, "optimizer.param_groups[%d]", g);
+        if (!cJSON_IsObject(obj)) {
+            st = torch_error(TORCH_ERR_FORMAT, "%s: %s: %s is not a JSON object", LOAD, name, where);
+            break;
+        }
+        if (!json_number(name, where, obj, "lr", &o.lr) || !json_number(name, where, obj, "momentum", &o.momentum) ||
+            !json_number(name, where, obj, "dampening", &o.dampening) ||
+            !json_number(name, where, obj, "weight_decay", &o.weight_decay) ||
+            !json_bool(name, where, obj, "nesterov", &o.nesterov) ||
+            !json_bool(name, where, obj, "maximize", &o.maximize) || !json_count(name, where, obj, "params", &count)) {
+            st = torch_last_status();
             break;
         }
         if (count != optim_sgd_group_size(opt, g)) {
@@ -251,27 +320,35 @@ static torch_status parse_scheduler(const char *name, const char *text, const op
     *out = (optim_lr_scheduler_state){.kind = cur.kind, .n_groups = cur.n_groups};
     out->base_lrs = calloc((size_t)cur.n_groups + 1, sizeof(double));
     out->last_lrs = calloc((size_t)cur.n_groups + 1, sizeof(double));
-    if (!out->base_lrs || !out->last_lrs)
+    const char *want = scheduler_kinds[cur.kind == OPTIM_LR_COSINE_ANNEALING];
+    if (!out->base_lrs || !out->last_lrs) {
         st = torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", LOAD);
-    else if (!cJSON_IsObject(obj) || !cJSON_IsString(kind) || !json_count(obj, "last_epoch", &out->last_epoch) ||
-             !json_count(obj, "step_count", &out->step_count))
-        st = torch_error(TORCH_ERR_FORMAT, "%s: %s: scheduler state is malformed", LOAD, name);
-    else if (strcmp(kind->valuestring, scheduler_kinds[cur.kind == OPTIM_LR_COSINE_ANNEALING]) != 0)
+    } else if (!cJSON_IsObject(obj)) {
+        st = torch_error(TORCH_ERR_FORMAT, "%s: %s: scheduler is not a JSON object", LOAD, name);
+    } else if (!cJSON_IsString(kind)) {
+        field_error(name, "scheduler", "kind", kind, "\"StepLR\" or \"CosineAnnealingLR\"");
+        st = TORCH_ERR_FORMAT;
+    } else if (!json_count(name, "scheduler", obj, "last_epoch", &out->last_epoch) ||
+               !json_count(name, "scheduler", obj, "step_count", &out->step_count)) {
+        st = TORCH_ERR_FORMAT;
+    } else if (strcmp(kind->valuestring, want) != 0) {
         st = torch_error(TORCH_ERR_KEY, "%s: %s: the checkpoint's scheduler is %.40s, this one is %s", LOAD, name,
-                         kind->valuestring, scheduler_kinds[cur.kind == OPTIM_LR_COSINE_ANNEALING]);
-    else if (!json_doubles(obj, "base_lrs", cur.n_groups, out->base_lrs) ||
-             !json_doubles(obj, "last_lrs", cur.n_groups, out->last_lrs))
-        st = torch_error(TORCH_ERR_FORMAT, "%s: %s: scheduler learning rates are malformed (%d groups expected)", LOAD,
-                         name, cur.n_groups);
+                         kind->valuestring, want);
+    } else if (!json_doubles(name, "scheduler", obj, "base_lrs", cur.n_groups, out->base_lrs) ||
+               !json_doubles(name, "scheduler", obj, "last_lrs", cur.n_groups, out->last_lrs)) {
+        st = TORCH_ERR_FORMAT;
+    }
     cJSON_Delete(obj);
     return st;
 }
 
-/* Re-raises the current error with the loader's prefix. */
-static torch_status rewrap(torch_status st) {
+/* Re-raises the current error with the loader's prefix and, unless NULL, the file's name (the
+ * optimizer's, scheduler's and module's own checks do not know it). */
+static torch_status rewrap(torch_status st, const char *name) {
     char msg[600];
     snprintf(msg, sizeof msg, "%s", torch_last_error());
-    return torch_error(st, "%s: %s", LOAD, msg);
+    if (!name) return torch_error(st, "%s: %s", LOAD, msg);
+    return torch_error(st, "%s: %s: %s", LOAD, name, msg);
 }
 
 torch_status optim_checkpoint_parse(const uint8_t *data, size_t size, const char *name, optim_training_state *state) {
@@ -280,7 +357,7 @@ torch_status optim_checkpoint_parse(const uint8_t *data, size_t size, const char
     if (!name) name = "<memory>";
     nn_metadata *md = NULL;
     nn_tensor_dict *all = nn_safetensors_parse(data, size, name, &md);
-    if (!all) return rewrap(torch_last_status());
+    if (!all) return rewrap(torch_last_status(), NULL); /* the reader names the file */
 
     optim_sgd *opt = state->optimizer;
     optim_lr_scheduler *sched = state->scheduler;
@@ -302,11 +379,10 @@ torch_status optim_checkpoint_parse(const uint8_t *data, size_t size, const char
     if (st == TORCH_OK && (!ver || strcmp(ver, FORMAT_VERSION) != 0))
         st = torch_error(TORCH_ERR_FORMAT, "%s: %s: unsupported checkpoint version %.20s (this build reads %s)", LOAD,
                          name, ver ? ver : "(none)", FORMAT_VERSION);
-    if (st == TORCH_OK && (!parse_count(nn_metadata_get(md, "epoch"), &epoch) ||
-                           !parse_count(nn_metadata_get(md, "step"), &step)))
-        st = torch_error(TORCH_ERR_FORMAT, "%s: %s: epoch or step is missing or not a non-negative integer", LOAD, name);
-    if (st == TORCH_OK && state->generator && !parse_generator(nn_metadata_get(md, "generator"), &gen))
-        st = torch_error(TORCH_ERR_FORMAT, "%s: %s: generator state is missing or malformed", LOAD, name);
+    if (st == TORCH_OK && (!parse_count(name, md, "epoch", &epoch) || !parse_count(name, md, "step", &step)))
+        st = TORCH_ERR_FORMAT;
+    if (st == TORCH_OK && state->generator && !parse_generator(name, nn_metadata_get(md, "generator"), &gen))
+        st = TORCH_ERR_FORMAT;
     if (st == TORCH_OK && opt) st = parse_groups(name, nn_metadata_get(md, "optimizer.param_groups"), opt, new_opts);
     if (st == TORCH_OK && sched) st = parse_scheduler(name, nn_metadata_get(md, "scheduler"), sched, &new_sched);
     for (int64_t i = 0; st == TORCH_OK && i < all->count; i++) {
@@ -325,13 +401,13 @@ torch_status optim_checkpoint_parse(const uint8_t *data, size_t size, const char
     if (st == TORCH_OK && opt) {
         old_bufs = optim_sgd_state_dict(opt);
         st = old_bufs ? optim_sgd_load_state_dict(opt, opt_d) : torch_last_status();
-        if (st != TORCH_OK) st = rewrap(st);
+        if (st != TORCH_OK) st = rewrap(st, name);
         bufs_done = st == TORCH_OK;
         for (int g = 0; st == TORCH_OK && g < n_groups; g++) old_opts[g] = optim_sgd_group_options(opt, g);
         for (int g = 0; st == TORCH_OK && g < n_groups; g++) {
             st = optim_sgd_set_group_options(opt, g, new_opts[g]);
             if (st != TORCH_OK) {
-                st = rewrap(st);
+                st = rewrap(st, name);
                 for (int h = 0; h < g; h++) optim_sgd_set_group_options(opt, h, old_opts[h]);
             }
         }
@@ -348,13 +424,13 @@ torch_status optim_checkpoint_parse(const uint8_t *data, size_t size, const char
             memcpy(old_sched.base_lrs, cur.base_lrs, (size_t)cur.n_groups * sizeof(double));
             memcpy(old_sched.last_lrs, cur.last_lrs, (size_t)cur.n_groups * sizeof(double));
             st = optim_lr_scheduler_set_state(sched, &new_sched);
-            if (st != TORCH_OK) st = rewrap(st);
+            if (st != TORCH_OK) st = rewrap(st, name);
         }
         sched_done = st == TORCH_OK;
     }
     if (st == TORCH_OK) {
         st = nn_module_load_state_dict(state->model, model_d, true);
-        if (st != TORCH_OK) st = rewrap(st);
+        if (st != TORCH_OK) st = rewrap(st, name);
     }
     if (st != TORCH_OK) {
         if (sched_done) optim_lr_scheduler_set_state(sched, &old_sched);

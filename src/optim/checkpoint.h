@@ -20,7 +20,9 @@
  * NN_SAFETENSORS_MAX_FILE bytes, so /dev/zero or a FIFO is refused at once), then checks
  * everything (format marker, numbers, JSON, keys, shapes, group layout, scheduler kind) before
  * changing anything; a truncated or corrupted file is refused with TORCH_ERR_FORMAT (or
- * TORCH_ERR_KEY for a model mismatch) and a message naming the file.
+ * TORCH_ERR_KEY for a model mismatch) and a message naming the file, the value that is wrong,
+ * what it holds and what was expected ("optimizer.param_groups[0].lr is inf (expected a finite
+ * number)"). The JSON metadata is held to RFC 8259 as the header is (nn_json_check).
  */
 #ifndef CTORCH_OPTIM_CHECKPOINT_H
 #define CTORCH_OPTIM_CHECKPOINT_H
