@@ -115,8 +115,13 @@ static void exact_products(int ndim, const int64_t *shape, i128 *span, i128 *num
     *span = 1, *numel = 1;
     for (int i = 0; i < ndim; i++) {
         i128 s = shape[i];
-        if (*span <= ((i128)1 << 64)) *span *= s > 1 ? s : 1; /* saturate far above the limit */
-        *numel = *numel == 0 || s == 0 ? 0 : (*numel > ((i128)1 << 64) ? *numel : *numel * s);
+        if (s < 0) { /* refused anyway: no product to compare */
+            *span = *numel = -1;
+            return;
+        }
+        /* Saturate far above the limit: 2^62 * 2^63 still fits in 128 bits. */
+        if (*span <= ((i128)1 << 62)) *span *= s > 1 ? s : 1;
+        *numel = *numel == 0 || s == 0 ? 0 : (*numel > ((i128)1 << 62) ? *numel : *numel * s);
     }
 }
 
