@@ -2,6 +2,7 @@
  * with a message naming the function, before anything is allocated. The reference is exact
  * 128-bit arithmetic on the shape, not the library's own product. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -170,4 +171,16 @@ Test(sizes, random_shapes_give_the_exact_numel_or_an_error) {
     cr_log_info("random shapes: %d tensors made with the exact numel, %d refused", made, refused);
     cr_assert_gt(made, 100);
     cr_assert_gt(refused, 1000);
+}
+
+Test(sizes, item_and_get_refuse_instead_of_aborting) {
+    tensor *t = torch_zeros(TORCH_SHAPE(3));
+    cr_assert(isnan(tensor_item(t)));
+    cr_assert_str_eq(torch_last_error(), "tensor_item: a Tensor with 3 elements cannot be converted to Scalar");
+    cr_assert(isnan(tensor_get(t, (const int64_t[]){5})));
+    cr_assert_str_eq(torch_last_error(), "tensor_get: index 5 is out of bounds for dimension 0 with size 3");
+    cr_assert(isnan(tensor_get(t, (const int64_t[]){-1})));
+    cr_assert(isnan(tensor_item(NULL)));
+    cr_assert_eq(tensor_get(t, (const int64_t[]){2}), 0.0);
+    tensor_free(t);
 }

@@ -439,9 +439,17 @@ int64_t *tensor_data_i64(const tensor *t) {
 }
 
 double tensor_get(const tensor *t, const int64_t *index) {
+    if (!t || (t->ndim > 0 && !index)) {
+        torch_error(TORCH_ERR_INVALID_ARGUMENT, "tensor_get: %s is NULL", t ? "index" : "input");
+        return NAN;
+    }
     int64_t off = t->offset;
     for (int i = 0; i < t->ndim; i++) {
-        TORCH_ASSERT(index[i] >= 0 && index[i] < t->shape[i]);
+        if (index[i] < 0 || index[i] >= t->shape[i]) {
+            torch_error(TORCH_ERR_INVALID_ARGUMENT, "tensor_get: index %lld is out of bounds for dimension %d with size %lld",
+                        (long long)index[i], i, (long long)t->shape[i]);
+            return NAN;
+        }
         off += index[i] * t->stride[i];
     }
     if (t->dtype == TORCH_INT64) return (double)((int64_t *)t->storage->data)[off];
@@ -449,7 +457,12 @@ double tensor_get(const tensor *t, const int64_t *index) {
 }
 
 double tensor_item(const tensor *t) {
-    TORCH_ASSERT(t && t->numel == 1);
+    if (!t || t->numel != 1) {
+        if (!t) torch_error(TORCH_ERR_INVALID_ARGUMENT, "tensor_item: input is NULL");
+        else torch_error(TORCH_ERR_INVALID_ARGUMENT, "tensor_item: a Tensor with %lld elements cannot be converted to Scalar",
+                         (long long)t->numel);
+        return NAN;
+    }
     int64_t zeros[TORCH_MAX_DIMS] = {0};
     return tensor_get(t, zeros);
 }

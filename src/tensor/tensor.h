@@ -136,9 +136,11 @@ tensor *torch_randperm(torch_generator *gen, int64_t n);
 
 float   *tensor_data_f32(const tensor *t);
 int64_t *tensor_data_i64(const tensor *t);
-/* Value of a one-element tensor as double (any dtype). */
+/* Value of a one-element tensor as double (any dtype); NaN with an error set for NULL or a tensor
+ * of another size ("tensor_item: a Tensor with 2 elements cannot be converted to Scalar"). */
 double   tensor_item(const tensor *t);
-/* Element at a full index (ndim entries), as double. No bounds check beyond TORCH_ASSERT. */
+/* Element at a full index (ndim entries), as double; NaN with an error set when an index is out
+ * of range ("tensor_get: index 5 is out of bounds for dimension 0 with size 3"). */
 double   tensor_get(const tensor *t, const int64_t *index);
 
 bool     tensor_is_contiguous(const tensor *t);
