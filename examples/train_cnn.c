@@ -11,8 +11,11 @@
  *   logits = model(x); loss = cross_entropy(logits, y); zero_grad; loss.backward(); step
  * and, because we are in C, one tensor_free per tensor we were given.
  *
- * Without a data set (Debian's dataset-fashion-mnist, --data DIR or $CTORCH_DATA) it trains on
- * a synthetic set of ten kinds of shapes, and says so on its first line.
+ * The data set comes from the folder --data names, and must load from there (exit status 2
+ * otherwise). Without --data it is looked for in $CTORCH_DATA (which must name a folder) or
+ * Debian's dataset-fashion-mnist folder; where that folder holds none of its files, the
+ * program trains on a synthetic set of ten kinds of shapes instead and says so on its first
+ * line, and where it holds some, they must load: a broken data set is never silently replaced.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -21,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,8 +62,9 @@ static void usage(FILE *out) {
             "  --model M           ref (default) or deep\n"
             "  --threads N         threads for kernels and BLAS (default: all cores)\n"
             "  --seed N            seed for initial weights, shuffling and dropout (default 0)\n"
-            "  --data DIR          folder with the IDX files (default $CTORCH_DATA or\n"
-            "                      /usr/share/datasets/fashion-mnist); synthetic shapes if absent\n"
+            "  --data DIR          folder with the IDX files, which must load (else exit status 2);\n"
+            "                      default $CTORCH_DATA, else /usr/share/datasets/fashion-mnist,\n"
+            "                      where none of the files means a synthetic data set of shapes\n"
             "  --limit-train N     use only the first N training images\n"
             "  --limit-test N      use only the first N test images\n"
             "  --save FILE         write the model's state_dict (safetensors) after training\n"
@@ -272,19 +277,49 @@ static nn_dataset *limit(nn_dataset *ds, int64_t n) {
     return sub;
 }
 
-/* Fashion-MNIST if it is there, else the synthetic shapes (announced on the first line). */
+/* Fashion-MNIST from the folder --data names, which must load. Without --data, from
+ * $CTORCH_DATA (which must name a folder: an empty one is how a machine without the data set is
+ * imitated) or Debian's folder: where none of the data set's files is there, the synthetic
+ * shapes (announced on the first line); where any is, they must load. On false the error is set. */
 static bool load_data(const config *c, torch_generator *gen, nn_dataset **train, nn_dataset **test) {
-    const char *dir = nn_data_dir(c->data);
-    *train = nn_fashion_mnist(dir, true);
-    *test = *train ? nn_fashion_mnist(dir, false) : NULL;
-    if (*train && *test) {
-        printf("data: Fashion-MNIST from %s\n", dir);
-    } else {
-        printf("data: no data set found in %s (%s); using the synthetic shapes data set instead\n", dir,
-               torch_last_error());
-        nn_dataset_free(*train);
+    const char *dir = nn_data_dir(c->data), *env = getenv(NN_DATA_ENV);
+    *train = *test = NULL;
+    if (!c->data && env && *env) {
+        struct stat st;
+        const char *why = stat(env, &st) != 0 ? strerror(errno) : !S_ISDIR(st.st_mode) ? "not a directory" : NULL;
+        if (why) {
+            torch_error(TORCH_ERR_IO, "$%s is %s, which is not a folder (%s); expected the data set's folder, or an "
+                        "empty folder for the synthetic data set", NN_DATA_ENV, env, why);
+            return false;
+        }
+    }
+    if (!c->data && !nn_fashion_mnist_present(dir)) {
+        printf("data: no data set found in %s (none of the Fashion-MNIST files is there: install "
+               "dataset-fashion-mnist, or name its folder with --data); using the synthetic shapes data set instead\n",
+               dir);
         *train = nn_synthetic_shapes(6000, gen, NN_FASHION_MNIST_MEAN, NN_FASHION_MNIST_STD);
-        *test = nn_synthetic_shapes(1000, gen, NN_FASHION_MNIST_MEAN, NN_FASHION_MNIST_STD);
+        *test = *train ? nn_synthetic_shapes(1000, gen, NN_FASHION_MNIST_MEAN, NN_FASHION_MNIST_STD) : NULL;
+    } else {
+        *train = nn_fashion_mnist(dir, true);
+        *test = *train ? nn_fashion_mnist(dir, false) : NULL;
+        /* both networks take 28 x 28 images (Linear(3136) after two 2 x 2 poolings) */
+        const nn_dataset *sets[2] = {*train, *test};
+        for (int k = 0; k < 2 && *test; k++) {
+            const int64_t *shape = sets[k]->images->shape;
+            if (shape[2] != 28 || shape[3] != 28) {
+                torch_error(TORCH_ERR_SHAPE, "%s: expected 28x28 images, as Fashion-MNIST's (got %lldx%lld in the %s set)",
+                            dir, (long long)shape[2], (long long)shape[3], k ? "test" : "training");
+                nn_dataset_free(*test);
+                *test = NULL;
+            }
+        }
+        if (*test) printf("data: Fashion-MNIST from %s\n", dir);
+    }
+    if (!*train || !*test) {
+        nn_dataset_free(*train);
+        nn_dataset_free(*test);
+        *train = *test = NULL;
+        return false;
     }
     *train = limit(*train, c->limit_train);
     *test = limit(*test, c->limit_test);

@@ -306,3 +306,27 @@ Test(data, idx_reader_refuses_fifos_and_directories, .timeout = 30) {
     unlink(fifo);
     rmdir(dir);
 }
+
+/* Whether a data set is there at all: a program falls back to synthetic data only when no file
+ * of it is (train_cnn); one file, even broken, means the data set must load. */
+Test(data, fashion_mnist_present_counts_any_file) {
+    char dir[64], path[128];
+    snprintf(dir, sizeof dir, "/tmp/ctorch_data_XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not(nn_fashion_mnist_present(dir));
+    snprintf(path, sizeof path, "%s/missing", dir);
+    cr_assert_not(nn_fashion_mnist_present(path));
+    snprintf(path, sizeof path, "%s/t10k-labels-idx1-ubyte.gz", dir);
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    fputs("broken", f);
+    fclose(f);
+    cr_assert(nn_fashion_mnist_present(dir));
+    setenv(NN_DATA_ENV, dir, 1);
+    cr_assert(nn_fashion_mnist_present(NULL), "the folder comes from nn_data_dir");
+    unsetenv(NN_DATA_ENV);
+    cr_assert_null(nn_fashion_mnist(dir, false));
+    cr_assert_not_null(strstr(torch_last_error(), "t10k-images-idx3-ubyte(.gz) not found"), "%s", torch_last_error());
+    unlink(path);
+    rmdir(dir);
+}

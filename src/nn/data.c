@@ -347,10 +347,25 @@ static char *find_file(const char *dir, const char *base) {
     return NULL;
 }
 
+static const char *const fashion_mnist_files[] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                                  "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
+
+bool nn_fashion_mnist_present(const char *dir) {
+    const char *d = nn_data_dir(dir);
+    char path[4096];
+    for (int i = 0; i < 4; i++)
+        for (int gz = 0; gz < 2; gz++) {
+            struct stat st;
+            snprintf(path, sizeof path, "%s/%s%s", d, fashion_mnist_files[i], gz ? ".gz" : "");
+            if (stat(path, &st) == 0 || (errno != ENOENT && errno != ENOTDIR)) return true;
+        }
+    return false;
+}
+
 nn_dataset *nn_fashion_mnist(const char *dir, bool train) {
     const char *d = nn_data_dir(dir);
-    char *im = find_file(d, train ? "train-images-idx3-ubyte" : "t10k-images-idx3-ubyte");
-    char *lb = im ? find_file(d, train ? "train-labels-idx1-ubyte" : "t10k-labels-idx1-ubyte") : NULL;
+    char *im = find_file(d, fashion_mnist_files[train ? 0 : 2]);
+    char *lb = im ? find_file(d, fashion_mnist_files[train ? 1 : 3]) : NULL;
     nn_dataset *ds = im && lb ? nn_dataset_from_idx(im, lb, NN_FASHION_MNIST_MEAN, NN_FASHION_MNIST_STD) : NULL;
     free(im);
     free(lb);

@@ -82,6 +82,11 @@ const char *nn_data_dir(const char *dir);
  * NN_FASHION_MNIST_MEAN/STD. TORCH_ERR_IO when the files are not there (the caller may fall
  * back to nn_synthetic_shapes). */
 nn_dataset *nn_fashion_mnist(const char *dir, bool train);
+/* Whether any file of that data set (train or t10k, images or labels, plain or .gz) is in
+ * nn_data_dir(dir), or cannot be looked for (a folder that cannot be read). A program that
+ * falls back to nn_synthetic_shapes where there is no data set must fall back only when this is
+ * false: files that are there but do not load are an error, not a missing data set. */
+bool        nn_fashion_mnist_present(const char *dir);
 
 /* ---- the synthetic data set ---------------------------------------------------------------------- */
 
