@@ -1,14 +1,23 @@
-/* fuzz_checkpoint.c — libFuzzer harness for the checkpoint loader (optim_checkpoint_parse) with
- * a small model (Linear + BatchNorm1d), an SGD optimizer with two groups, StepLR and a
- * generator, rebuilt for every input so runs are deterministic.
+/* fuzz_checkpoint.c — libFuzzer harness for the checkpoint loader with a small model (Linear +
+ * BatchNorm1d), an SGD optimizer with two groups, StepLR and a generator, rebuilt for every
+ * input so runs are deterministic.
  *
- * Any input must be refused (the objects then unchanged: checked on the model's weights) or
- * loaded. With CTORCH_FUZZ_SEED_DIR set, LLVMFuzzerInitialize writes a valid checkpoint of this
- * very setup there, as a seed (scripts/fuzz.sh does this). */
+ * Each input is written to a file and loaded the way train_cnn --resume loads it
+ * (optim_checkpoint_load: open, the regular-file and size checks of nn_read_file, then the
+ * parser), then parsed again from memory (optim_checkpoint_parse, under the same name). Any
+ * input must be refused (the objects then unchanged: checked on the model's weights; never an
+ * I/O error, since the file is a readable regular file) or loaded, and both paths must agree:
+ * the same status, the same message, and a loaded checkpoint loads again. The size limit itself
+ * (NN_SAFETENSORS_MAX_FILE, 16 GiB) is beyond any input libFuzzer makes; test_checkpoint checks
+ * it on a sparse file. With CTORCH_FUZZ_SEED_DIR set, LLVMFuzzerInitialize writes a valid
+ * checkpoint of this very setup there, as a seed (scripts/fuzz.sh does this). */
+#define _POSIX_C_SOURCE 200809L /* mkstemp */
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "nn/batch_norm.h"
 #include "nn/container.h"
@@ -48,9 +57,23 @@ static void destroy(setup *s) {
     nn_module_free(s->model);
 }
 
+/* The file each input is written to (one per process, removed at exit). */
+static char input_path[4096];
+
+static void remove_input(void) { unlink(input_path); }
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(input_path, sizeof input_path, "%s/ctorch-fuzz-checkpoint.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    int fd = mkstemp(input_path);
+    if (fd < 0) {
+        perror("fuzz_checkpoint: mkstemp");
+        abort();
+    }
+    close(fd);
+    atexit(remove_input);
     const char *dir = getenv("CTORCH_FUZZ_SEED_DIR");
     if (!dir) return 0;
     setup s;
@@ -74,15 +97,35 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
+static void write_input(const uint8_t *data, size_t size) {
+    int fd = open(input_path, O_WRONLY | O_TRUNC);
+    if (fd < 0) abort();
+    for (size_t done = 0; done < size;) {
+        ssize_t w = write(fd, data + done, size - done);
+        if (w <= 0) abort();
+        done += (size_t)w;
+    }
+    close(fd);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    write_input(data, size);
     setup s;
     if (build(&s) != 0) abort();
     tensor *w = nn_module_get_parameter(s.model, "0.weight");
     float before[6];
     memcpy(before, tensor_data_f32(w), sizeof before);
     optim_training_state st = {.model = s.model, .optimizer = s.opt, .scheduler = s.sched, .generator = &s.gen};
-    if (optim_checkpoint_parse(data, size, "fuzz", &st) != TORCH_OK && memcmp(before, tensor_data_f32(w), sizeof before) != 0)
+    torch_status from_file = optim_checkpoint_load(input_path, &st);
+    char message[512];
+    snprintf(message, sizeof message, "%s", torch_last_error());
+    if (from_file == TORCH_ERR_IO) abort(); /* a readable regular file: the bytes decide */
+    if (from_file != TORCH_OK && memcmp(before, tensor_data_f32(w), sizeof before) != 0)
         abort(); /* a refused checkpoint changed the model */
+    /* the bytes path, under the same name: the same verdict and the same words */
+    torch_status from_memory = optim_checkpoint_parse(data, size, input_path, &st);
+    if (from_memory != from_file) abort();
+    if (from_file != TORCH_OK && strcmp(message, torch_last_error()) != 0) abort();
     destroy(&s);
     return 0;
 }
