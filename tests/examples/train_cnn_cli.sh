@@ -20,7 +20,9 @@ check() { # name, expected status, regex the output must match, command...
     passes=$((passes + 1))
   else
     fails=$((fails + 1))
-    printf 'FAIL %s: status %d (wanted %d), output:\n%s\n' "$name" "$status" "$want" "$out" | tail -n 20
+    # the verdict first, then the end of the output (a long output must not push it away)
+    printf 'FAIL %s: status %d (wanted %d), output (last 20 lines):\n' "$name" "$status" "$want"
+    tail -n 20 <<<"$out"
   fi
 }
 
