@@ -591,6 +591,9 @@ def bench_memory(args, threads_list):
         note = f"{trainer} not built: trainer row skipped"
     elif "--limit-train" not in subprocess.run([trainer, "--help"], capture_output=True, text=True).stdout:
         note = "train_cnn has no --limit-train/--limit-test flags: trainer row skipped"
+    elif not any(os.path.exists(os.path.join(args.data, f + ext)) for f in ("train-images-idx3-ubyte",
+                 "t10k-images-idx3-ubyte") for ext in ("", ".gz")):
+        note = f"Fashion-MNIST not in {args.data} (--data or CTORCH_DATA): trainer row skipped"
     elif not os.path.exists("/usr/bin/time"):
         note = "/usr/bin/time (Debian package time) not installed: trainer row skipped"
     else:

@@ -8,29 +8,18 @@
  * marks this program Skipped: never a pass, never a failure. When any file is there, all must
  * load and every check runs. Tests that need the data set belong here, not beside tests that do
  * not, so that CTest's verdict for each program stays exact. */
-#define _POSIX_C_SOURCE 200809L /* access */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "nn/data.h"
 #include "parity_fixtures.h"
 
-static const char *const files[] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                                    "t10k-labels-idx1-ubyte"};
-
 /* Skips the test unless at least one of the data set's files (plain or gzip) is in the data dir. */
 static void require_data_set(void) {
     const char *dir = nn_data_dir(NULL);
-    char path[4096];
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        for (int gz = 0; gz < 2; gz++) {
-            snprintf(path, sizeof path, "%s/%s%s", dir, files[i], gz ? ".gz" : "");
-            if (access(path, F_OK) == 0) return;
-        }
-    }
+    if (nn_fashion_mnist_present(NULL)) return;
     cr_skip_test("Fashion-MNIST is not installed in %s (apt-get install dataset-fashion-mnist, or set %s to its "
                  "folder)",
                  dir, NN_DATA_ENV);
