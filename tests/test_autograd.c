@@ -393,7 +393,11 @@ Test(autograd, backward_refuses_a_saved_tensor_written_in_place) {
     expect_modified_inplace(tensor_backward(l, NULL, false),
                             "[torch.FloatTensor [2]], saved by MulBackward0, is at version 1; expected version 0");
     cr_assert_null(tensor_grad(x), "a refused backward leaves no gradient");
-    tensor_free(l), tensor_free(y);
+    /* Also when another branch reaches x before the stale node: the check runs before any node. */
+    tensor *sx = torch_sum(x, 0, NULL, false), *l2 = torch_add(sx, l);
+    expect_modified_inplace(tensor_backward(l2, NULL, false), "saved by MulBackward0");
+    cr_assert_null(tensor_grad(x), "no branch ran");
+    tensor_free(l2), tensor_free(sx), tensor_free(l), tensor_free(y);
     /* A fresh graph records the new version: its backward runs, with c's new value. */
     y = torch_mul(x, c), l = torch_sum(y, 0, NULL, false);
     cr_assert_eq(tensor_backward(l, NULL, false), TORCH_OK, "%s", torch_last_error());

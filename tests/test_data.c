@@ -194,7 +194,13 @@ Test(data, loader_batches_shuffles_and_keeps_the_last_partial_batch) {
     cr_assert_eq(tensor_data_i64(sub->labels)[0], 7);
     cr_assert_eq(tensor_data_f32(sub->images)[0], 70.0f);
     cr_assert_null(nn_dataset_subset(ds, 8, 3));
-    cr_assert_not_null(strstr(torch_last_error(), "out of a data set of 10"));
+    cr_assert_str_eq(torch_last_error(), "nn_dataset_subset: 3 examples from 8 do not fit in a data set of 10");
+    cr_assert_null(nn_dataset_subset(ds, 1, INT64_MAX)); /* the message once computed start + count */
+    cr_assert_not_null(strstr(torch_last_error(), "9223372036854775807 examples from 1 do not fit"));
+    nn_dataloader *huge = nn_dataloader_new(ds, INT64_MAX, false, NULL);
+    cr_assert_not_null(huge, "%s", torch_last_error());
+    cr_assert_eq(nn_dataloader_num_batches(huge), 1, "n + batch_size - 1 overflowed");
+    nn_dataloader_free(huge);
     dl = nn_dataloader_new(sub, 2, false, NULL);
     nn_dataset_free(sub); /* the loader keeps its own references */
     cr_assert_eq(nn_dataloader_next(dl, &x, &y), TORCH_OK);

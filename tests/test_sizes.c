@@ -184,3 +184,66 @@ Test(sizes, item_and_get_refuse_instead_of_aborting) {
     cr_assert_eq(tensor_get(t, (const int64_t[]){2}), 0.0);
     tensor_free(t);
 }
+
+Test(sizes, huge_padding_dilation_and_stride_do_not_reach_outside_buffers) {
+    /* Found in review: a padding far larger than the input made the stride-1 im2col zero
+     * r0 * OW floats of a row only OH * OW long (heap overflow); a huge stride overflowed the
+     * output-column range; a kernel of size 0 reached the output-size arithmetic. The outputs
+     * here are PyTorch's (a zero-padded input: only the bias, here none, so zeros). */
+    tensor *x = torch_ones(TORCH_SHAPE(1, 1, 1, 16)), *w = torch_ones(TORCH_SHAPE(1, 1, 3, 1));
+    tensor_set_requires_grad(x, true);
+    tensor *y = nnf_conv2d(x, w, NULL, (const int64_t[]){1, 1}, (const int64_t[]){100, 0}, (const int64_t[]){100, 1});
+    cr_assert_not_null(y, "%s", torch_last_error());
+    cr_assert_eq(y->shape[2], 1);
+    cr_assert_eq(y->shape[3], 16);
+    for (int i = 0; i < 16; i++) cr_assert_eq(tensor_data_f32(y)[i], 1.0f, "the middle tap reads x");
+    tensor *l = torch_sum(y, 0, NULL, false);
+    cr_assert_eq(tensor_backward(l, NULL, false), TORCH_OK, "%s", torch_last_error());
+    cr_assert_eq(tensor_data_f32(tensor_grad(x))[3], 1.0f);
+    tensor_free(l), tensor_free(y), tensor_free(w);
+
+    tensor *x4 = torch_ones(TORCH_SHAPE(1, 1, 4, 4)), *w1 = torch_ones(TORCH_SHAPE(1, 1, 1, 1));
+    y = nnf_conv2d(x4, w1, NULL, (const int64_t[]){1, INT64_MAX}, (const int64_t[]){0, 2}, NULL);
+    cr_assert_not_null(y, "%s", torch_last_error());
+    cr_assert_eq(y->shape[3], 1); /* (4 + 4 - 1) / INT64_MAX + 1: column 0 of the padded input */
+    for (int i = 0; i < 4; i++) cr_assert_eq(tensor_data_f32(y)[i], 0.0f, "column 0 is padding");
+    tensor_free(y);
+    tensor *w0 = torch_ones(TORCH_SHAPE(1, 1, 0, 1));
+    expect_refused(nnf_conv2d(x4, w0, NULL, NULL, (const int64_t[]){(int64_t)1 << 61, 0},
+                              (const int64_t[]){(int64_t)1 << 62, 1}),
+                   "nnf_conv2d: expected a kernel of at least 1 x 1, but got weight of size [1, 1, 0, 1]");
+    tensor_free(w0), tensor_free(w1), tensor_free(x4), tensor_free(x);
+
+    /* Max pool with a stride of INT64_MAX: the output is 1 x 1 (PyTorch's shape), and the index
+     * that backward scatters to stays inside the input. */
+    tensor *p = torch_ones(TORCH_SHAPE(1, 1, 1, 1));
+    tensor_set_requires_grad(p, true);
+    nn_max_pool2d_options mp = nn_max_pool2d_options_default(3);
+    mp.stride[0] = mp.stride[1] = INT64_MAX, mp.padding[0] = mp.padding[1] = 1;
+    y = nnf_max_pool2d(p, mp, NULL);
+    cr_assert_not_null(y, "%s", torch_last_error());
+    cr_assert(y->shape[2] == 1 && y->shape[3] == 1);
+    l = torch_sum(y, 0, NULL, false);
+    cr_assert_eq(tensor_backward(l, NULL, false), TORCH_OK, "%s", torch_last_error());
+    cr_assert_eq(tensor_data_f32(tensor_grad(p))[0], 1.0f);
+    tensor_free(l), tensor_free(y);
+    mp = nn_max_pool2d_options_default(3);
+    mp.stride[0] = mp.stride[1] = INT64_MAX;
+    expect_refused(nnf_max_pool2d(p, mp, NULL), "Output size is too small");
+    /* A kernel of 2^40 rows padded by 2^39: the first tap is found by arithmetic, not a loop of 2^39 steps. */
+    mp = nn_max_pool2d_options_default(1);
+    mp.kernel_size[0] = (int64_t)1 << 40, mp.padding[0] = (int64_t)1 << 39, mp.stride[0] = mp.stride[1] = 1;
+    y = nnf_max_pool2d(p, mp, NULL);
+    cr_assert_not_null(y, "%s", torch_last_error());
+    cr_assert_eq(tensor_data_f32(y)[0], 1.0f);
+    tensor_free(y), tensor_free(p);
+}
+
+Test(sizes, views_of_an_empty_view_cannot_wrap) {
+    tensor *t = torch_zeros(TORCH_SHAPE(4));
+    expect_refused(tensor_as_strided(t, TORCH_SHAPE(0, 1 << 30), (const int64_t[]){1, (int64_t)1 << 40}, 0),
+                   "reaches outside");
+    tensor *v = tensor_as_strided(t, TORCH_SHAPE(0, 3), (const int64_t[]){1, 1}, 0);
+    cr_assert_not_null(v, "%s", torch_last_error());
+    tensor_free(v), tensor_free(t);
+}

@@ -221,6 +221,7 @@ torch_status tensor_backward(tensor *root, const tensor *grad, bool retain_graph
                              "tensor_backward: Trying to backward through the graph a second time (or directly access "
                              "saved tensors after they have already been freed); pass retain_graph = true to the "
                              "first backward if you need to backward through the graph a second time");
+        if (st == TORCH_OK) st = check_saved_versions(n); /* before any node runs: a refusal changes nothing */
         for (int i = 0; i < n->n_inputs; i++) {
             ag_node *next = n->inputs[i].node;
             if (!next) continue;
@@ -248,7 +249,7 @@ torch_status tensor_backward(tensor *root, const tensor *grad, bool retain_graph
         tensor *gi[AG_MAX_INPUTS] = {0};
         tensor *gout = n->pending_grad;
         n->pending_grad = NULL;
-        if (gout && (st = check_saved_versions(n)) == TORCH_OK) st = n->fn->backward(n, gout, gi);
+        if (gout) st = n->fn->backward(n, gout, gi);
         tensor_free(gout);
         for (int i = 0; i < n->n_inputs; i++) {
             ag_edge *e = &n->inputs[i];

@@ -102,8 +102,11 @@ static torch_status infer_shape(const char *fname, int64_t numel, int ndim, cons
             if (span >= 0) known *= shape[i]; /* known <= span: cannot wrap */
         }
     }
-    /* A shape too large to have strides fits no tensor (its numel would have wrapped). */
-    if (span < 0 || !(numel == known || (infer >= 0 && known > 0 && numel % known == 0)))
+    if (span < 0) /* too large to have strides: fits no tensor (its product would have wrapped) */
+        return torch_error(TORCH_ERR_SHAPE, "%s: shape '%s' is invalid for input of size %lld (it has too many "
+                           "elements: at most %lld, counting a size of 0 as 1)", fname,
+                           torch_shape_str(ndim, shape, buf, sizeof buf), (long long)numel, (long long)TORCH_MAX_NUMEL);
+    if (!(numel == known || (infer >= 0 && known > 0 && numel % known == 0)))
         return torch_error(TORCH_ERR_SHAPE, "%s: shape '%s' is invalid for input of size %lld", fname,
                            torch_shape_str(ndim, shape, buf, sizeof buf), (long long)numel);
     if (infer >= 0 && known == 0)

@@ -160,13 +160,16 @@ static torch_status conv_check(const char *fname, const tensor *x, const tensor 
     /* Output sizes in checked arithmetic: padding and dilation are the user's numbers, and a
      * wrapped size would pass every check below. */
     const int64_t H = x->shape[x->ndim - 2], W = x->shape[x->ndim - 1], KH = w->shape[2], KW = w->shape[3];
+    if (KH < 1 || KW < 1)
+        return torch_error(TORCH_ERR_SHAPE, "%s: expected a kernel of at least 1 x 1, but got weight of size %s",
+                           fname, torch_shape_str(w->ndim, w->shape, s1, sizeof s1));
     int64_t OH = conv_out_size(H, KH, pd[0], st[0], dl[0]), OW = conv_out_size(W, KW, pd[1], st[1], dl[1]);
     if (OH == -2 || OW == -2)
         return torch_error(TORCH_ERR_SHAPE,
                            "%s: padding [%lld, %lld] and dilation [%lld, %lld] are too large for a %lld x %lld kernel",
                            fname, (long long)pd[0], (long long)pd[1], (long long)dl[0], (long long)dl[1],
                            (long long)KH, (long long)KW);
-    if (KH < 1 || KW < 1 || OH < 1 || OW < 1)
+    if (OH < 1 || OW < 1)
         return torch_error(TORCH_ERR_SHAPE,
                            "%s: Calculated padded input size per channel: (%lld x %lld). Kernel size: (%llu x %llu). "
                            "Kernel size can't be greater than actual input size",
@@ -185,7 +188,7 @@ static torch_status conv_check(const char *fname, const tensor *x, const tensor 
 /* The output columns ow whose input column ow*s - p + k*d lies in [0, W): [*lo, *hi). */
 static void valid_range(int64_t OW, int64_t W, int64_t s, int64_t p, int64_t kd, int64_t *lo, int64_t *hi) {
     int64_t t = p - kd; /* input column = ow*s - t */
-    int64_t l = t <= 0 ? 0 : (t + s - 1) / s;
+    int64_t l = t <= 0 ? 0 : (t - 1) / s + 1; /* ceil(t / s), without t + s overflowing */
     int64_t h = W - 1 + t < 0 ? 0 : (W - 1 + t) / s + 1;
     if (h > OW) h = OW;
     if (l > h) l = h;
@@ -283,8 +286,10 @@ typedef struct conv_shift {
 static bool conv_is_shift(const conv_geom *g) { return g->SH == 1 && g->SW == 1 && g->OW == g->W; }
 
 static conv_shift conv_shift_of(const conv_geom *g, int64_t kh, int64_t kw) {
-    conv_shift s;
-    int64_t dy = kh * g->DH - g->PH, dx = kw * g->DW - g->PW;
+    conv_shift s = {0};
+    int64_t dy = kh * g->DH - g->PH, dx = kw * g->DW - g->PW; /* kh*DH fits: the extent was checked */
+    if (dy >= g->H || -dy >= g->OH || dx >= g->W || -dx >= g->OW)
+        return s; /* the tap never reads the input: every row zero (and dy*W could overflow) */
     s.shift = dy * g->W + dx;
     s.r0 = dy < 0 ? -dy : 0;
     s.r1 = g->H - dy < g->OH ? g->H - dy : g->OH;

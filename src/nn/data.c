@@ -254,8 +254,9 @@ int64_t nn_dataset_size(const nn_dataset *ds) { return ds && ds->labels ? ds->la
 nn_dataset *nn_dataset_subset(const nn_dataset *ds, int64_t start, int64_t count) {
     int64_t n = nn_dataset_size(ds);
     if (!ds || start < 0 || count < 0 || start > n || count > n - start) {
-        torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_dataset_subset: range [%lld, %lld) out of a data set of %lld",
-                    (long long)start, (long long)(start + count), (long long)n);
+        torch_error(TORCH_ERR_INVALID_ARGUMENT,
+                    "nn_dataset_subset: %lld examples from %lld do not fit in a data set of %lld", (long long)count,
+                    (long long)start, (long long)n);
         return NULL;
     }
     const tensor *im = ds->images;
@@ -508,7 +509,8 @@ void nn_dataloader_free(nn_dataloader *dl) {
 
 int64_t nn_dataloader_num_batches(const nn_dataloader *dl) {
     if (!dl) return 0;
-    return (dl->labels->shape[0] + dl->batch_size - 1) / dl->batch_size;
+    const int64_t n = dl->labels->shape[0];
+    return n ? (n - 1) / dl->batch_size + 1 : 0; /* ceil, without n + batch_size overflowing */
 }
 
 torch_status nn_dataloader_next(nn_dataloader *dl, tensor **images, tensor **labels) {

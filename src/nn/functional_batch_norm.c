@@ -469,6 +469,14 @@ static torch_status check_args(const char *fname, const tensor *input, const ten
         return torch_error(TORCH_ERR_SHAPE, "%s: Expected more than 1 value per channel when training, got input size %s",
                            fname, torch_shape_str(input->ndim, input->shape, buf, sizeof buf));
     }
+    if (training && running_mean) {
+        /* The running statistics are written in place as buffers, without autograd (as ATen's
+         * kernel does), whatever their requires_grad: only an expanded view cannot be written. */
+        bool grad_mode = torch_set_grad_enabled(false);
+        if ((st = torch_check_inplace(fname, running_mean)) == TORCH_OK) st = torch_check_inplace(fname, running_var);
+        torch_set_grad_enabled(grad_mode);
+        if (st != TORCH_OK) return st;
+    }
     if (!(momentum >= 0 && momentum <= 1))
         return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: momentum must be in [0, 1] (got %g)", fname, momentum);
     if (!(eps >= 0) || isinf(eps))
@@ -652,6 +660,8 @@ static tensor *batch_norm_impl(const char *fname, bool relu, tensor *input, tens
             rm[c * sm] = (float)(momentum * mean[c] + (1 - momentum) * rm[c * sm]);
             rv[c * sv] = (float)(momentum * (m2[c] / (double)(M - 1)) + (1 - momentum) * rv[c * sv]);
         }
+        tensor_bump_version(running_mean); /* a graph that saved them can no longer backward */
+        tensor_bump_version(running_var);
     }
     free(scratch);
     if (!recorded) free(ctx);
@@ -882,10 +892,13 @@ tensor *nnf_batch_norm_composite(tensor *input, tensor *running_mean, tensor *ru
             free_all(t, NT);
             return NULL;
         }
+        /* Cannot fail: check_args checked that both can be written, and grad mode is off. */
+        bool grad_mode = torch_set_grad_enabled(false);
         tensor_mul_scalar_(running_mean, 1 - momentum);
         tensor_add_(running_mean, batch_mean, momentum);
         tensor_mul_scalar_(running_var, 1 - momentum);
         tensor_add_(running_var, batch_var, momentum);
+        torch_set_grad_enabled(grad_mode);
         tensor_free(batch_mean);
         tensor_free(batch_var);
     }

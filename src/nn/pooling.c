@@ -34,9 +34,9 @@ static int64_t pool_out_size(int64_t in, int64_t k, int64_t pad, int64_t stride,
         __builtin_mul_overflow(dil, k - 1, &extent) || __builtin_sub_overflow(num, extent, &num) || __builtin_sub_overflow(num, 1, &num) ||
         __builtin_add_overflow(num, ceil_mode ? stride - 1 : 0, &num))
         return -2;
-    int64_t q = num >= 0 ? num / stride : -((-num + stride - 1) / stride); /* rounds toward -inf */
+    int64_t q = num >= 0 ? num / stride : -((-num - 1) / stride) - 1; /* rounds toward -inf, without overflow */
     int64_t out = q + 1;
-    if (ceil_mode && (out - 1) * stride >= in + pad) out--;
+    if (ceil_mode && out > 1 && (out - 1) * stride >= in + pad) out--; /* (out - 1) * stride <= num */
     return out;
 }
 
@@ -145,11 +145,11 @@ static void max_pool_forward_kernel(const pool_geom *g, const float *x /* (plane
         for (int64_t oh = 0; oh < OH; oh++) {
             int64_t h0 = oh * SH - PH;
             int64_t h1 = h0 + (KH - 1) * DH + 1 < H ? h0 + (KH - 1) * DH + 1 : H;
-            while (h0 < 0) h0 += DH;
+            if (h0 < 0) h0 += ((-h0 - 1) / DH + 1) * DH; /* the first tap inside: a loop hangs on huge pads */
             for (int64_t ow = 0; ow < OW; ow++) {
                 int64_t w0 = ow * SW - PW;
                 int64_t w1 = w0 + (KW - 1) * DW + 1 < W ? w0 + (KW - 1) * DW + 1 : W;
-                while (w0 < 0) w0 += DW;
+                if (w0 < 0) w0 += ((-w0 - 1) / DW + 1) * DW;
                 int64_t best = h0 * W + w0;
                 float m = -INFINITY;
                 for (int64_t ih = h0; ih < h1; ih += DH)

@@ -369,7 +369,7 @@ tensor *torch_arange(double start, double end, double step) {
         return NULL;
     }
     double count = ceil((end - start) / step); /* inf when end - start overflows */
-    if (!(count <= (double)TORCH_MAX_NUMEL)) {
+    if (!(count < (double)TORCH_MAX_NUMEL)) { /* (double)TORCH_MAX_NUMEL rounds up to 2^60 */
         torch_error(TORCH_ERR_INVALID_ARGUMENT,
                     "torch_arange: [%g, %g) with step %g has %g elements (expected at most %lld)", start, end, step,
                     count, (long long)TORCH_MAX_NUMEL);
@@ -500,17 +500,22 @@ tensor *tensor_as_strided(const tensor *t, int ndim, const int64_t *shape, const
         torch_error(TORCH_ERR_INVALID_ARGUMENT, "tensor_as_strided: stride is NULL");
         return NULL;
     }
-    /* The nearest and furthest elements reached must lie inside the storage; the sums are
-     * checked, since strides and offset come from the caller. */
-    int64_t lo = offset, hi = offset;
+    /* The nearest and furthest elements reached must lie inside the storage. The sums are
+     * checked, since strides and offset come from the caller, and over size * stride rather than
+     * (size - 1) * stride, so that the views of a view (a narrow's start * stride, an unsqueeze's
+     * size * stride) cannot wrap either -- also for an empty view, which reaches nothing. */
+    int64_t lo = offset, hi = offset, blo = offset, bhi = offset;
     bool empty = torch_shape_numel(ndim, shape) == 0, wraps = false;
-    for (int i = 0; i < ndim && !empty; i++) {
-        int64_t reach;
-        wraps = wraps || __builtin_mul_overflow(shape[i] - 1, stride[i], &reach) ||
-                __builtin_add_overflow(reach < 0 ? lo : hi, reach, reach < 0 ? &lo : &hi);
+    for (int i = 0; i < ndim; i++) {
+        int64_t reach, bound;
+        wraps = wraps || __builtin_mul_overflow(shape[i], stride[i], &bound) ||
+                __builtin_add_overflow(bound < 0 ? blo : bhi, bound, bound < 0 ? &blo : &bhi);
+        if (wraps || empty) continue;
+        reach = (shape[i] - 1) * stride[i]; /* smaller than bound in magnitude */
+        if (reach < 0) lo += reach; else hi += reach;
     }
     int64_t capacity = (int64_t)(t->storage->nbytes / torch_dtype_size(t->dtype));
-    if (!empty && (wraps || lo < 0 || hi >= capacity)) {
+    if (wraps || (!empty && (lo < 0 || hi >= capacity))) {
         char buf[200];
         torch_error(TORCH_ERR_INVALID_ARGUMENT,
                     "tensor_as_strided: a view of shape %s at offset %lld reaches outside its storage of %lld "
