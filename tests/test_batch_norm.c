@@ -1026,3 +1026,19 @@ Test(batch_norm, num_batches_tracked_saturates_at_int64_max) {
     nn_tensor_dict_free(d);
     nn_module_free(m);
 }
+
+Test(batch_norm, a_training_forward_is_an_inplace_write_of_the_running_statistics) {
+    /* PyTorch: a graph that saved running_mean refuses to backward after a training forward
+     * updated it. */
+    nn_module *m = nn_batch_norm2d(NN_BATCH_NORM_OPTIONS(.num_features = 2));
+    nn_batch_norm *bn = nn_as_batch_norm(m);
+    tensor *w = torch_ones(TORCH_SHAPE(2));
+    tensor_set_requires_grad(w, true);
+    tensor *z = torch_mul(w, bn->running_mean), *l = torch_sum(z, 0, NULL, false);
+    tensor *x = torch_randn(NULL, TORCH_SHAPE(4, 2, 3, 3)), *y = nn_module_forward(m, x);
+    cr_assert_not_null(y, "%s", torch_last_error());
+    cr_assert_eq(tensor_backward(l, NULL, false), TORCH_ERR_INVALID_STATE);
+    cr_assert(strstr(torch_last_error(), "has been modified by an inplace operation"), "%s", torch_last_error());
+    tensor_free(y), tensor_free(x), tensor_free(l), tensor_free(z), tensor_free(w);
+    nn_module_free(m);
+}
