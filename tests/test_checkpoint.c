@@ -23,6 +23,7 @@
 #include "nn/pooling.h"
 #include "nn/safetensors.h"
 #include "optim/checkpoint.h"
+#include "special_files.h"
 
 typedef struct run {
     torch_generator     gen; /* the training generator: init, shuffling, dropout */
@@ -402,31 +403,9 @@ Test(checkpoint, load_refuses_devices_fifos_directories_and_oversized_files, .ti
     train_epoch(&r, ds);
     snprintf(tmpdir, sizeof tmpdir, "/tmp/ctorch_ckpt_XXXXXX");
     cr_assert_not_null(mkdtemp(tmpdir));
-    char fifo[128], big[128], missing[128];
-    snprintf(fifo, sizeof fifo, "%s/fifo.ckpt", tmpdir);
-    snprintf(big, sizeof big, "%s/big.ckpt", tmpdir);
-    snprintf(missing, sizeof missing, "%s/missing.ckpt", tmpdir);
-    cr_assert_eq(mkfifo(fifo, 0600), 0, "mkfifo: %s", strerror(errno));
-    int fd = open(big, O_CREAT | O_WRONLY | O_TRUNC, 0600);
-    cr_assert_geq(fd, 0);
-    /* sparse: one byte over the limit costs no disk */
-    cr_assert_eq(ftruncate(fd, (off_t)(NN_SAFETENSORS_MAX_FILE + 1)), 0, "ftruncate: %s", strerror(errno));
-    close(fd);
-    char too_large[128];
-    snprintf(too_large, sizeof too_large, "file too large (%llu bytes; at most %llu accepted)",
-             (unsigned long long)NN_SAFETENSORS_MAX_FILE + 1, (unsigned long long)NN_SAFETENSORS_MAX_FILE);
-    struct {
-        const char *path;
-        torch_status status;
-        const char *msg;
-    } cases[] = {
-        {"/dev/zero", TORCH_ERR_IO, "expected a regular file (got a character device)"},
-        {fifo, TORCH_ERR_IO, "expected a regular file (got a FIFO)"},
-        {tmpdir, TORCH_ERR_IO, "expected a regular file (got a directory)"},
-        {big, TORCH_ERR_FORMAT, too_large},
-        {missing, TORCH_ERR_IO, strerror(ENOENT)}, /* the system's reason: "No such file or directory" */
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    special_file cases[SPECIAL_FILES];
+    special_files_make(cases, tmpdir, ".ckpt", NN_SAFETENSORS_MAX_FILE);
+    for (size_t i = 0; i < SPECIAL_FILES; i++) {
         snapshot s = take(&r);
         optim_training_state st = state_of(&r, 77);
         torch_status got = optim_checkpoint_load(cases[i].path, &st);
@@ -440,54 +419,9 @@ Test(checkpoint, load_refuses_devices_fifos_directories_and_oversized_files, .ti
         expect_same(&r, &s, cases[i].path);
         free_snapshot(&s);
     }
-    unlink(fifo);
-    unlink(big);
+    special_files_remove(cases);
     rmdir(tmpdir);
     destroy(&r);
-    nn_dataset_free(ds);
-}
-
-/* The checkpoint's JSON metadata (optimizer.param_groups, scheduler) is held to RFC 8259 as the
- * header is: a raw control character inside a string (escaped in the header, so it reaches the
- * inner JSON raw) and \u0000 are refused. cJSON took "StepLR\u0000junk" as "StepLR" and loaded. */
-Test(checkpoint, refuses_control_characters_and_nul_in_json_metadata) {
-    nn_dataset *ds = data();
-    run src, dst;
-    build(&src, 5, 10);
-    train_epoch(&src, ds);
-    build(&dst, 6, 10);
-    train_epoch(&dst, ds);
-    size_t size, n;
-    nn_tensor_dict *d;
-    nn_metadata *md;
-    uint8_t *good = checkpoint_bytes(&src, &size, &d, &md);
-    const char *sched = nn_metadata_get(md, "scheduler"), *groups = nn_metadata_get(md, "optimizer.param_groups");
-    cr_assert_not_null(strstr(sched, "\"kind\":\"StepLR\""), "%s", sched);
-    cr_assert_eq(strncmp(groups, "[{\"lr\":", 7), 0, "%s", groups);
-    struct {
-        const char *key, *from, *to, *msg;
-    } cases[] = {
-        {"scheduler", "\"StepLR\"", "\"StepLR\\u0000junk\"",
-         "scheduler is not valid JSON: the string \"StepLR\\u0000junk\" in kind contains \\u0000"},
-        {"scheduler", "\"StepLR\"", "\"Step\x01LR\"",
-         "scheduler is not valid JSON: the string \"Step\\x01LR\" in kind contains a raw control character (0x01;"},
-        {"optimizer.param_groups", "[{\"lr\":", "[{\"l\x1fr\":",
-         "optimizer.param_groups is not valid JSON: the key \"l\\x1fr\" in [0] contains a raw control character"},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const char *text = nn_metadata_get(md, cases[i].key), *at = strstr(text, cases[i].from);
-        cr_assert_not_null(at);
-        char edited[2048];
-        snprintf(edited, sizeof edited, "%.*s%s%s", (int)(at - text), text, cases[i].to, at + strlen(cases[i].from));
-        uint8_t *b = with_metadata(d, md, cases[i].key, edited, &n);
-        expect_refused(&dst, b, n, TORCH_ERR_FORMAT, cases[i].msg);
-        free(b);
-    }
-    free(good);
-    nn_tensor_dict_free(d);
-    nn_metadata_free(md);
-    destroy(&src);
-    destroy(&dst);
     nn_dataset_free(ds);
 }
 
@@ -495,7 +429,9 @@ Test(checkpoint, refuses_control_characters_and_nul_in_json_metadata) {
  * rate (as Python's json writes it) was reported as "param_groups is not a JSON array", an
  * infinite or mistyped one as "param_groups[0] is malformed", a wrong scheduler entry as
  * "learning rates are malformed", and errors from the optimizer or the model did not name the
- * file. */
+ * file. The JSON metadata is held to RFC 8259 as the header is: a raw control character inside a
+ * string (escaped in the header, so it reaches the inner JSON raw) and \u0000 are refused (cJSON
+ * took "StepLR\u0000junk" as "StepLR" and loaded). */
 Test(checkpoint, refusals_name_the_value_and_what_was_expected) {
     nn_dataset *ds = data();
     run src, dst;
@@ -538,6 +474,12 @@ Test(checkpoint, refusals_name_the_value_and_what_was_expected) {
          "c.ckpt: scheduler.last_lrs[0] is the string \"x\" (expected a finite number)"},
         {"scheduler", "\"last_epoch\":", "\"last_epoch\":-1", TORCH_ERR_FORMAT,
          "c.ckpt: scheduler.last_epoch is -1 (expected a non-negative integer)"},
+        {"scheduler", "\"kind\":", "\"kind\":\"StepLR\\u0000junk\"", TORCH_ERR_FORMAT,
+         "scheduler is not valid JSON: the string \"StepLR\\u0000junk\" in kind contains \\u0000"},
+        {"scheduler", "\"kind\":", "\"kind\":\"Step\x01LR\"", TORCH_ERR_FORMAT,
+         "scheduler is not valid JSON: the string \"Step\\x01LR\" in kind contains a raw control character (0x01;"},
+        {"optimizer.param_groups", "\"lr\":", "\"l\x1fr\":0.1", TORCH_ERR_FORMAT,
+         "optimizer.param_groups is not valid JSON: the key \"l\\x1fr\" in [0] contains a raw control character"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *text = nn_metadata_get(md, cases[i].key), *at = strstr(text, cases[i].from);

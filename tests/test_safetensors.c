@@ -21,6 +21,7 @@
 #include "nn/container.h"
 #include "nn/conv.h"
 #include "nn/safetensors.h"
+#include "special_files.h"
 
 #define FIXTURE CTORCH_TEST_DIR "/fixtures/optim_bn_conv.safetensors"
 
@@ -500,28 +501,9 @@ Test(safetensors, truncations_and_byte_flips) {
  * reading", a missing file had no reason. Nothing is read from a refused file. */
 Test(safetensors, load_refuses_special_and_oversized_files, .timeout = 60) {
     make_tmpdir();
-    char fifo[300], big[300], missing[300];
-    snprintf(fifo, sizeof fifo, "%s/fifo.safetensors", tmpdir);
-    snprintf(big, sizeof big, "%s/big.safetensors", tmpdir);
-    snprintf(missing, sizeof missing, "%s/missing.safetensors", tmpdir);
-    cr_assert_eq(mkfifo(fifo, 0600), 0, "mkfifo: %s", strerror(errno));
-    int fd = open(big, O_CREAT | O_WRONLY | O_TRUNC, 0600);
-    cr_assert_geq(fd, 0);
-    /* sparse: one byte over the limit costs no disk */
-    cr_assert_eq(ftruncate(fd, (off_t)(NN_SAFETENSORS_MAX_FILE + 1)), 0, "ftruncate: %s", strerror(errno));
-    close(fd);
-    struct {
-        const char *path;
-        torch_status status;
-        const char *msg;
-    } cases[] = {
-        {"/dev/zero", TORCH_ERR_IO, "expected a regular file (got a character device)"},
-        {fifo, TORCH_ERR_IO, "expected a regular file (got a FIFO)"},
-        {tmpdir, TORCH_ERR_IO, "expected a regular file (got a directory)"},
-        {big, TORCH_ERR_FORMAT, "file too large"},
-        {missing, TORCH_ERR_IO, strerror(ENOENT)},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    special_file cases[SPECIAL_FILES];
+    special_files_make(cases, tmpdir, ".safetensors", NN_SAFETENSORS_MAX_FILE);
+    for (size_t i = 0; i < SPECIAL_FILES; i++) {
         nn_metadata *md = NULL;
         cr_assert_null(nn_safetensors_load(cases[i].path, &md), "%s accepted", cases[i].path);
         cr_assert_null(md);
