@@ -29,9 +29,9 @@
 #include <unistd.h>
 
 #include "ctorch.h"
-#include "nn/data.h"
+#include "data/data.h"
 #include "nn/loss.h"
-#include "nn/safetensors.h"
+#include "io/io.h"
 #include "optim/checkpoint.h"
 #include "optim/lr_scheduler.h"
 #include "optim/sgd.h"
@@ -204,14 +204,14 @@ typedef struct epoch_result {
     double loss, accuracy; /* mean loss per sample, fraction correct */
 } epoch_result;
 
-static torch_status train_epoch(nn_module *model, optim_sgd *opt, nn_dataloader *dl, int epoch, epoch_result *out) {
+static torch_status train_epoch(nn_module *model, optim_sgd *opt, data_dataloader *dl, int epoch, epoch_result *out) {
     nn_module_train(model, true);
     bool tty = isatty(STDOUT_FILENO);
-    int64_t batches = nn_dataloader_num_batches(dl), seen = 0, correct = 0, b = 0;
+    int64_t batches = data_dataloader_num_batches(dl), seen = 0, correct = 0, b = 0;
     double loss_sum = 0, t0 = now_seconds();
     tensor *x, *y;
     torch_status st;
-    while ((st = nn_dataloader_next(dl, &x, &y)) == TORCH_OK && x) {
+    while ((st = data_dataloader_next(dl, &x, &y)) == TORCH_OK && x) {
         tensor *logits = nn_module_forward(model, x);
         tensor *loss = logits ? nnf_cross_entropy(logits, y) : NULL;
         st = loss ? TORCH_OK : torch_last_status();
@@ -238,15 +238,15 @@ static torch_status train_epoch(nn_module *model, optim_sgd *opt, nn_dataloader 
     return st;
 }
 
-static torch_status evaluate(nn_module *model, const nn_dataset *test, epoch_result *out) {
+static torch_status evaluate(nn_module *model, const data_dataset *test, epoch_result *out) {
     nn_module_eval(model);
     bool grad = torch_set_grad_enabled(false); /* no graph: evaluation needs no backward */
-    nn_dataloader *dl = nn_dataloader_new(test, 1000, false, NULL);
+    data_dataloader *dl = data_dataloader_new(test, 1000, false, NULL);
     torch_status st = dl ? TORCH_OK : torch_last_status();
     int64_t seen = 0, correct = 0;
     double loss_sum = 0;
     tensor *x, *y;
-    while (st == TORCH_OK && (st = nn_dataloader_next(dl, &x, &y)) == TORCH_OK && x) {
+    while (st == TORCH_OK && (st = data_dataloader_next(dl, &x, &y)) == TORCH_OK && x) {
         tensor *logits = nn_module_forward(model, x);
         tensor *loss = logits ? nnf_cross_entropy(logits, y) : NULL;
         if (loss) {
@@ -261,7 +261,7 @@ static torch_status evaluate(nn_module *model, const nn_dataset *test, epoch_res
         tensor_free(x);
         tensor_free(y);
     }
-    nn_dataloader_free(dl);
+    data_dataloader_free(dl);
     torch_set_grad_enabled(grad);
     out->loss = seen ? loss_sum / (double)seen : NAN;
     out->accuracy = seen ? (double)correct / (double)seen : NAN;
@@ -270,10 +270,10 @@ static torch_status evaluate(nn_module *model, const nn_dataset *test, epoch_res
 
 /* ---- data ---------------------------------------------------------------------------------------- */
 
-static nn_dataset *limit(nn_dataset *ds, int64_t n) {
-    if (!ds || n < 0 || n >= nn_dataset_size(ds)) return ds;
-    nn_dataset *sub = nn_dataset_subset(ds, 0, n);
-    nn_dataset_free(ds);
+static data_dataset *limit(data_dataset *ds, int64_t n) {
+    if (!ds || n < 0 || n >= data_dataset_size(ds)) return ds;
+    data_dataset *sub = data_dataset_subset(ds, 0, n);
+    data_dataset_free(ds);
     return sub;
 }
 
@@ -281,43 +281,43 @@ static nn_dataset *limit(nn_dataset *ds, int64_t n) {
  * $CTORCH_DATA (which must name a folder: an empty one is how a machine without the data set is
  * imitated) or Debian's folder: where none of the data set's files is there, the synthetic
  * shapes (announced on the first line); where any is, they must load. On false the error is set. */
-static bool load_data(const config *c, torch_generator *gen, nn_dataset **train, nn_dataset **test) {
-    const char *dir = nn_data_dir(c->data), *env = getenv(NN_DATA_ENV);
+static bool load_data(const config *c, torch_generator *gen, data_dataset **train, data_dataset **test) {
+    const char *dir = data_dir(c->data), *env = getenv(DATA_ENV);
     *train = *test = NULL;
     if (!c->data && env && *env) {
         struct stat st;
         const char *why = stat(env, &st) != 0 ? strerror(errno) : !S_ISDIR(st.st_mode) ? "not a directory" : NULL;
         if (why) {
             torch_error(TORCH_ERR_IO, "$%s is %s, which is not a folder (%s); expected the data set's folder, or an "
-                        "empty folder for the synthetic data set", NN_DATA_ENV, env, why);
+                        "empty folder for the synthetic data set", DATA_ENV, env, why);
             return false;
         }
     }
-    if (!c->data && !nn_fashion_mnist_present(dir)) {
+    if (!c->data && !data_fashion_mnist_present(dir)) {
         printf("data: no data set found in %s (none of the Fashion-MNIST files is there: install "
                "dataset-fashion-mnist, or name its folder with --data); using the synthetic shapes data set instead\n",
                dir);
-        *train = nn_synthetic_shapes(6000, gen, NN_FASHION_MNIST_MEAN, NN_FASHION_MNIST_STD);
-        *test = *train ? nn_synthetic_shapes(1000, gen, NN_FASHION_MNIST_MEAN, NN_FASHION_MNIST_STD) : NULL;
+        *train = data_synthetic_shapes(6000, gen, DATA_FASHION_MNIST_MEAN, DATA_FASHION_MNIST_STD);
+        *test = *train ? data_synthetic_shapes(1000, gen, DATA_FASHION_MNIST_MEAN, DATA_FASHION_MNIST_STD) : NULL;
     } else {
-        *train = nn_fashion_mnist(dir, true);
-        *test = *train ? nn_fashion_mnist(dir, false) : NULL;
+        *train = data_fashion_mnist(dir, true);
+        *test = *train ? data_fashion_mnist(dir, false) : NULL;
         /* both networks take 28 x 28 images (Linear(3136) after two 2 x 2 poolings) */
-        const nn_dataset *sets[2] = {*train, *test};
+        const data_dataset *sets[2] = {*train, *test};
         for (int k = 0; k < 2 && *test; k++) {
             const int64_t *shape = sets[k]->images->shape;
             if (shape[2] != 28 || shape[3] != 28) {
                 torch_error(TORCH_ERR_SHAPE, "%s: expected 28x28 images, as Fashion-MNIST's (got %lldx%lld in the %s set)",
                             dir, (long long)shape[2], (long long)shape[3], k ? "test" : "training");
-                nn_dataset_free(*test);
+                data_dataset_free(*test);
                 *test = NULL;
             }
         }
         if (*test) printf("data: Fashion-MNIST from %s\n", dir);
     }
     if (!*train || !*test) {
-        nn_dataset_free(*train);
-        nn_dataset_free(*test);
+        data_dataset_free(*train);
+        data_dataset_free(*test);
         *train = *test = NULL;
         return false;
     }
@@ -341,11 +341,11 @@ int main(int argc, char **argv) {
     if (c.threads) torch_set_num_threads(c.threads);
     torch_generator gen = torch_generator_new(c.seed);
 
-    nn_dataset *train = NULL, *test = NULL;
+    data_dataset *train = NULL, *test = NULL;
     nn_module *model = NULL;
     optim_sgd *opt = NULL;
     optim_lr_scheduler *sched = NULL;
-    nn_dataloader *dl = NULL;
+    data_dataloader *dl = NULL;
     nn_tensor_dict *params = NULL;
     FILE *log = NULL;
     int rc = 0;
@@ -381,7 +381,7 @@ int main(int argc, char **argv) {
     so.weight_decay = c.weight_decay;
     params = nn_module_named_parameters(model);
     opt = params ? optim_sgd_new(params, so) : NULL;
-    dl = nn_dataloader_new(train, c.batch_size, true, &gen);
+    dl = data_dataloader_new(train, c.batch_size, true, &gen);
     if (!opt || !dl) {
         rc = fail("setting up training");
         goto done;
@@ -438,7 +438,7 @@ int main(int argc, char **argv) {
             goto done;
         }
         state.epoch = epoch;
-        state.step += nn_dataloader_num_batches(dl);
+        state.step += data_dataloader_num_batches(dl);
         if (c.checkpoint && optim_checkpoint_save(c.checkpoint, &state) != TORCH_OK) {
             rc = fail("saving the checkpoint");
             goto done;
@@ -455,11 +455,11 @@ int main(int argc, char **argv) {
 done:
     if (log) fclose(log);
     optim_lr_scheduler_free(sched);
-    nn_dataloader_free(dl);
+    data_dataloader_free(dl);
     optim_sgd_free(opt);
     nn_tensor_dict_free(params);
     nn_module_free(model);
-    nn_dataset_free(train);
-    nn_dataset_free(test);
+    data_dataset_free(train);
+    data_dataset_free(test);
     return rc;
 }

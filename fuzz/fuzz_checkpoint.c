@@ -3,12 +3,12 @@
  * input so runs are deterministic.
  *
  * Each input is written to a file and loaded the way train_cnn --resume loads it
- * (optim_checkpoint_load: open, the regular-file and size checks of nn_read_file, then the
+ * (optim_checkpoint_load: open, the regular-file and size checks of io_read_file, then the
  * parser), then parsed again from memory (optim_checkpoint_parse, under the same name). Any
  * input must be refused (the objects then unchanged: checked on the model's weights; never an
  * I/O error, since the file is a readable regular file) or loaded, and both paths must agree:
  * the same status, the same message, and a loaded checkpoint loads again. The size limit itself
- * (NN_SAFETENSORS_MAX_FILE, 16 GiB) is beyond any input libFuzzer makes; test_checkpoint checks
+ * (IO_SAFETENSORS_MAX_FILE, 16 GiB) is beyond any input libFuzzer makes; test_checkpoint checks
  * it on a sparse file. With CTORCH_FUZZ_SEED_DIR set, LLVMFuzzerInitialize writes a valid
  * checkpoint of this very setup there, as a seed (scripts/fuzz.sh does this). */
 #define _POSIX_C_SOURCE 200809L /* mkstemp */

@@ -1,14 +1,14 @@
-/* fuzz_idx.c — libFuzzer harness for the IDX reader on memory (nn_idx_parse), plain and gzip.
+/* fuzz_idx.c — libFuzzer harness for the IDX reader on memory (data_idx_parse), plain and gzip.
  *
- * Any input must be refused with TORCH_ERR_FORMAT or give a consistent nn_idx (numel equal to
+ * Any input must be refused with TORCH_ERR_FORMAT or give a consistent data_idx (numel equal to
  * the product of dims, every byte readable). Run through scripts/fuzz.sh. */
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "nn/data.h"
+#include "data/data.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    nn_idx *idx = nn_idx_parse(data, size, "fuzz");
+    data_idx *idx = data_idx_parse(data, size, "fuzz");
     if (!idx) {
         if (torch_last_status() != TORCH_ERR_FORMAT && torch_last_status() != TORCH_ERR_OUT_OF_MEMORY) abort();
         return 0;
@@ -19,6 +19,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     unsigned sum = 0;
     for (int64_t i = 0; i < idx->numel; i++) sum += idx->data[i]; /* ASan: all of it is ours */
     (void)sum;
-    nn_idx_free(idx);
+    data_idx_free(idx);
     return 0;
 }

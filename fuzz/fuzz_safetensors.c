@@ -1,4 +1,4 @@
-/* fuzz_safetensors.c — libFuzzer harness for the safetensors reader (nn_safetensors_parse).
+/* fuzz_safetensors.c — libFuzzer harness for the safetensors reader (io_safetensors_parse).
  *
  * Any input must be either refused with TORCH_ERR_FORMAT or parsed into a dict; ASan/UBSan
  * catch any read outside the input. A parsed file must also survive a round trip: serialized
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn/safetensors.h"
+#include "io/io.h"
 
 static size_t bytes_of(const tensor *t) { return (size_t)t->numel * torch_dtype_size(t->dtype); }
 static const void *data_of(const tensor *t) {
@@ -16,17 +16,17 @@ static const void *data_of(const tensor *t) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    nn_metadata *md = NULL;
-    nn_tensor_dict *d = nn_safetensors_parse(data, size, "fuzz", &md);
+    io_metadata *md = NULL;
+    nn_tensor_dict *d = io_safetensors_parse(data, size, "fuzz", &md);
     if (!d) {
         if (torch_last_status() != TORCH_ERR_FORMAT && torch_last_status() != TORCH_ERR_OUT_OF_MEMORY) abort();
         return 0;
     }
     uint8_t *out = NULL;
     size_t n = 0;
-    if (nn_safetensors_serialize(d, md, &out, &n) != TORCH_OK) abort();
-    nn_metadata *md2 = NULL;
-    nn_tensor_dict *d2 = nn_safetensors_parse(out, n, "round trip", &md2);
+    if (io_safetensors_serialize(d, md, &out, &n) != TORCH_OK) abort();
+    io_metadata *md2 = NULL;
+    nn_tensor_dict *d2 = io_safetensors_parse(out, n, "round trip", &md2);
     if (!d2 || d2->count != d->count || md2->count != md->count) abort();
     for (int64_t i = 0; i < d->count; i++) {
         const tensor *a = d->items[i].value, *b = d2->items[i].value;
@@ -35,9 +35,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             abort();
     }
     nn_tensor_dict_free(d2);
-    nn_metadata_free(md2);
+    io_metadata_free(md2);
     free(out);
     nn_tensor_dict_free(d);
-    nn_metadata_free(md);
+    io_metadata_free(md);
     return 0;
 }

@@ -4,7 +4,7 @@
 The safetensors format is written by hand here (no `safetensors` package needed): an 8-byte
 little-endian header length N, N bytes of compact JSON padded with spaces to a multiple of 8,
 then the tensors' bytes (row-major, little-endian) back to back in the state_dict's order.
-ctorch's writer (src/nn/safetensors.c) produces the same bytes for the same state_dict, so files
+ctorch's writer (src/io/safetensors.c) produces the same bytes for the same state_dict, so files
 move both ways and can be compared byte for byte.
 
 Usage:

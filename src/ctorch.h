@@ -1,10 +1,13 @@
 /* ctorch.h — the whole public API: include this one header.
  *
- * Layers, each including only those above it in this list:
+ * Layers, each including only the layers it is built on (checked by the build, see
+ * cmake/ctorchLayers.cmake):
  *   tensor/    storage, shapes, creation, raw kernels, generator, status codes
- *   autograd/  the graph, backward, differentiable ops, gradcheck
- *   nn/        modules (BatchNorm2d, ...), functional ops (nnf_*), state_dict
- *   optim/     optimizers (SGD), schedules, training checkpoints
+ *   autograd/  the graph, backward, differentiable ops, gradcheck           (on tensor)
+ *   nn/        modules (BatchNorm2d, ...), functional ops (nnf_*), state_dict (on autograd)
+ *   io/        safetensors files, module save/load, atomic writes, JSON     (on nn)
+ *   data/      IDX files, data sets, the mini-batch loader                  (on tensor, io)
+ *   optim/     optimizers (SGD), schedules, training checkpoints            (on nn, io)
  */
 #ifndef CTORCH_H
 #define CTORCH_H
@@ -26,8 +29,8 @@
 #include "nn/container.h"
 #include "nn/loss.h"
 #include "nn/init.h"
-#include "nn/safetensors.h"
-#include "nn/data.h"
+#include "io/io.h"
+#include "data/data.h"
 #include "optim/sgd.h"
 #include "optim/lr_scheduler.h"
 #include "optim/checkpoint.h"

@@ -2,7 +2,7 @@
  * the parity tests with and without the Fashion-MNIST data set.
  *
  * Ownership: parity_load() and parity_model() return objects the test frees (nn_tensor_dict_free,
- * nn_metadata_free, nn_module_free); parity_get() borrows from its dict. Failures are Criterion
+ * io_metadata_free, nn_module_free); parity_get() borrows from its dict. Failures are Criterion
  * assertions: a missing fixture or key is a broken test tree, not a case to handle. */
 #ifndef CTORCH_TEST_PARITY_FIXTURES_H
 #define CTORCH_TEST_PARITY_FIXTURES_H
@@ -15,8 +15,8 @@
 #define PARITY_BATCH   CTORCH_TEST_DIR "/fixtures/parity_batch.safetensors"
 #define N_CLASSES      10
 
-static inline nn_tensor_dict *parity_load(const char *path, nn_metadata **md) {
-    nn_tensor_dict *d = nn_safetensors_load(path, md);
+static inline nn_tensor_dict *parity_load(const char *path, io_metadata **md) {
+    nn_tensor_dict *d = io_safetensors_load(path, md);
     cr_assert_not_null(d, "%s", torch_last_error());
     return d;
 }

@@ -1,5 +1,5 @@
 /* special_files.h — the files every loader of outside data must refuse without reading a byte
- * (nn_read_file's rules), for the loaders' tests: a character device, a FIFO with no writer
+ * (io_read_file's rules), for the loaders' tests: a character device, a FIFO with no writer
  * (opening one used to block forever), a directory, a sparse file one byte over the loader's
  * size limit (it costs no disk), and a missing file, whose message must give the system's reason.
  * The including test defines _POSIX_C_SOURCE 200809L (mkfifo, ftruncate) before any include. */

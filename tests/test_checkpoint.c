@@ -17,11 +17,11 @@
 #include "nn/batch_norm.h"
 #include "nn/container.h"
 #include "nn/conv.h"
-#include "nn/data.h"
+#include "data/data.h"
 #include "nn/linear.h"
 #include "nn/loss.h"
 #include "nn/pooling.h"
-#include "nn/safetensors.h"
+#include "io/io.h"
 #include "optim/checkpoint.h"
 #include "special_files.h"
 
@@ -71,11 +71,11 @@ static void destroy(run *r) {
     nn_module_free(r->model);
 }
 
-static void train_epoch(run *r, const nn_dataset *ds) {
-    nn_dataloader *dl = nn_dataloader_new(ds, 16, true, &r->gen);
+static void train_epoch(run *r, const data_dataset *ds) {
+    data_dataloader *dl = data_dataloader_new(ds, 16, true, &r->gen);
     nn_module_train(r->model, true);
     tensor *x, *y;
-    while (nn_dataloader_next(dl, &x, &y) == TORCH_OK && x) {
+    while (data_dataloader_next(dl, &x, &y) == TORCH_OK && x) {
         optim_sgd_zero_grad(r->opt);
         tensor *out = nn_module_forward(r->model, x);
         cr_assert_not_null(out, "%s", torch_last_error());
@@ -89,7 +89,7 @@ static void train_epoch(run *r, const nn_dataset *ds) {
         tensor_free(x);
         tensor_free(y);
     }
-    nn_dataloader_free(dl);
+    data_dataloader_free(dl);
     cr_assert_eq(optim_lr_scheduler_step(r->sched), TORCH_OK);
 }
 
@@ -160,15 +160,15 @@ static void free_snapshot(snapshot *s) {
 
 static char tmpdir[64];
 
-static nn_dataset *data(void) {
+static data_dataset *data(void) {
     torch_generator dg = torch_generator_new(2024);
-    nn_dataset *ds = nn_synthetic_shapes(96, &dg, NN_FASHION_MNIST_MEAN, NN_FASHION_MNIST_STD);
+    data_dataset *ds = data_synthetic_shapes(96, &dg, DATA_FASHION_MNIST_MEAN, DATA_FASHION_MNIST_STD);
     cr_assert_not_null(ds);
     return ds;
 }
 
 Test(checkpoint, resume_is_bit_identical) {
-    nn_dataset *ds = data();
+    data_dataset *ds = data();
     snprintf(tmpdir, sizeof tmpdir, "/tmp/ctorch_ckpt_XXXXXX");
     cr_assert_not_null(mkdtemp(tmpdir));
     char path[128];
@@ -201,25 +201,25 @@ Test(checkpoint, resume_is_bit_identical) {
     free_snapshot(&sa);
 
     /* the file is a plain safetensors file with PyTorch's keys under "model." */
-    nn_metadata *md = NULL;
-    nn_tensor_dict *raw = nn_safetensors_load(path, &md);
+    io_metadata *md = NULL;
+    nn_tensor_dict *raw = io_safetensors_load(path, &md);
     cr_assert_not_null(raw);
     cr_assert_not_null(nn_tensor_dict_get(raw, "model.1.num_batches_tracked"));
     cr_assert_eq(*tensor_data_i64(nn_tensor_dict_get(raw, "model.1.num_batches_tracked")), 6);
     cr_assert_not_null(nn_tensor_dict_get(raw, "optimizer.state.0.momentum_buffer"));
-    cr_assert_str_eq(nn_metadata_get(md, "epoch"), "1");
-    nn_metadata_free(md);
+    cr_assert_str_eq(io_metadata_get(md, "epoch"), "1");
+    io_metadata_free(md);
     nn_tensor_dict_free(raw);
 
     unlink(path);
     rmdir(tmpdir);
     destroy(&a);
     destroy(&c);
-    nn_dataset_free(ds);
+    data_dataset_free(ds);
 }
 
 /* The serialized checkpoint of a run after one epoch. */
-static uint8_t *checkpoint_bytes(run *r, size_t *size, nn_tensor_dict **d, nn_metadata **md) {
+static uint8_t *checkpoint_bytes(run *r, size_t *size, nn_tensor_dict **d, io_metadata **md) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/ctorch_ckpt_XXXXXX");
     cr_assert_not_null(mkdtemp(tmpdir));
     char path[128];
@@ -235,7 +235,7 @@ static uint8_t *checkpoint_bytes(run *r, size_t *size, nn_tensor_dict **d, nn_me
     fclose(f);
     unlink(path);
     rmdir(tmpdir);
-    *d = nn_safetensors_parse(buf, *size, "c.ckpt", md);
+    *d = io_safetensors_parse(buf, *size, "c.ckpt", md);
     cr_assert_not_null(*d);
     return buf;
 }
@@ -254,20 +254,20 @@ static void expect_refused(run *r, const uint8_t *bytes, size_t size, torch_stat
 }
 
 /* Re-serializes d with metadata key set to value (NULL: removed). */
-static uint8_t *with_metadata(const nn_tensor_dict *d, const nn_metadata *md, const char *key, const char *value,
+static uint8_t *with_metadata(const nn_tensor_dict *d, const io_metadata *md, const char *key, const char *value,
                               size_t *size) {
-    nn_metadata *m = nn_metadata_new();
+    io_metadata *m = io_metadata_new();
     for (int64_t i = 0; i < md->count; i++)
-        if (strcmp(md->items[i].key, key) != 0) nn_metadata_set(m, md->items[i].key, md->items[i].value);
-    if (value) nn_metadata_set(m, key, value);
+        if (strcmp(md->items[i].key, key) != 0) io_metadata_set(m, md->items[i].key, md->items[i].value);
+    if (value) io_metadata_set(m, key, value);
     uint8_t *out;
-    cr_assert_eq(nn_safetensors_serialize(d, m, &out, size), TORCH_OK);
-    nn_metadata_free(m);
+    cr_assert_eq(io_safetensors_serialize(d, m, &out, size), TORCH_OK);
+    io_metadata_free(m);
     return out;
 }
 
 Test(checkpoint, refuses_truncated_and_corrupted_files) {
-    nn_dataset *ds = data();
+    data_dataset *ds = data();
     run src, dst;
     build(&src, 5, 10);
     train_epoch(&src, ds);
@@ -275,7 +275,7 @@ Test(checkpoint, refuses_truncated_and_corrupted_files) {
     train_epoch(&dst, ds); /* dst has buffers, lrs and a scheduler position of its own */
     size_t size;
     nn_tensor_dict *d;
-    nn_metadata *md;
+    io_metadata *md;
     uint8_t *good = checkpoint_bytes(&src, &size, &d, &md);
 
     /* every prefix up to the end of the header, then a stride through the data */
@@ -331,7 +331,7 @@ Test(checkpoint, refuses_truncated_and_corrupted_files) {
 
     /* A negative lr passes parsing, is refused by the optimizer after the momentum buffers were
      * committed: they are rolled back. */
-    const char *groups = nn_metadata_get(md, "optimizer.param_groups");
+    const char *groups = io_metadata_get(md, "optimizer.param_groups");
     char *bad = malloc(strlen(groups) + 2);
     const char *lr = strstr(groups, "\"lr\":");
     size_t pre = (size_t)(lr - groups) + 5;
@@ -348,7 +348,7 @@ Test(checkpoint, refuses_truncated_and_corrupted_files) {
     nn_tensor_dict *less = nn_tensor_dict_new();
     for (int64_t i = 0; i < d->count; i++)
         if (strcmp(d->items[i].name, "model.1.running_var") != 0) nn_tensor_dict_set(less, d->items[i].name, d->items[i].value);
-    cr_assert_eq(nn_safetensors_serialize(less, md, &b, &n), TORCH_OK);
+    cr_assert_eq(io_safetensors_serialize(less, md, &b, &n), TORCH_OK);
     expect_refused(&dst, b, n, TORCH_ERR_KEY, "1.running_var");
     expect_refused(&dst, b, n, TORCH_ERR_KEY, "optim_checkpoint_load: c.ckpt: ");
     free(b);
@@ -356,7 +356,7 @@ Test(checkpoint, refuses_truncated_and_corrupted_files) {
     tensor *extra = torch_zeros(TORCH_SHAPE(1));
     nn_tensor_dict_set(less, "model.1.running_var", nn_tensor_dict_get(d, "model.1.running_var"));
     nn_tensor_dict_set(less, "stray", extra);
-    cr_assert_eq(nn_safetensors_serialize(less, md, &b, &n), TORCH_OK);
+    cr_assert_eq(io_safetensors_serialize(less, md, &b, &n), TORCH_OK);
     expect_refused(&dst, b, n, TORCH_ERR_FORMAT, "unexpected key \"stray\"");
     free(b);
     tensor_free(extra);
@@ -371,7 +371,7 @@ Test(checkpoint, refuses_truncated_and_corrupted_files) {
 
     /* a plain state_dict file is not a checkpoint */
     nn_tensor_dict *sd = nn_module_state_dict(src.model);
-    cr_assert_eq(nn_safetensors_serialize(sd, NULL, &b, &n), TORCH_OK);
+    cr_assert_eq(io_safetensors_serialize(sd, NULL, &b, &n), TORCH_OK);
     expect_refused(&dst, b, n, TORCH_ERR_FORMAT, "not a ctorch checkpoint");
     free(b);
     nn_tensor_dict_free(sd);
@@ -386,25 +386,25 @@ Test(checkpoint, refuses_truncated_and_corrupted_files) {
 
     free(good);
     nn_tensor_dict_free(d);
-    nn_metadata_free(md);
+    io_metadata_free(md);
     destroy(&src);
     destroy(&dst);
-    nn_dataset_free(ds);
+    data_dataset_free(ds);
 }
 
-/* optim_checkpoint_load reads what nn_safetensors_load reads: a regular file of at most
- * NN_SAFETENSORS_MAX_FILE bytes. It used to read any file to its end (/dev/zero until memory ran
+/* optim_checkpoint_load reads what io_safetensors_load reads: a regular file of at most
+ * IO_SAFETENSORS_MAX_FILE bytes. It used to read any file to its end (/dev/zero until memory ran
  * out; a FIFO without a writer blocked it forever; a directory gave "error reading"). Each
  * refusal names the function and the file, says what was expected, and changes nothing. */
 Test(checkpoint, load_refuses_devices_fifos_directories_and_oversized_files, .timeout = 60) {
-    nn_dataset *ds = data();
+    data_dataset *ds = data();
     run r;
     build(&r, 7, 10);
     train_epoch(&r, ds);
     snprintf(tmpdir, sizeof tmpdir, "/tmp/ctorch_ckpt_XXXXXX");
     cr_assert_not_null(mkdtemp(tmpdir));
     special_file cases[SPECIAL_FILES];
-    special_files_make(cases, tmpdir, ".ckpt", NN_SAFETENSORS_MAX_FILE);
+    special_files_make(cases, tmpdir, ".ckpt", IO_SAFETENSORS_MAX_FILE);
     for (size_t i = 0; i < SPECIAL_FILES; i++) {
         snapshot s = take(&r);
         optim_training_state st = state_of(&r, 77);
@@ -422,7 +422,7 @@ Test(checkpoint, load_refuses_devices_fifos_directories_and_oversized_files, .ti
     special_files_remove(cases);
     rmdir(tmpdir);
     destroy(&r);
-    nn_dataset_free(ds);
+    data_dataset_free(ds);
 }
 
 /* Each refusal says which value is wrong, what it holds and what was expected. A NaN learning
@@ -433,7 +433,7 @@ Test(checkpoint, load_refuses_devices_fifos_directories_and_oversized_files, .ti
  * string (escaped in the header, so it reaches the inner JSON raw) and \u0000 are refused (cJSON
  * took "StepLR\u0000junk" as "StepLR" and loaded). */
 Test(checkpoint, refusals_name_the_value_and_what_was_expected) {
-    nn_dataset *ds = data();
+    data_dataset *ds = data();
     run src, dst;
     build(&src, 5, 10);
     train_epoch(&src, ds);
@@ -441,7 +441,7 @@ Test(checkpoint, refusals_name_the_value_and_what_was_expected) {
     train_epoch(&dst, ds);
     size_t size, n;
     nn_tensor_dict *d;
-    nn_metadata *md;
+    io_metadata *md;
     uint8_t *good = checkpoint_bytes(&src, &size, &d, &md);
     struct {
         const char *key;  /* metadata entry */
@@ -482,7 +482,7 @@ Test(checkpoint, refusals_name_the_value_and_what_was_expected) {
          "optimizer.param_groups is not valid JSON: the key \"l\\x1fr\" in [0] contains a raw control character"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const char *text = nn_metadata_get(md, cases[i].key), *at = strstr(text, cases[i].from);
+        const char *text = io_metadata_get(md, cases[i].key), *at = strstr(text, cases[i].from);
         cr_assert_not_null(at, "%s has no %s: %s", cases[i].key, cases[i].from, text);
         const char *rest = at + strlen(cases[i].from);
         rest += strcspn(rest, ",}]");
@@ -494,8 +494,8 @@ Test(checkpoint, refusals_name_the_value_and_what_was_expected) {
     }
     free(good);
     nn_tensor_dict_free(d);
-    nn_metadata_free(md);
+    io_metadata_free(md);
     destroy(&src);
     destroy(&dst);
-    nn_dataset_free(ds);
+    data_dataset_free(ds);
 }

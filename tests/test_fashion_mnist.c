@@ -13,22 +13,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "nn/data.h"
+#include "data/data.h"
 #include "parity_fixtures.h"
 
 /* Skips the test unless at least one of the data set's files (plain or gzip) is in the data dir. */
 static void require_data_set(void) {
-    const char *dir = nn_data_dir(NULL);
-    if (nn_fashion_mnist_present(NULL)) return;
+    const char *dir = data_dir(NULL);
+    if (data_fashion_mnist_present(NULL)) return;
     cr_skip_test("Fashion-MNIST is not installed in %s (apt-get install dataset-fashion-mnist, or set %s to its "
                  "folder)",
-                 dir, NN_DATA_ENV);
+                 dir, DATA_ENV);
 }
 
 TestSuite(fashion_mnist, .init = require_data_set);
 
-static nn_dataset *load(bool train) {
-    nn_dataset *ds = nn_fashion_mnist(NULL, train);
+static data_dataset *load(bool train) {
+    data_dataset *ds = data_fashion_mnist(NULL, train);
     cr_assert_not_null(ds, "%s", torch_last_error());
     return ds;
 }
@@ -49,8 +49,8 @@ static void moments(const tensor *t, double *mean, double *std) {
  *   train: mean 0.286040597, std 0.353024245;  t10k: mean 0.286849281, std 0.352444153.
  * Normalised with the constants, they must give (m - MEAN) / STD and s / STD. */
 static void check_split(bool train, int64_t n, const int64_t first[3], double raw_mean, double raw_std) {
-    nn_dataset *ds = load(train);
-    cr_assert_eq(nn_dataset_size(ds), n);
+    data_dataset *ds = load(train);
+    cr_assert_eq(data_dataset_size(ds), n);
     cr_assert(ds->images->ndim == 4 && ds->images->shape[1] == 1 && ds->images->shape[2] == 28 &&
               ds->images->shape[3] == 28);
     const int64_t *labels = tensor_data_i64(ds->labels);
@@ -64,13 +64,13 @@ static void check_split(bool train, int64_t n, const int64_t first[3], double ra
     for (int k = 0; k < N_CLASSES; k++) cr_expect_eq(counts[k], n / N_CLASSES, "class %d has %lld", k, (long long)counts[k]);
     double mean, std;
     moments(ds->images, &mean, &std);
-    double want_mean = (raw_mean - (double)NN_FASHION_MNIST_MEAN) / (double)NN_FASHION_MNIST_STD;
-    double want_std = raw_std / (double)NN_FASHION_MNIST_STD;
+    double want_mean = (raw_mean - (double)DATA_FASHION_MNIST_MEAN) / (double)DATA_FASHION_MNIST_STD;
+    double want_std = raw_std / (double)DATA_FASHION_MNIST_STD;
     cr_log_info("%s: normalised mean %.7f (want %.7f), std %.7f (want %.7f)", train ? "train" : "t10k", mean,
                 want_mean, std, want_std);
     cr_expect_lt(fabs(mean - want_mean), 1e-6, "normalised mean %.9f, want %.9f", mean, want_mean);
     cr_expect_lt(fabs(std - want_std), 1e-6, "normalised std %.9f, want %.9f", std, want_std);
-    nn_dataset_free(ds);
+    data_dataset_free(ds);
 }
 
 /* The first test images are an ankle boot (9), a pullover (2) and a trouser (1); the first
@@ -82,7 +82,7 @@ Test(fashion_mnist, train_set) { check_split(true, 60000, (int64_t[]){9, 0, 0}, 
 /* ctorch's reader and normalisation give PyTorch's float32 inputs: the fixture's images are the
  * t10k images at test_index, read by numpy and normalised by torch ((x / 255 - mean) / std). */
 Test(fashion_mnist, reader_gives_pytorchs_inputs) {
-    nn_dataset *ds = load(false);
+    data_dataset *ds = load(false);
     nn_tensor_dict *batch = parity_load(PARITY_BATCH, NULL);
     const tensor *want = parity_get(batch, "images");
     const int64_t *index = tensor_data_i64(parity_get(batch, "test_index"));
@@ -96,21 +96,21 @@ Test(fashion_mnist, reader_gives_pytorchs_inputs) {
     cr_log_info("images vs torch's normalisation: max abs diff %.3g", worst);
     cr_expect(worst <= 1e-6, "normalised pixels differ from PyTorch's by %.3g", worst);
     nn_tensor_dict_free(batch);
-    nn_dataset_free(ds);
+    data_dataset_free(ds);
 }
 
 /* Every one of the 10,000 eval-mode predictions equals PyTorch's, hence the same accuracy. */
 Test(fashion_mnist, full_test_set_predictions_equal_pytorchs) {
-    nn_dataset *ds = load(false);
-    nn_metadata *md = NULL;
+    data_dataset *ds = load(false);
+    io_metadata *md = NULL;
     nn_tensor_dict *w = parity_load(PARITY_WEIGHTS, &md), *batch = parity_load(PARITY_BATCH, NULL);
     const int64_t *want = tensor_data_i64(parity_get(batch, "test_predictions"));
     nn_module *m = parity_model();
     nn_module_eval(m);
     bool prev = torch_set_grad_enabled(false);
-    int64_t n = nn_dataset_size(ds), differ = 0, correct = 0, first_diff = -1;
+    int64_t n = data_dataset_size(ds), differ = 0, correct = 0, first_diff = -1;
     for (int64_t start = 0; start < n; start += 1000) {
-        nn_dataset *sub = nn_dataset_subset(ds, start, n - start < 1000 ? n - start : 1000);
+        data_dataset *sub = data_dataset_subset(ds, start, n - start < 1000 ? n - start : 1000);
         tensor *y = nn_module_forward(m, sub->images);
         cr_assert_not_null(y, "%s", torch_last_error());
         const float *l = tensor_data_f32(y);
@@ -120,17 +120,17 @@ Test(fashion_mnist, full_test_set_predictions_equal_pytorchs) {
             correct += p == tensor_data_i64(sub->labels)[i];
         }
         tensor_free(y);
-        nn_dataset_free(sub);
+        data_dataset_free(sub);
     }
     torch_set_grad_enabled(prev);
     cr_log_info("full test set: %lld/%lld correct (PyTorch %s), %lld predictions differ", (long long)correct,
-                (long long)n, nn_metadata_get(md, "pytorch_test_correct"), (long long)differ);
+                (long long)n, io_metadata_get(md, "pytorch_test_correct"), (long long)differ);
     cr_expect_eq(differ, 0, "%lld predictions differ from PyTorch's, the first at test image %lld", (long long)differ,
                  (long long)first_diff);
-    cr_expect_eq(correct, atoll(nn_metadata_get(md, "pytorch_test_correct")));
+    cr_expect_eq(correct, atoll(io_metadata_get(md, "pytorch_test_correct")));
     nn_module_free(m);
-    nn_metadata_free(md);
+    io_metadata_free(md);
     nn_tensor_dict_free(batch);
     nn_tensor_dict_free(w);
-    nn_dataset_free(ds);
+    data_dataset_free(ds);
 }

@@ -92,7 +92,7 @@ Test(parity, state_dict_keys_shapes_and_dtypes_equal_pytorchs) {
     nn_module *m = reference_cnn(&g);
     cr_assert_not_null(m, "%s", torch_last_error());
     nn_tensor_dict *ours = nn_module_state_dict(m);
-    nn_metadata *md = NULL;
+    io_metadata *md = NULL;
     nn_tensor_dict *file = parity_load(PARITY_WEIGHTS, &md);
     cr_assert_eq(ours->count, file->count, "ctorch has %lld entries, PyTorch's file %lld", (long long)ours->count,
                  (long long)file->count);
@@ -109,8 +109,8 @@ Test(parity, state_dict_keys_shapes_and_dtypes_equal_pytorchs) {
     int64_t n = 0;
     for (int64_t i = 0; i < file->count; i++) n += file->items[i].value->numel;
     cr_expect_eq(n, 288 + 4 * 32 + 1 + 18432 + 4 * 64 + 1 + 31360 + 10);
-    cr_expect_str_eq(nn_metadata_get(md, "steps"), "300");
-    nn_metadata_free(md);
+    cr_expect_str_eq(io_metadata_get(md, "steps"), "300");
+    io_metadata_free(md);
     nn_tensor_dict_free(file);
     nn_tensor_dict_free(ours);
     nn_module_free(m);
@@ -241,7 +241,7 @@ static void write_broken(const char *path, corruption how, const char *key) {
         cr_assert_eq(nn_tensor_dict_set(out, key, e), TORCH_OK);
         tensor_free(e);
     }
-    cr_assert_eq(nn_safetensors_save(out, NULL, path), TORCH_OK, "%s", torch_last_error());
+    cr_assert_eq(io_safetensors_save(out, NULL, path), TORCH_OK, "%s", torch_last_error());
     nn_tensor_dict_free(out);
     nn_tensor_dict_free(file);
 }

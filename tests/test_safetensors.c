@@ -20,7 +20,7 @@
 #include "nn/batch_norm.h"
 #include "nn/container.h"
 #include "nn/conv.h"
-#include "nn/safetensors.h"
+#include "io/io.h"
 #include "special_files.h"
 
 #define FIXTURE CTORCH_TEST_DIR "/fixtures/optim_bn_conv.safetensors"
@@ -87,8 +87,8 @@ static bool tensors_equal(const tensor *a, const tensor *b) {
 /* ---- PyTorch's file --------------------------------------------------------------------------- */
 
 Test(safetensors, loads_pytorch_file_exactly) {
-    nn_metadata *md = NULL;
-    nn_tensor_dict *d = nn_safetensors_load(FIXTURE, &md);
+    io_metadata *md = NULL;
+    nn_tensor_dict *d = io_safetensors_load(FIXTURE, &md);
     cr_assert_not_null(d, "%s", torch_last_error());
     cr_assert_eq(d->count, ST_REF_COUNT);
     for (int i = 0; i < ST_REF_COUNT; i++) {
@@ -108,18 +108,18 @@ Test(safetensors, loads_pytorch_file_exactly) {
     tensor *nbt = nn_tensor_dict_get(d, "1.num_batches_tracked");
     cr_assert_eq(nbt->ndim, 0);
     cr_assert_eq(*tensor_data_i64(nbt), 1);
-    cr_assert_str_eq(nn_metadata_get(md, "format"), "pt");
+    cr_assert_str_eq(io_metadata_get(md, "format"), "pt");
 
     /* Our writer gives PyTorch's script's bytes for the same dict and metadata. */
     uint8_t *mine;
     size_t mine_size, ref_size;
-    cr_assert_eq(nn_safetensors_serialize(d, md, &mine, &mine_size), TORCH_OK);
+    cr_assert_eq(io_safetensors_serialize(d, md, &mine, &mine_size), TORCH_OK);
     uint8_t *ref = read_all(FIXTURE, &ref_size);
     cr_assert_eq(mine_size, ref_size);
     cr_assert_eq(memcmp(mine, ref, ref_size), 0, "byte layout differs from scripts/safetensors_convert.py");
     free(mine);
     free(ref);
-    nn_metadata_free(md);
+    io_metadata_free(md);
     nn_tensor_dict_free(d);
 }
 
@@ -154,7 +154,7 @@ Test(safetensors, pytorch_file_into_c_model) {
     nn_module *bn = nn_batch_norm2d(nn_batch_norm_options_default(2));
     nn_tensor_dict *only_bn = nn_module_state_dict(bn);
     snprintf(path, sizeof path, "%s/bn.safetensors", tmpdir);
-    cr_assert_eq(nn_safetensors_save(only_bn, NULL, path), TORCH_OK);
+    cr_assert_eq(io_safetensors_save(only_bn, NULL, path), TORCH_OK);
     tensor *w_before = tensor_clone(nn_tensor_dict_get(sd2, "0.weight"));
     cr_assert_neq(nn_module_load(model2, path, true), TORCH_OK);
     cr_assert_not_null(strstr(torch_last_error(), path), "%s", torch_last_error());
@@ -189,14 +189,14 @@ Test(safetensors, round_trip_dtypes_shapes_keys_metadata) {
     nn_tensor_dict_set(d, "empty", e1);
     nn_tensor_dict_set(d, "empty2", e2);
     nn_tensor_dict_set(d, "quote\"back\\slash\nnewline \xc3\xa9", tr);
-    nn_metadata *md = nn_metadata_new();
-    nn_metadata_set(md, "epoch", "3");
-    nn_metadata_set(md, "note", "tab\there");
+    io_metadata *md = io_metadata_new();
+    io_metadata_set(md, "epoch", "3");
+    io_metadata_set(md, "note", "tab\there");
 
     make_tmpdir();
     char path[512];
     snprintf(path, sizeof path, "%s/x.safetensors", tmpdir);
-    cr_assert_eq(nn_safetensors_save(d, md, path), TORCH_OK, "%s", torch_last_error());
+    cr_assert_eq(io_safetensors_save(d, md, path), TORCH_OK, "%s", torch_last_error());
     struct stat st;
     cr_assert_eq(stat(path, &st), 0);
     cr_assert_eq(st.st_mode & 0777, 0644, "a new file gets mode 0644, not mkstemp's 0600");
@@ -205,8 +205,8 @@ Test(safetensors, round_trip_dtypes_shapes_keys_metadata) {
     cr_assert_eq(raw[0] % 8, 0, "header padded to a multiple of 8 bytes");
     cr_assert_eq(raw[8], '{');
     free(raw);
-    nn_metadata *md2 = NULL;
-    nn_tensor_dict *back = nn_safetensors_load(path, &md2);
+    io_metadata *md2 = NULL;
+    nn_tensor_dict *back = io_safetensors_load(path, &md2);
     cr_assert_not_null(back, "%s", torch_last_error());
     cr_assert_eq(back->count, d->count);
     for (int64_t k = 0; k < d->count; k++) {
@@ -216,13 +216,13 @@ Test(safetensors, round_trip_dtypes_shapes_keys_metadata) {
     float *t = tensor_data_f32(nn_tensor_dict_get(back, d->items[5].name));
     cr_assert(t[0] == 0 && t[1] == 3 && t[2] == 1 && t[5] == 5);
     cr_assert_eq(*tensor_data_i64(nn_tensor_dict_get(back, "block.num_batches_tracked")), -(INT64_C(1) << 40));
-    cr_assert_str_eq(nn_metadata_get(md2, "epoch"), "3");
-    cr_assert_str_eq(nn_metadata_get(md2, "note"), "tab\there");
+    cr_assert_str_eq(io_metadata_get(md2, "epoch"), "3");
+    cr_assert_str_eq(io_metadata_get(md2, "note"), "tab\there");
     cr_assert_eq(count_temp_files(), 0);
 
-    nn_metadata_free(md2);
+    io_metadata_free(md2);
     nn_tensor_dict_free(back);
-    nn_metadata_free(md);
+    io_metadata_free(md);
     nn_tensor_dict_free(d);
     tensor_free(a);
     tensor_free(s);
@@ -240,7 +240,7 @@ Test(safetensors, save_refuses_reserved_key) {
     nn_tensor_dict_set(d, "__metadata__", a);
     uint8_t *buf = NULL;
     size_t n;
-    cr_assert_eq(nn_safetensors_serialize(d, NULL, &buf, &n), TORCH_ERR_INVALID_ARGUMENT);
+    cr_assert_eq(io_safetensors_serialize(d, NULL, &buf, &n), TORCH_ERR_INVALID_ARGUMENT);
     cr_assert_not_null(strstr(torch_last_error(), "reserved"));
     cr_assert_null(buf);
     nn_tensor_dict_free(d);
@@ -268,16 +268,16 @@ Test(safetensors, atomic_replace_and_injected_failures) {
     snprintf(path, sizeof path, "%s/ckpt.safetensors", tmpdir);
     tensor *ta, *tb;
     nn_tensor_dict *A = dict_of(1.0f, &ta), *B = dict_of(2.0f, &tb);
-    cr_assert_eq(nn_safetensors_save(A, NULL, path), TORCH_OK);
+    cr_assert_eq(io_safetensors_save(A, NULL, path), TORCH_OK);
     size_t na, nb;
     uint8_t *bytes_a = read_all(path, &na);
 
     const char *stages[] = {"open", "write", "fsync", "rename"};
     for (int s = 0; s < 4; s++) {
         fail_stage = stages[s];
-        nn_atomic_write_set_fault_hook(fail_at, NULL);
-        torch_status st = nn_safetensors_save(B, NULL, path);
-        nn_atomic_write_set_fault_hook(NULL, NULL);
+        io_atomic_write_set_fault_hook(fail_at, NULL);
+        torch_status st = io_safetensors_save(B, NULL, path);
+        io_atomic_write_set_fault_hook(NULL, NULL);
         cr_assert_eq(st, TORCH_ERR_IO, "stage %s", stages[s]);
         cr_assert_not_null(strstr(torch_last_error(), path), "%s", torch_last_error());
         uint8_t *now = read_all(path, &nb);
@@ -288,8 +288,8 @@ Test(safetensors, atomic_replace_and_injected_failures) {
     }
 
     /* a successful save replaces the content and leaves no temporary file */
-    cr_assert_eq(nn_safetensors_save(B, NULL, path), TORCH_OK);
-    nn_tensor_dict *back = nn_safetensors_load(path, NULL);
+    cr_assert_eq(io_safetensors_save(B, NULL, path), TORCH_OK);
+    nn_tensor_dict *back = io_safetensors_load(path, NULL);
     cr_assert_eq(tensor_data_f32(nn_tensor_dict_get(back, "w"))[999], 2.0f);
     nn_tensor_dict_free(back);
     cr_assert_eq(count_temp_files(), 0);
@@ -298,13 +298,13 @@ Test(safetensors, atomic_replace_and_injected_failures) {
     char dirpath[512];
     snprintf(dirpath, sizeof dirpath, "%s/adir", tmpdir);
     cr_assert_eq(mkdir(dirpath, 0755), 0);
-    cr_assert_eq(nn_safetensors_save(A, NULL, dirpath), TORCH_ERR_IO);
+    cr_assert_eq(io_safetensors_save(A, NULL, dirpath), TORCH_ERR_IO);
     cr_assert_not_null(strstr(torch_last_error(), "rename failed"), "%s", torch_last_error());
     cr_assert_eq(count_temp_files(), 0);
     /* a directory that does not exist */
     char nodir[512];
     snprintf(nodir, sizeof nodir, "%s/missing/x.safetensors", tmpdir);
-    cr_assert_eq(nn_safetensors_save(A, NULL, nodir), TORCH_ERR_IO);
+    cr_assert_eq(io_safetensors_save(A, NULL, nodir), TORCH_ERR_IO);
     cr_assert_not_null(strstr(torch_last_error(), "cannot create a temporary file"), "%s", torch_last_error());
 
     free(bytes_a);
@@ -331,18 +331,18 @@ Test(safetensors, crash_during_save_keeps_previous_file) {
     snprintf(path, sizeof path, "%s/ckpt.safetensors", tmpdir);
     tensor *ta, *tb;
     nn_tensor_dict *A = dict_of(1.0f, &ta), *B = dict_of(2.0f, &tb);
-    cr_assert_eq(nn_safetensors_save(A, NULL, path), TORCH_OK);
+    cr_assert_eq(io_safetensors_save(A, NULL, path), TORCH_OK);
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
-        nn_atomic_write_set_fault_hook(die_at_fsync, NULL);
-        nn_safetensors_save(B, NULL, path);
+        io_atomic_write_set_fault_hook(die_at_fsync, NULL);
+        io_safetensors_save(B, NULL, path);
         _exit(1);
     }
     int status;
     waitpid(pid, &status, 0);
     cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "the child did not die where planned");
-    nn_tensor_dict *back = nn_safetensors_load(path, NULL);
+    nn_tensor_dict *back = io_safetensors_load(path, NULL);
     cr_assert_not_null(back, "%s", torch_last_error());
     cr_assert_eq(tensor_data_f32(nn_tensor_dict_get(back, "w"))[0], 1.0f);
     cr_assert_eq(count_temp_files(), 1, "the dead process's temporary file is all that remains");
@@ -370,7 +370,7 @@ static void expect_refused(const char *header, size_t n_data, const char *msg) {
     size_t size;
     uint8_t *b = craft(header, strlen(header), n_data, &size);
     torch_clear_error();
-    nn_tensor_dict *d = nn_safetensors_parse(b, size, "crafted.safetensors", NULL);
+    nn_tensor_dict *d = io_safetensors_parse(b, size, "crafted.safetensors", NULL);
     cr_assert_null(d, "accepted: %s", header);
     cr_assert_eq(torch_last_status(), TORCH_ERR_FORMAT, "%s", header);
     cr_assert_not_null(strstr(torch_last_error(), "crafted.safetensors"), "%s", torch_last_error());
@@ -385,7 +385,7 @@ Test(safetensors, refuses_malformed_headers) {
     snprintf(ok, sizeof ok, "{\"a\":{%s}}", T);
     size_t size;
     uint8_t *b = craft(ok, strlen(ok), 8, &size);
-    nn_tensor_dict *d = nn_safetensors_parse(b, size, "crafted.safetensors", NULL);
+    nn_tensor_dict *d = io_safetensors_parse(b, size, "crafted.safetensors", NULL);
     cr_assert_not_null(d, "the well-formed base case: %s", torch_last_error());
     nn_tensor_dict_free(d);
     free(b);
@@ -446,23 +446,23 @@ Test(safetensors, refuses_malformed_headers) {
 
 Test(safetensors, refuses_bad_lengths) {
     uint8_t small[5] = {1, 2, 3, 4, 5};
-    cr_assert_null(nn_safetensors_parse(small, sizeof small, "f", NULL));
+    cr_assert_null(io_safetensors_parse(small, sizeof small, "f", NULL));
     cr_assert_not_null(strstr(torch_last_error(), "file too short"), "%s", torch_last_error());
     size_t size;
     uint8_t *b = craft("{}", 1000, 0, &size);
-    cr_assert_null(nn_safetensors_parse(b, size, "f", NULL));
+    cr_assert_null(io_safetensors_parse(b, size, "f", NULL));
     cr_assert_eq(torch_last_status(), TORCH_ERR_FORMAT);
     cr_assert_not_null(strstr(torch_last_error(), "header length 1000 exceeds the file size"), "%s", torch_last_error());
     free(b);
     b = craft("{}", (uint64_t)200 * 1000 * 1000, 0, &size);
-    cr_assert_null(nn_safetensors_parse(b, size, "f", NULL));
+    cr_assert_null(io_safetensors_parse(b, size, "f", NULL));
     cr_assert_not_null(strstr(torch_last_error(), "exceeds the limit"), "%s", torch_last_error());
     free(b);
     b = craft("{}", UINT64_MAX, 0, &size);
-    cr_assert_null(nn_safetensors_parse(b, size, "f", NULL));
+    cr_assert_null(io_safetensors_parse(b, size, "f", NULL));
     free(b);
     /* a missing file is an I/O error naming it */
-    cr_assert_null(nn_safetensors_load("/nonexistent/dir/file.safetensors", NULL));
+    cr_assert_null(io_safetensors_load("/nonexistent/dir/file.safetensors", NULL));
     cr_assert_eq(torch_last_status(), TORCH_ERR_IO);
     cr_assert_not_null(strstr(torch_last_error(), "/nonexistent/dir/file.safetensors"));
 }
@@ -475,7 +475,7 @@ Test(safetensors, truncations_and_byte_flips) {
     for (size_t n = 0; n < size; n++) {
         uint8_t *copy = malloc(n ? n : 1); /* exactly n bytes, so ASan sees any over-read */
         memcpy(copy, ref, n);
-        cr_assert_null(nn_safetensors_parse(copy, n, "truncated", NULL), "prefix of %zu bytes accepted", n);
+        cr_assert_null(io_safetensors_parse(copy, n, "truncated", NULL), "prefix of %zu bytes accepted", n);
         cr_assert_eq(torch_last_status(), TORCH_ERR_FORMAT);
         free(copy);
     }
@@ -486,7 +486,7 @@ Test(safetensors, truncations_and_byte_flips) {
             uint8_t *copy = malloc(size);
             memcpy(copy, ref, size);
             copy[pos] = values[v];
-            nn_tensor_dict *d = nn_safetensors_parse(copy, size, "flipped", NULL);
+            nn_tensor_dict *d = io_safetensors_parse(copy, size, "flipped", NULL);
             if (d) accepted++;
             else cr_assert_eq(torch_last_status(), TORCH_ERR_FORMAT);
             nn_tensor_dict_free(d);
@@ -496,22 +496,22 @@ Test(safetensors, truncations_and_byte_flips) {
     free(ref);
 }
 
-/* The loader reads only regular files, at most NN_SAFETENSORS_MAX_FILE bytes, and says why it
+/* The loader reads only regular files, at most IO_SAFETENSORS_MAX_FILE bytes, and says why it
  * refuses: a FIFO without a writer used to block the open forever, a directory gave "error
  * reading", a missing file had no reason. Nothing is read from a refused file. */
 Test(safetensors, load_refuses_special_and_oversized_files, .timeout = 60) {
     make_tmpdir();
     special_file cases[SPECIAL_FILES];
-    special_files_make(cases, tmpdir, ".safetensors", NN_SAFETENSORS_MAX_FILE);
+    special_files_make(cases, tmpdir, ".safetensors", IO_SAFETENSORS_MAX_FILE);
     for (size_t i = 0; i < SPECIAL_FILES; i++) {
-        nn_metadata *md = NULL;
-        cr_assert_null(nn_safetensors_load(cases[i].path, &md), "%s accepted", cases[i].path);
+        io_metadata *md = NULL;
+        cr_assert_null(io_safetensors_load(cases[i].path, &md), "%s accepted", cases[i].path);
         cr_assert_null(md);
         const char *e = torch_last_error();
         cr_assert_eq(torch_last_status(), cases[i].status, "%s: %s", cases[i].path, e);
         cr_assert_not_null(strstr(e, cases[i].msg), "%s: got \"%s\", expected \"%s\"", cases[i].path, e,
                            cases[i].msg);
-        cr_assert_eq(strncmp(e, "nn_safetensors_load: ", 21), 0, "%s", e);
+        cr_assert_eq(strncmp(e, "io_safetensors_load: ", 21), 0, "%s", e);
         cr_assert_not_null(strstr(e, cases[i].path), "%s", e);
     }
     remove_tmpdir();
@@ -553,7 +553,7 @@ Test(safetensors, refuses_control_characters_and_nul_in_strings) {
         h[n++] = '}';
         size_t size;
         uint8_t *b = craft_bytes(h, n, 8, &size);
-        nn_tensor_dict *d = nn_safetensors_parse(b, size, "crafted.safetensors", NULL);
+        nn_tensor_dict *d = io_safetensors_parse(b, size, "crafted.safetensors", NULL);
         cr_assert_null(d, "key %zu accepted (as \"%s\")", i, d && d->count ? d->items[0].name : "");
         cr_assert_eq(torch_last_status(), TORCH_ERR_FORMAT);
         const char *e = torch_last_error();
@@ -579,21 +579,21 @@ Test(safetensors, refuses_control_characters_and_nul_in_strings) {
                      "\"__metadata__\":{\"k\":\"tab\\there\"}}";
     size_t size;
     uint8_t *b = craft(ok, strlen(ok), 8, &size);
-    nn_metadata *md = NULL;
-    nn_tensor_dict *d = nn_safetensors_parse(b, size, "crafted.safetensors", &md);
+    io_metadata *md = NULL;
+    nn_tensor_dict *d = io_safetensors_parse(b, size, "crafted.safetensors", &md);
     cr_assert_not_null(d, "%s", torch_last_error());
     cr_assert_not_null(nn_tensor_dict_get(d, "a\x01\n"));
-    cr_assert_str_eq(nn_metadata_get(md, "k"), "tab\there");
+    cr_assert_str_eq(io_metadata_get(md, "k"), "tab\there");
     /* and the writer escapes them, so its files read back */
     uint8_t *out;
     size_t n;
-    cr_assert_eq(nn_safetensors_serialize(d, md, &out, &n), TORCH_OK);
-    nn_tensor_dict *again = nn_safetensors_parse(out, n, "again", NULL);
+    cr_assert_eq(io_safetensors_serialize(d, md, &out, &n), TORCH_OK);
+    nn_tensor_dict *again = io_safetensors_parse(out, n, "again", NULL);
     cr_assert_not_null(again, "%s", torch_last_error());
     cr_assert_not_null(nn_tensor_dict_get(again, "a\x01\n"));
     nn_tensor_dict_free(again);
     free(out);
     nn_tensor_dict_free(d);
-    nn_metadata_free(md);
+    io_metadata_free(md);
     free(b);
 }

@@ -9,7 +9,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "../nn/safetensors.h"
+#include "../io/io.h"
 
 #define FORMAT_NAME "checkpoint"
 #define FORMAT_VERSION "1"
@@ -78,38 +78,38 @@ torch_status optim_checkpoint_save(const char *path, const optim_training_state 
     if (state->epoch < 0 || state->step < 0)
         return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: epoch and step must be non-negative", fname);
     nn_tensor_dict *all = nn_tensor_dict_new(), *sd = NULL, *os = NULL;
-    nn_metadata *md = nn_metadata_new();
+    io_metadata *md = io_metadata_new();
     char *gj = NULL, *sj = NULL;
     torch_status st = all && md ? TORCH_OK : torch_last_status();
     if (st == TORCH_OK) st = (sd = nn_module_state_dict(state->model)) ? add_prefixed(all, sd, "model.") : torch_last_status();
     if (st == TORCH_OK && state->optimizer)
         st = (os = optim_sgd_state_dict(state->optimizer)) ? add_prefixed(all, os, "optimizer.") : torch_last_status();
     char num[32];
-    if (st == TORCH_OK) st = nn_metadata_set(md, "ctorch.format", FORMAT_NAME);
-    if (st == TORCH_OK) st = nn_metadata_set(md, "ctorch.version", FORMAT_VERSION);
+    if (st == TORCH_OK) st = io_metadata_set(md, "ctorch.format", FORMAT_NAME);
+    if (st == TORCH_OK) st = io_metadata_set(md, "ctorch.version", FORMAT_VERSION);
     snprintf(num, sizeof num, "%" PRId64, state->epoch);
-    if (st == TORCH_OK) st = nn_metadata_set(md, "epoch", num);
+    if (st == TORCH_OK) st = io_metadata_set(md, "epoch", num);
     snprintf(num, sizeof num, "%" PRId64, state->step);
-    if (st == TORCH_OK) st = nn_metadata_set(md, "step", num);
+    if (st == TORCH_OK) st = io_metadata_set(md, "step", num);
     if (st == TORCH_OK && state->generator) {
         char gen[80];
         const uint64_t *s = state->generator->s;
         snprintf(gen, sizeof gen, "%016" PRIx64 " %016" PRIx64 " %016" PRIx64 " %016" PRIx64, s[0], s[1], s[2], s[3]);
-        st = nn_metadata_set(md, "generator", gen);
+        st = io_metadata_set(md, "generator", gen);
     }
     if (st == TORCH_OK && state->optimizer)
-        st = (gj = groups_json(state->optimizer)) ? nn_metadata_set(md, "optimizer.param_groups", gj)
+        st = (gj = groups_json(state->optimizer)) ? io_metadata_set(md, "optimizer.param_groups", gj)
                                                   : torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", fname);
     if (st == TORCH_OK && state->scheduler)
-        st = (sj = scheduler_json(state->scheduler)) ? nn_metadata_set(md, "scheduler", sj)
+        st = (sj = scheduler_json(state->scheduler)) ? io_metadata_set(md, "scheduler", sj)
                                                      : torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", fname);
-    if (st == TORCH_OK) st = nn_safetensors_save(all, md, path);
+    if (st == TORCH_OK) st = io_safetensors_save(all, md, path);
     cJSON_free(gj);
     cJSON_free(sj);
     nn_tensor_dict_free(os);
     nn_tensor_dict_free(sd);
     nn_tensor_dict_free(all);
-    nn_metadata_free(md);
+    io_metadata_free(md);
     return st;
 }
 
@@ -119,8 +119,8 @@ torch_status optim_checkpoint_save(const char *path, const optim_training_state 
 
 /* Metadata entry key as a strict non-negative decimal (no sign, no spaces, at most 18 digits,
  * so it fits an int64); otherwise the error says what the entry holds and what was expected. */
-static bool parse_count(const char *name, const nn_metadata *md, const char *key, int64_t *out) {
-    const char *s = nn_metadata_get(md, key);
+static bool parse_count(const char *name, const io_metadata *md, const char *key, int64_t *out) {
+    const char *s = io_metadata_get(md, key);
     bool ok = s && *s && strlen(s) <= 18;
     int64_t v = 0;
     for (const char *p = s; ok && *p; p++) {
@@ -244,11 +244,11 @@ static bool json_doubles(const char *name, const char *where, const cJSON *obj, 
 
 /* The JSON text of metadata entry key, parsed; NULL with the error set, saying what is wrong and
  * where, when it is not JSON. Strings with raw control characters or \u0000 are refused before
- * cJSON sees them (nn_json_check: cJSON would accept the first and cut a string at the second). */
+ * cJSON sees them (io_json_check: cJSON would accept the first and cut a string at the second). */
 static cJSON *parse_json(const char *name, const char *key, const char *text) {
     size_t n = strlen(text);
-    nn_json_problem jp;
-    if (!nn_json_check(text, n, &jp)) {
+    io_json_problem jp;
+    if (!io_json_check(text, n, &jp)) {
         torch_error(TORCH_ERR_FORMAT, "%s: %s: %s is not valid JSON: %s", LOAD, name, key, jp.message);
         return NULL;
     }
@@ -257,7 +257,7 @@ static cJSON *parse_json(const char *name, const char *key, const char *text) {
     if (!json) {
         size_t at = end && end >= text && end <= text + n ? (size_t)(end - text) : n;
         char where[160];
-        nn_json_path(text, n, at, where, sizeof where);
+        io_json_path(text, n, at, where, sizeof where);
         torch_error(TORCH_ERR_FORMAT, "%s: %s: %s is not valid JSON (syntax error near byte %zu%s%s)", LOAD, name, key,
                     at, *where ? ", in " : "", where);
     }
@@ -355,8 +355,8 @@ torch_status optim_checkpoint_parse(const uint8_t *data, size_t size, const char
     if (!state || !state->model)
         return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: state and state->model are required", LOAD);
     if (!name) name = "<memory>";
-    nn_metadata *md = NULL;
-    nn_tensor_dict *all = nn_safetensors_parse(data, size, name, &md);
+    io_metadata *md = NULL;
+    nn_tensor_dict *all = io_safetensors_parse(data, size, name, &md);
     if (!all) return rewrap(torch_last_status(), NULL); /* the reader names the file */
 
     optim_sgd *opt = state->optimizer;
@@ -372,7 +372,7 @@ torch_status optim_checkpoint_parse(const uint8_t *data, size_t size, const char
                                                                 : torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", LOAD);
 
     /* 1. Everything that needs no change to the objects: metadata and key layout. */
-    const char *fmt = nn_metadata_get(md, "ctorch.format"), *ver = nn_metadata_get(md, "ctorch.version");
+    const char *fmt = io_metadata_get(md, "ctorch.format"), *ver = io_metadata_get(md, "ctorch.version");
     if (st == TORCH_OK && (!fmt || strcmp(fmt, FORMAT_NAME) != 0))
         st = torch_error(TORCH_ERR_FORMAT, "%s: %s: not a ctorch checkpoint (no \"ctorch.format\": \"checkpoint\" metadata; "
                          "a plain state_dict loads with nn_module_load)", LOAD, name);
@@ -381,10 +381,10 @@ torch_status optim_checkpoint_parse(const uint8_t *data, size_t size, const char
                          name, ver ? ver : "(none)", FORMAT_VERSION);
     if (st == TORCH_OK && (!parse_count(name, md, "epoch", &epoch) || !parse_count(name, md, "step", &step)))
         st = TORCH_ERR_FORMAT;
-    if (st == TORCH_OK && state->generator && !parse_generator(name, nn_metadata_get(md, "generator"), &gen))
+    if (st == TORCH_OK && state->generator && !parse_generator(name, io_metadata_get(md, "generator"), &gen))
         st = TORCH_ERR_FORMAT;
-    if (st == TORCH_OK && opt) st = parse_groups(name, nn_metadata_get(md, "optimizer.param_groups"), opt, new_opts);
-    if (st == TORCH_OK && sched) st = parse_scheduler(name, nn_metadata_get(md, "scheduler"), sched, &new_sched);
+    if (st == TORCH_OK && opt) st = parse_groups(name, io_metadata_get(md, "optimizer.param_groups"), opt, new_opts);
+    if (st == TORCH_OK && sched) st = parse_scheduler(name, io_metadata_get(md, "scheduler"), sched, &new_sched);
     for (int64_t i = 0; st == TORCH_OK && i < all->count; i++) {
         const char *key = all->items[i].name;
         if (strncmp(key, "model.", 6) == 0)
@@ -453,7 +453,7 @@ torch_status optim_checkpoint_parse(const uint8_t *data, size_t size, const char
     nn_tensor_dict_free(model_d);
     nn_tensor_dict_free(opt_d);
     nn_tensor_dict_free(all);
-    nn_metadata_free(md);
+    io_metadata_free(md);
     return st;
 }
 
@@ -464,7 +464,7 @@ torch_status optim_checkpoint_load(const char *path, optim_training_state *state
     /* A checkpoint is a safetensors file: the same reader, the same limits. */
     uint8_t *buf = NULL;
     size_t len = 0;
-    torch_status st = nn_read_file(LOAD, path, NN_SAFETENSORS_MAX_FILE, &buf, &len);
+    torch_status st = io_read_file(LOAD, path, IO_SAFETENSORS_MAX_FILE, &buf, &len);
     if (st != TORCH_OK) return st;
     st = optim_checkpoint_parse(buf, len, path, state);
     free(buf);

@@ -15,14 +15,14 @@
  *             "scheduler" (JSON: kind, last_epoch, step_count, base_lrs, last_lrs)
  *   Learning rates are written with 17 significant digits, so they read back exactly.
  *
- * Saving is atomic (nn_write_file_atomic): a crash never destroys the previous checkpoint.
- * Loading reads the file as nn_safetensors_load does (nn_read_file: a regular file of at most
- * NN_SAFETENSORS_MAX_FILE bytes, so /dev/zero or a FIFO is refused at once), then checks
+ * Saving is atomic (io_write_file_atomic): a crash never destroys the previous checkpoint.
+ * Loading reads the file as io_safetensors_load does (io_read_file: a regular file of at most
+ * IO_SAFETENSORS_MAX_FILE bytes, so /dev/zero or a FIFO is refused at once), then checks
  * everything (format marker, numbers, JSON, keys, shapes, group layout, scheduler kind) before
  * changing anything; a truncated or corrupted file is refused with TORCH_ERR_FORMAT (or
  * TORCH_ERR_KEY for a model mismatch) and a message naming the file, the value that is wrong,
  * what it holds and what was expected ("optimizer.param_groups[0].lr is inf (expected a finite
- * number)"). The JSON metadata is held to RFC 8259 as the header is (nn_json_check).
+ * number)"). The JSON metadata is held to RFC 8259 as the header is (io_json_check).
  */
 #ifndef CTORCH_OPTIM_CHECKPOINT_H
 #define CTORCH_OPTIM_CHECKPOINT_H

@@ -1,33 +1,29 @@
 /* safetensors.c — the safetensors writer (hand-written JSON, so the bytes are predictable), the
- * hardened reader (cJSON for the header), and atomic file replacement. */
-#define _POSIX_C_SOURCE 200809L /* mkstemp, fsync, fchmod, strdup, O_CLOEXEC */
-#include "safetensors.h"
+ * hardened reader (cJSON for the header), and nn_module_save/_load on top of them. */
+#define _POSIX_C_SOURCE 200809L /* strdup */
+#include "io.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
 /* ---- metadata ---------------------------------------------------------------------------------- */
 
-nn_metadata *nn_metadata_new(void) {
-    nn_metadata *md = calloc(1, sizeof *md);
-    if (!md) torch_error(TORCH_ERR_OUT_OF_MEMORY, "nn_metadata_new: out of memory");
+io_metadata *io_metadata_new(void) {
+    io_metadata *md = calloc(1, sizeof *md);
+    if (!md) torch_error(TORCH_ERR_OUT_OF_MEMORY, "io_metadata_new: out of memory");
     return md;
 }
 
-torch_status nn_metadata_set(nn_metadata *md, const char *key, const char *value) {
-    if (!md || !key || !value) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_metadata_set: input is NULL");
+torch_status io_metadata_set(io_metadata *md, const char *key, const char *value) {
+    if (!md || !key || !value) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "io_metadata_set: input is NULL");
     char *v = strdup(value);
-    if (!v) return torch_error(TORCH_ERR_OUT_OF_MEMORY, "nn_metadata_set: out of memory");
+    if (!v) return torch_error(TORCH_ERR_OUT_OF_MEMORY, "io_metadata_set: out of memory");
     for (int64_t i = 0; i < md->count; i++)
         if (strcmp(md->items[i].key, key) == 0) {
             free(md->items[i].value);
@@ -35,24 +31,24 @@ torch_status nn_metadata_set(nn_metadata *md, const char *key, const char *value
             return TORCH_OK;
         }
     char *k = strdup(key);
-    nn_metadata_entry *items = k ? realloc(md->items, (size_t)(md->count + 1) * sizeof *items) : NULL;
+    io_metadata_entry *items = k ? realloc(md->items, (size_t)(md->count + 1) * sizeof *items) : NULL;
     if (!items) {
         free(k);
         free(v);
-        return torch_error(TORCH_ERR_OUT_OF_MEMORY, "nn_metadata_set: out of memory");
+        return torch_error(TORCH_ERR_OUT_OF_MEMORY, "io_metadata_set: out of memory");
     }
     md->items = items;
-    md->items[md->count++] = (nn_metadata_entry){.key = k, .value = v};
+    md->items[md->count++] = (io_metadata_entry){.key = k, .value = v};
     return TORCH_OK;
 }
 
-const char *nn_metadata_get(const nn_metadata *md, const char *key) {
+const char *io_metadata_get(const io_metadata *md, const char *key) {
     for (int64_t i = 0; md && key && i < md->count; i++)
         if (strcmp(md->items[i].key, key) == 0) return md->items[i].value;
     return NULL;
 }
 
-void nn_metadata_free(nn_metadata *md) {
+void io_metadata_free(io_metadata *md) {
     if (!md) return;
     for (int64_t i = 0; i < md->count; i++) {
         free(md->items[i].key);
@@ -157,9 +153,9 @@ static void sb_json_string(sbuf *b, const char *s) {
 
 static const char *dtype_tag(torch_dtype dtype) { return dtype == TORCH_INT64 ? "I64" : "F32"; }
 
-torch_status nn_safetensors_serialize(const nn_tensor_dict *d, const nn_metadata *metadata, uint8_t **out,
+torch_status io_safetensors_serialize(const nn_tensor_dict *d, const io_metadata *metadata, uint8_t **out,
                                       size_t *size) {
-    static const char *fname = "nn_safetensors_save";
+    static const char *fname = "io_safetensors_save";
     if (!d || !out || !size) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: input is NULL", fname);
     for (int64_t i = 0; i < d->count; i++) {
         const tensor *t = d->items[i].value;
@@ -247,13 +243,13 @@ torch_status nn_safetensors_serialize(const nn_tensor_dict *d, const nn_metadata
     return TORCH_OK;
 }
 
-torch_status nn_safetensors_save(const nn_tensor_dict *d, const nn_metadata *metadata, const char *path) {
-    if (!path || !*path) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_safetensors_save: path is empty");
+torch_status io_safetensors_save(const nn_tensor_dict *d, const io_metadata *metadata, const char *path) {
+    if (!path || !*path) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "io_safetensors_save: path is empty");
     uint8_t *buf = NULL;
     size_t size = 0;
-    torch_status st = nn_safetensors_serialize(d, metadata, &buf, &size);
+    torch_status st = io_safetensors_serialize(d, metadata, &buf, &size);
     if (st != TORCH_OK) return st;
-    st = nn_write_file_atomic(path, buf, size);
+    st = io_write_file_atomic(path, buf, size);
     free(buf);
     return st;
 }
@@ -294,173 +290,6 @@ static size_t utf8_error_at(const uint8_t *s, size_t n) {
         i += len;
     }
     return n;
-}
-
-/* ---- JSON strictness ---------------------------------------------------------------------------- */
-
-/* cJSON takes a raw control character inside a string as it is, and decodes \u0000 into a NUL
- * that ends the C string it returns: "1.weight\u0000junk" would read as "1.weight". A scan of the
- * text before cJSON sees it refuses both (RFC 8259 section 7 forbids the first; the second is
- * valid JSON that no C string can hold), and names NaN and Infinity, which cJSON refuses as a
- * bare syntax error. The scan follows containers and keys only loosely (it checks no other
- * syntax: cJSON does), enough to say where a problem is. */
-
-#define JSON_MAX_DEPTH 32
-
-typedef struct json_frame {
-    char   kind;     /* '[' or '{' */
-    bool   want_key; /* object: the next string is a key */
-    long   index;    /* array: the current element */
-    size_t key, key_len;
-} json_frame;
-
-/* The JSON source s[0..n) of a string as a message shows it: raw control characters as \xNN
- * (the rest is already escaped JSON), at most 40 bytes (cut at a character boundary) then "...". */
-static void show_string(char *out, size_t size, const char *s, size_t n) {
-    size_t len = 0, shown = n > 40 ? 40 : n;
-    while (shown < n && shown > 0 && ((unsigned char)s[shown] & 0xC0) == 0x80) shown--;
-    out[0] = '\0';
-    for (size_t i = 0; i < shown && len + 8 < size; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f) len += (size_t)snprintf(out + len, size - len, "\\x%02x", c);
-        else out[len++] = (char)c, out[len] = '\0';
-    }
-    if (shown < n && len + 4 < size) memcpy(out + len, "...", 4);
-}
-
-/* The path of the value the scan is in: [0].lr, ["1.weight"].shape[1], __metadata__.k. */
-static void json_path(const char *text, const json_frame *f, int depth, char *out, size_t size) {
-    size_t len = 0;
-    out[0] = '\0';
-    for (int d = 0; d < depth && d < JSON_MAX_DEPTH && len + 1 < size; d++) {
-        char part[256];
-        if (f[d].kind == '[') {
-            snprintf(part, sizeof part, "[%ld]", f[d].index);
-        } else if (f[d].want_key) {
-            continue;
-        } else {
-            const char *k = text + f[d].key;
-            bool ident = f[d].key_len > 0 && f[d].key_len <= 40 && !(k[0] >= '0' && k[0] <= '9');
-            for (size_t i = 0; ident && i < f[d].key_len; i++)
-                ident = (k[i] >= 'a' && k[i] <= 'z') || (k[i] >= 'A' && k[i] <= 'Z') || (k[i] >= '0' && k[i] <= '9') ||
-                        k[i] == '_';
-            char shown[168]; /* 40 bytes, each at most 4 characters, then "..." */
-            show_string(shown, sizeof shown, k, f[d].key_len);
-            if (ident) snprintf(part, sizeof part, "%s%s", len ? "." : "", shown);
-            else snprintf(part, sizeof part, "[\"%s\"]", shown);
-        }
-        len += (size_t)snprintf(out + len, size - len, "%s", part);
-        if (len >= size) len = size - 1;
-    }
-    if (depth > JSON_MAX_DEPTH && len + 4 < size) memcpy(out + len, "...", 4);
-}
-
-/* Scans text[0..n) up to byte stop. Returns false at the first problem (*problem filled, if
- * given); otherwise true, with the path of the value at stop in path (if given). */
-static bool json_scan(const char *t, size_t n, size_t stop, nn_json_problem *problem, char *path,
-                      size_t path_size) {
-    json_frame f[JSON_MAX_DEPTH];
-    int depth = 0;
-    size_t i = 0;
-    while (i < n && i < stop) {
-        unsigned char c = (unsigned char)t[i];
-        json_frame *top = depth > 0 && depth <= JSON_MAX_DEPTH ? &f[depth - 1] : NULL;
-        if (c == '{' || c == '[') {
-            if (depth < JSON_MAX_DEPTH) f[depth] = (json_frame){.kind = (char)c, .want_key = c == '{'};
-            depth++;
-            i++;
-        } else if (c == '}' || c == ']') {
-            if (depth > 0) depth--;
-            i++;
-        } else if (c == ',') {
-            if (top && top->kind == '[') top->index++;
-            if (top && top->kind == '{') top->want_key = true;
-            i++;
-        } else if (c == '"') {
-            bool is_key = top && top->kind == '{' && top->want_key;
-            size_t start = i + 1, j = start, bad = n;
-            const char *what = NULL;
-            while (j < n && t[j] != '"') {
-                unsigned char ch = (unsigned char)t[j];
-                if (ch < 0x20 && !what) {
-                    what = "a raw control character";
-                    bad = j;
-                }
-                if (ch == '\\') {
-                    if (!what && j + 5 < n && t[j + 1] == 'u' && memcmp(t + j + 2, "0000", 4) == 0) {
-                        what = "\\u0000";
-                        bad = j;
-                    }
-                    j++;
-                }
-                j++;
-            }
-            if (j > n) j = n;
-            if (what) {
-                if (problem) {
-                    char where[160], shown[168];
-                    json_path(t, f, depth, where, sizeof where);
-                    show_string(shown, sizeof shown, t + start, j - start);
-                    problem->offset = bad;
-                    if (t[bad] == '\\')
-                        snprintf(problem->message, sizeof problem->message,
-                                 "the %s \"%s\"%s%s contains \\u0000 (U+0000 cannot be held in a C string)",
-                                 is_key ? "key" : "string", shown, *where ? " in " : "", where);
-                    else
-                        snprintf(problem->message, sizeof problem->message,
-                                 "the %s \"%s\"%s%s contains %s (0x%02x; JSON requires characters below 0x20 "
-                                 "escaped)",
-                                 is_key ? "key" : "string", shown, *where ? " in " : "", where, what,
-                                 (unsigned char)t[bad]);
-                }
-                return false;
-            }
-            if (is_key) {
-                top->key = start;
-                top->key_len = j - start;
-                top->want_key = false;
-            }
-            i = j + 1;
-        } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                   c == '+') {
-            size_t j = i;
-            while (j < n && ((t[j] >= 'a' && t[j] <= 'z') || (t[j] >= 'A' && t[j] <= 'Z') ||
-                             (t[j] >= '0' && t[j] <= '9') || t[j] == '-' || t[j] == '+' || t[j] == '.'))
-                j++;
-            /* NaN, Infinity, -Infinity: what Python's json writes for floats JSON cannot hold */
-            size_t a = i + (c == '-' || c == '+'), len = j - a;
-            char word[9] = {0};
-            for (size_t k = 0; k < len && k < 8; k++) word[k] = (char)(t[a + k] | 0x20); /* lower case */
-            if ((len == 3 && (!strcmp(word, "nan") || !strcmp(word, "inf"))) ||
-                (len == 8 && !strcmp(word, "infinity"))) {
-                if (problem) {
-                    char where[160];
-                    json_path(t, f, depth, where, sizeof where);
-                    problem->offset = i;
-                    snprintf(problem->message, sizeof problem->message,
-                             "%s is %.*s (expected a finite number; JSON has no NaN or Infinity)",
-                             *where ? where : "a value", (int)(j - i), t + i);
-                }
-                return false;
-            }
-            i = j;
-        } else {
-            i++;
-        }
-    }
-    if (path) json_path(t, f, depth, path, path_size);
-    return true;
-}
-
-bool nn_json_check(const char *text, size_t n, nn_json_problem *problem) {
-    if (!text) return true;
-    return json_scan(text, n, n, problem, NULL, 0);
-}
-
-void nn_json_path(const char *text, size_t n, size_t offset, char *path, size_t size) {
-    if (!path || size == 0) return;
-    path[0] = '\0';
-    if (text) json_scan(text, n, offset, NULL, path, size);
 }
 
 /* A JSON value as a message shows it: the number, or what it is instead of one. */
@@ -617,7 +446,7 @@ static bool read_entry(const char *fname, const char *name, const cJSON *entry, 
 }
 
 static nn_tensor_dict *parse_impl(const char *fname, const uint8_t *data, size_t size, const char *name,
-                                  nn_metadata **metadata) {
+                                  io_metadata **metadata) {
     if (!name) name = "<memory>";
     if (!data && size > 0) {
         torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: data is NULL", fname);
@@ -628,9 +457,9 @@ static nn_tensor_dict *parse_impl(const char *fname, const uint8_t *data, size_t
         return NULL;
     }
     uint64_t n = read_u64_le(data);
-    if (n > NN_SAFETENSORS_MAX_HEADER) {
+    if (n > IO_SAFETENSORS_MAX_HEADER) {
         FORMAT_ERROR("%s: %s: header length %" PRIu64 " exceeds the limit of %" PRIu64 " bytes", fname, name, n,
-                     NN_SAFETENSORS_MAX_HEADER);
+                     IO_SAFETENSORS_MAX_HEADER);
         return NULL;
     }
     if (n > size - 8) {
@@ -648,8 +477,8 @@ static nn_tensor_dict *parse_impl(const char *fname, const uint8_t *data, size_t
                      (unsigned char)header[bad], bad);
         return NULL;
     }
-    nn_json_problem jp;
-    if (!nn_json_check(header, (size_t)n, &jp)) {
+    io_json_problem jp;
+    if (!io_json_check(header, (size_t)n, &jp)) {
         FORMAT_ERROR("%s: %s: header is not valid JSON: %s (byte %zu of the header)", fname, name, jp.message,
                      jp.offset);
         return NULL;
@@ -660,7 +489,7 @@ static nn_tensor_dict *parse_impl(const char *fname, const uint8_t *data, size_t
         cJSON_Delete(root);
         size_t at = end && end >= header && end <= header + n ? (size_t)(end - header) : (size_t)n;
         char where[160];
-        nn_json_path(header, (size_t)n, at, where, sizeof where);
+        io_json_path(header, (size_t)n, at, where, sizeof where);
         FORMAT_ERROR("%s: %s: header is not valid JSON (syntax error near byte %zu of the header%s%s)", fname, name,
                      at, *where ? ", in " : "", where);
         return NULL;
@@ -677,7 +506,7 @@ static nn_tensor_dict *parse_impl(const char *fname, const uint8_t *data, size_t
     uint64_t buffer_size = (uint64_t)size - 8 - n;
     int count = cJSON_GetArraySize(root);
     nn_tensor_dict *d = nn_tensor_dict_new();
-    nn_metadata *md = nn_metadata_new();
+    io_metadata *md = io_metadata_new();
     span *spans = calloc((size_t)count + 1, sizeof *spans);
     int nspans = 0;
     bool ok = d && md && spans, seen_metadata = false;
@@ -705,11 +534,11 @@ static nn_tensor_dict *parse_impl(const char *fname, const uint8_t *data, size_t
                     FORMAT_ERROR("%s: %s: __metadata__ value \"%s\" is not a string", fname, name,
                                  kv->string ? kv->string : "");
                     ok = false;
-                } else if (nn_metadata_get(md, kv->string)) {
+                } else if (io_metadata_get(md, kv->string)) {
                     FORMAT_ERROR("%s: %s: duplicate __metadata__ key \"%s\"", fname, name, kv->string);
                     ok = false;
                 } else {
-                    ok = nn_metadata_set(md, kv->string, kv->valuestring) == TORCH_OK;
+                    ok = io_metadata_set(md, kv->string, kv->valuestring) == TORCH_OK;
                 }
             }
         } else if (nn_tensor_dict_get(d, key)) {
@@ -748,88 +577,30 @@ static nn_tensor_dict *parse_impl(const char *fname, const uint8_t *data, size_t
     cJSON_Delete(root);
     if (!ok) {
         nn_tensor_dict_free(d);
-        nn_metadata_free(md);
+        io_metadata_free(md);
         return NULL;
     }
     if (metadata)
         *metadata = md;
     else
-        nn_metadata_free(md);
+        io_metadata_free(md);
     return d;
 }
 
-nn_tensor_dict *nn_safetensors_parse(const uint8_t *data, size_t size, const char *name, nn_metadata **metadata) {
-    return parse_impl("nn_safetensors_parse", data, size, name, metadata);
+nn_tensor_dict *io_safetensors_parse(const uint8_t *data, size_t size, const char *name, io_metadata **metadata) {
+    return parse_impl("io_safetensors_parse", data, size, name, metadata);
 }
 
-/* ---- files ------------------------------------------------------------------------------------ */
 
-static const char *file_kind(mode_t m) {
-    return S_ISDIR(m) ? "a directory" : S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device"
-         : S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket" : "a special file";
-}
-
-torch_status nn_read_file(const char *fname, const char *path, uint64_t max_bytes, uint8_t **out, size_t *size) {
-    if (!fname) fname = "nn_read_file";
-    if (!path || !out || !size)
-        return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: path, out and size are required", fname);
-    /* O_NONBLOCK: opening a FIFO without a writer would wait forever before fstat could refuse
-     * it; on a regular file the flag changes nothing. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return torch_error(TORCH_ERR_IO, "%s: cannot open %s: %s", fname, path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return torch_error(TORCH_ERR_IO, "%s: cannot stat %s: %s", fname, path, strerror(e));
-    }
-    /* Only a regular file has a size known before reading; a device or a pipe could be endless
-     * (/dev/zero). */
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return torch_error(TORCH_ERR_IO, "%s: %s: expected a regular file (got %s)", fname, path,
-                           file_kind(st.st_mode));
-    }
-    uint64_t limit = max_bytes < (uint64_t)SIZE_MAX ? max_bytes : (uint64_t)SIZE_MAX;
-    if ((uint64_t)st.st_size > limit) {
-        close(fd);
-        return torch_error(TORCH_ERR_FORMAT, "%s: %s: file too large (%" PRIu64 " bytes; at most %" PRIu64 " accepted)",
-                           fname, path, (uint64_t)st.st_size, limit);
-    }
-    size_t n = (size_t)st.st_size, got = 0;
-    uint8_t *buf = malloc(n ? n : 1);
-    if (!buf) {
-        close(fd);
-        return torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory reading %s (%zu bytes)", fname, path, n);
-    }
-    int err = 0;
-    while (got < n) {
-        ssize_t r = read(fd, buf + got, n - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) err = errno;
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
-    close(fd);
-    if (got != n) {
-        free(buf);
-        if (err) return torch_error(TORCH_ERR_IO, "%s: error reading %s: %s", fname, path, strerror(err));
-        return torch_error(TORCH_ERR_IO, "%s: %s shrank while being read (%zu of %zu bytes)", fname, path, got, n);
-    }
-    *out = buf;
-    *size = n;
-    return TORCH_OK;
-}
-
-nn_tensor_dict *nn_safetensors_load(const char *path, nn_metadata **metadata) {
+nn_tensor_dict *io_safetensors_load(const char *path, io_metadata **metadata) {
     if (!path) {
-        torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_safetensors_load: path is NULL");
+        torch_error(TORCH_ERR_INVALID_ARGUMENT, "io_safetensors_load: path is NULL");
         return NULL;
     }
     uint8_t *buf = NULL;
     size_t size = 0;
-    if (nn_read_file("nn_safetensors_load", path, NN_SAFETENSORS_MAX_FILE, &buf, &size) != TORCH_OK) return NULL;
-    nn_tensor_dict *d = parse_impl("nn_safetensors_load", buf, size, path, metadata);
+    if (io_read_file("io_safetensors_load", path, IO_SAFETENSORS_MAX_FILE, &buf, &size) != TORCH_OK) return NULL;
+    nn_tensor_dict *d = parse_impl("io_safetensors_load", buf, size, path, metadata);
     free(buf);
     return d;
 }
@@ -840,14 +611,14 @@ torch_status nn_module_save(const nn_module *m, const char *path) {
     if (!m) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_module_save: module is NULL");
     nn_tensor_dict *d = nn_module_state_dict(m);
     if (!d) return torch_last_status();
-    torch_status st = nn_safetensors_save(d, NULL, path);
+    torch_status st = io_safetensors_save(d, NULL, path);
     nn_tensor_dict_free(d);
     return st;
 }
 
 torch_status nn_module_load(nn_module *m, const char *path, bool strict) {
     if (!m) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_module_load: module is NULL");
-    nn_tensor_dict *d = nn_safetensors_load(path, NULL);
+    nn_tensor_dict *d = io_safetensors_load(path, NULL);
     if (!d) return torch_last_status();
     torch_status st = nn_module_load_state_dict(m, d, strict);
     nn_tensor_dict_free(d);
@@ -859,85 +630,3 @@ torch_status nn_module_load(nn_module *m, const char *path, bool strict) {
     return st;
 }
 
-/* ---- atomic files ----------------------------------------------------------------------------- */
-
-static nn_atomic_write_fault_hook fault_hook;
-static void *fault_user;
-
-void nn_atomic_write_set_fault_hook(nn_atomic_write_fault_hook hook, void *user) {
-    fault_hook = hook;
-    fault_user = user;
-}
-
-static bool fault(const char *stage) { return fault_hook && fault_hook(stage, fault_user); }
-
-/* fsync of the directory holding path, so the rename itself is durable. Best effort where the
- * file system cannot sync directories. */
-static torch_status sync_parent_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir) return torch_error(TORCH_ERR_OUT_OF_MEMORY, "nn_write_file_atomic: out of memory");
-    int fd = open(dir, O_RDONLY);
-    free(dir);
-    if (fd < 0) return TORCH_OK;
-    int rc = fsync(fd);
-    int e = errno;
-    close(fd);
-    if (rc != 0 && e == EIO) return torch_error(TORCH_ERR_IO, "nn_write_file_atomic: fsync of the directory of %s failed: %s", path, strerror(e));
-    return TORCH_OK;
-}
-
-torch_status nn_write_file_atomic(const char *path, const void *data, size_t size) {
-    static const char *fname = "nn_write_file_atomic";
-    if (!path || !*path) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: path is empty", fname);
-    if (!data && size > 0) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: data is NULL", fname);
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + sizeof ".tmp.XXXXXX");
-    if (!tmp) return torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", fname);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-
-    int fd = fault("open") ? (errno = EACCES, -1) : mkstemp(tmp);
-    if (fd < 0) {
-        torch_status st = torch_error(TORCH_ERR_IO, "%s: cannot create a temporary file next to %s: %s", fname, path,
-                                      strerror(errno));
-        free(tmp);
-        return st;
-    }
-    /* mkstemp makes 0600 files; give the checkpoint the mode a plain fopen would (keeping an
-     * existing file's mode). */
-    struct stat old;
-    fchmod(fd, stat(path, &old) == 0 ? (old.st_mode & 07777) : 0644);
-
-    const char *stage = NULL;
-    int err = 0;
-    const uint8_t *p = data;
-    size_t left = size;
-    bool fail_write = fault("write");
-    if (fail_write) left = size / 2;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            stage = "write";
-            err = w < 0 ? errno : EIO;
-            break;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    if (!stage && fail_write) stage = "write", err = EIO;
-    if (!stage && (fault("fsync") ? (errno = EIO, -1) : fsync(fd)) != 0) stage = "fsync", err = errno;
-    if (close(fd) != 0 && !stage) stage = "close", err = errno;
-    if (!stage && (fault("rename") ? (errno = EXDEV, -1) : rename(tmp, path)) != 0) stage = "rename", err = errno;
-    if (stage) {
-        unlink(tmp);
-        torch_status st =
-            torch_error(TORCH_ERR_IO, "%s: %s failed while writing %s: %s (the previous file is unchanged)", fname,
-                        stage, path, strerror(err));
-        free(tmp);
-        return st;
-    }
-    free(tmp);
-    return sync_parent_dir(path);
-}
