@@ -220,3 +220,65 @@ Test(sequential, errors_take_ownership) {
     nn_module_free(seq);
     nn_module_free(relu);
 }
+
+/* ---- the fusion hook is the module's, not the container's ----------------------------------------- */
+
+/* A test-local module type, Scale(k): x * k. It absorbs a following Scale by multiplying once by
+ * the product, and declines anything else. Sequential knows nothing of it. */
+typedef struct {
+    nn_module base;
+    double    k;
+} scale_module;
+
+static int absorb_calls, absorbed_pairs;
+
+static tensor *scale_forward(nn_module *self, tensor *input) {
+    return torch_mul_scalar(input, ((scale_module *)self)->k);
+}
+
+static bool scale_absorb_next(nn_module *self, nn_module *next, tensor *input, tensor **output);
+
+static const nn_module_ops scale_ops = {.type_name = "Scale", .forward = scale_forward, .absorb_next = scale_absorb_next};
+
+static bool scale_absorb_next(nn_module *self, nn_module *next, tensor *input, tensor **output) {
+    absorb_calls++;
+    if (next->ops != &scale_ops) return false;
+    absorbed_pairs++;
+    *output = torch_mul_scalar(input, ((scale_module *)self)->k * ((scale_module *)next)->k);
+    return true;
+}
+
+static nn_module *scale(double k) {
+    scale_module *m = nn_module_alloc(sizeof *m, &scale_ops);
+    cr_assert_not_null(m);
+    m->k = k;
+    return &m->base;
+}
+
+Test(sequential, a_module_may_absorb_the_next_through_its_hook) {
+    /* Scale(2) absorbs Scale(3); Scale(5) declines the ReLU; the ReLU has no hook; Scale(7) is
+     * last and is not asked. */
+    nn_module *seq = nn_sequential(5, (nn_module *[]){scale(2), scale(3), scale(5), nn_relu(), scale(7)});
+    cr_assert_not_null(seq);
+    tensor *x = torch_tensor((float[]){1, -1, 0.5f}, TORCH_SHAPE(3));
+    cr_assert_eq(tensor_set_requires_grad(x, true), TORCH_OK);
+    absorb_calls = absorbed_pairs = 0;
+    tensor *y = nn_module_forward(seq, x);
+    cr_assert_not_null(y, "%s", torch_last_error());
+    cr_assert_eq(absorb_calls, 2, "asked: Scale(2) about Scale(3), Scale(5) about ReLU (got %d)", absorb_calls);
+    cr_assert_eq(absorbed_pairs, 1);
+    const float want[] = {210, 0, 105}; /* relu(x * 6 * 5) * 7 */
+    for (int i = 0; i < 3; i++) cr_assert_float_eq(tensor_data_f32(y)[i], want[i], 0, "y[%d]", i);
+    /* One node for the absorbed pair: Mul(7) <- Relu <- Mul(5) <- Mul(6) <- x, four nodes. */
+    int nodes = 0;
+    for (const ag_node *n = y->grad_fn; n; n = n->inputs[0].node) nodes++;
+    cr_assert_eq(nodes, 4);
+    tensor *ones = torch_ones(TORCH_SHAPE(3));
+    cr_assert_eq(tensor_backward(y, ones, false), TORCH_OK);
+    tensor_free(ones);
+    const float dx[] = {210, 0, 210};
+    for (int i = 0; i < 3; i++) cr_assert_float_eq(tensor_data_f32(tensor_grad(x))[i], dx[i], 0, "dx[%d]", i);
+    tensor_free(y);
+    tensor_free(x);
+    nn_module_free(seq);
+}

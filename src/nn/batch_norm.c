@@ -2,6 +2,7 @@
  * (PyTorch 1.13 _BatchNorm.forward), reset functions and repr. The numbers are computed by
  * nnf_batch_norm in functional_batch_norm.c. */
 #include "batch_norm.h"
+#include "activation.h" /* nn_is_relu: the module BatchNorm absorbs */
 
 #include <math.h>
 #include <stdio.h>
@@ -11,19 +12,23 @@
 static tensor *batch_norm_forward(nn_module *self, tensor *input);
 static torch_status batch_norm_reset_parameters_op(nn_module *self, torch_generator *gen);
 static int batch_norm_extra_repr(const nn_module *self, char *buf, size_t len);
+static bool batch_norm_absorb_next(nn_module *self, nn_module *next, tensor *input, tensor **output);
 
 static const nn_module_ops batch_norm1d_ops = {.type_name = "BatchNorm1d",
                                                .forward = batch_norm_forward,
                                                .reset_parameters = batch_norm_reset_parameters_op,
-                                               .extra_repr = batch_norm_extra_repr};
+                                               .extra_repr = batch_norm_extra_repr,
+                                               .absorb_next = batch_norm_absorb_next};
 static const nn_module_ops batch_norm2d_ops = {.type_name = "BatchNorm2d",
                                                .forward = batch_norm_forward,
                                                .reset_parameters = batch_norm_reset_parameters_op,
-                                               .extra_repr = batch_norm_extra_repr};
+                                               .extra_repr = batch_norm_extra_repr,
+                                               .absorb_next = batch_norm_absorb_next};
 static const nn_module_ops batch_norm3d_ops = {.type_name = "BatchNorm3d",
                                                .forward = batch_norm_forward,
                                                .reset_parameters = batch_norm_reset_parameters_op,
-                                               .extra_repr = batch_norm_extra_repr};
+                                               .extra_repr = batch_norm_extra_repr,
+                                               .absorb_next = batch_norm_absorb_next};
 
 nn_batch_norm_options nn_batch_norm_options_default(int64_t num_features) {
     nn_batch_norm_options o = {.num_features = num_features,
@@ -156,6 +161,13 @@ static tensor *batch_norm_run(nn_module *self, tensor *input, bool relu) {
 }
 
 static tensor *batch_norm_forward(nn_module *self, tensor *input) { return batch_norm_run(self, input, false); }
+
+/* A ReLU after a BatchNorm runs in the BatchNorm's pass (nnf_batch_norm_relu). */
+static bool batch_norm_absorb_next(nn_module *self, nn_module *next, tensor *input, tensor **output) {
+    if (!nn_is_relu(next)) return false;
+    *output = batch_norm_run(self, input, true);
+    return true;
+}
 
 tensor *nn_batch_norm_forward_relu(nn_module *m, tensor *input) {
     if (!nn_as_batch_norm(m)) {

@@ -10,9 +10,9 @@
  *   - Forward returns a new reference; intermediate outputs are freed as it goes (the graph keeps
  *     what backward needs, see autograd.h).
  *
- * Forward runs a BatchNorm module directly followed by a ReLU module as one fused layer
- * (nn_batch_norm_forward_relu): the numbers are those of the two modules, bit for bit, and the
- * graph holds one NativeBatchNormReluBackward0 node for the pair.
+ * Forward offers each child the one after it (nn_module_ops.absorb_next): a BatchNorm module
+ * directly followed by a ReLU module runs as one fused layer (nn_batch_norm_forward_relu), with
+ * the numbers of the two modules, bit for bit, and one NativeBatchNormReluBackward0 node.
  */
 #ifndef CTORCH_NN_CONTAINER_H
 #define CTORCH_NN_CONTAINER_H

@@ -188,6 +188,16 @@ tensor *nn_module_forward(nn_module *m, tensor *input) {
     return m->ops->forward(m, input);
 }
 
+tensor *nn_module_forward_absorbing(nn_module *m, nn_module *next, tensor *input, bool *absorbed) {
+    *absorbed = false;
+    tensor *output = NULL;
+    if (m && input && next && m->ops->absorb_next && m->ops->absorb_next(m, next, input, &output)) {
+        *absorbed = true;
+        return output;
+    }
+    return nn_module_forward(m, input);
+}
+
 void nn_module_train(nn_module *m, bool mode) {
     if (!m) return;
     m->training = mode;

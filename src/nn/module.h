@@ -39,6 +39,13 @@ typedef struct nn_module_ops {
     int (*extra_repr)(const nn_module *self, char *buf, size_t len);
     /* (optional) frees type-specific state; registered tensors and children are freed by the base. */
     void (*destroy)(nn_module *self);
+    /* (optional) fusion: a container about to run self and then next (the module after it) asks
+     * self first. A module that computes next(self(input)) in one go, with the numbers the two
+     * would give (BatchNorm absorbing a following ReLU), sets *output (a new reference, or NULL
+     * with the error set) and returns true; otherwise it returns false, touching nothing, and the
+     * container runs the two in turn. Containers stay generic: only the absorbing module knows
+     * the pair. nn_module_forward_absorbing() is the call containers make. */
+    bool (*absorb_next)(nn_module *self, nn_module *next, tensor *input, tensor **output);
 } nn_module_ops;
 
 typedef struct nn_named_tensor {
@@ -65,6 +72,10 @@ struct nn_module {
 
 /* output <- m(input). */
 tensor *nn_module_forward(nn_module *m, tensor *input);
+/* For containers: output <- next(m(input)) when m absorbs next (nn_module_ops.absorb_next), with
+ * *absorbed = true; otherwise output <- m(input) and *absorbed = false, and the container runs
+ * next itself. next may be NULL (m is last). */
+tensor *nn_module_forward_absorbing(nn_module *m, nn_module *next, tensor *input, bool *absorbed);
 void    nn_module_free(nn_module *m);
 /* Sets the training flag of m and all its children (PyTorch's train(mode)); eval() = train(false). */
 void    nn_module_train(nn_module *m, bool mode);
