@@ -1,6 +1,8 @@
 /* functional_batch_norm.c — nnf_batch_norm: per-channel statistics, the fused forward, its
  * analytic backward (one NativeBatchNormBackward0 node), the same followed by ReLU in the same
- * passes (nnf_batch_norm_relu), and the composite teaching reference.
+ * passes (nnf_batch_norm_relu). The composite teaching reference, nnf_batch_norm_composite, is in
+ * functional_batch_norm_composite.c; the argument checks both use are declared in
+ * batch_norm_checks.h.
  *
  * Layout: an (N, C, *) input is seen as (N, C, S) with S = prod(*): N * C planes of S contiguous
  * floats, plane p = n * C + c belonging to channel c. Channel c has M = N * S values.
@@ -48,6 +50,8 @@
 
 #include "../autograd/ops.h"
 #include "../tensor/parallel.h"
+#include "../tensor/simd.h"
+#include "batch_norm_checks.h"
 
 /* Below this many input elements the kernels stay on one thread (the fork costs more). */
 #define BN_PARALLEL_MIN 32768
@@ -74,11 +78,9 @@ typedef struct bn_ctx {
 
 /* ---- SIMD --------------------------------------------------------------------------------------- */
 
-/* Four doubles in one register (a GCC/Clang vector extension: one AVX register, or a pair of SSE2
+/* f64x4: four doubles in one register (../tensor/simd.h: one AVX register, or a pair of SSE2
  * registers on a baseline x86-64 build). Arithmetic on them is lane by lane, so the order of the
- * additions is still the one written in the code. */
-typedef double f64x4 __attribute__((vector_size(32)));
-typedef float f32x4 __attribute__((vector_size(16), aligned(4), may_alias)); /* 4 floats anywhere in memory */
+ * additions is still the one written in the code. f32x4_mem: 4 floats loaded or stored anywhere. */
 
 /* LOAD4D(p): floats p[0..3] widened to doubles (exactly); STORE4F(p, v): v rounded to floats in
  * p[0..3]. GCC 12 converts generic vectors clumsily, so AVX builds name the instructions. */
@@ -87,8 +89,8 @@ typedef float f32x4 __attribute__((vector_size(16), aligned(4), may_alias)); /* 
 #define LOAD4D(p)     _mm256_cvtps_pd(_mm_loadu_ps(p))
 #define STORE4F(p, v) _mm_storeu_ps(p, _mm256_cvtpd_ps(v))
 #else
-#define LOAD4D(p)     __builtin_convertvector(*(const f32x4 *)(p), f64x4)
-#define STORE4F(p, v) (*(f32x4 *)(p) = __builtin_convertvector(v, f32x4))
+#define LOAD4D(p)     __builtin_convertvector(*(const f32x4_mem *)(p), f64x4)
+#define STORE4F(p, v) (*(f32x4_mem *)(p) = __builtin_convertvector(v, f32x4))
 #endif
 
 /* MADD4(a, b, c) = a * b + c on f64x4, one instruction (and one rounding) where the CPU has FMA. */
@@ -193,10 +195,8 @@ static inline float normalise1(float x, const bn_normalise *k, bool relu) {
  *     channel's relu8_k (NULL: no ReLU, dz = dy);
  *   GRAD1(dy, x, k, i): dz[i], k the channel's bn_normalise (or NULL).
  * (Macros: a function taking or returning 32-byte vectors would change the ABI on baseline x86-64.) */
-typedef float f32x8 __attribute__((vector_size(32)));
-typedef float f32x8u __attribute__((vector_size(32), aligned(4), may_alias)); /* 8 floats anywhere in memory */
-typedef int32_t i32x8 __attribute__((vector_size(32)));
-#define LOAD8(p) ((f32x8) * (const f32x8u *)(p))
+/* f32x8, i32x8 (values) and f32x8_mem (8 floats anywhere in memory): ../tensor/simd.h. */
+#define LOAD8(p) ((f32x8) * (const f32x8_mem *)(p))
 #ifdef FP_FAST_FMAF /* as FMAF */
 #define FMAV8(a, b, c) ((f32x8)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
 #else
@@ -423,7 +423,7 @@ static void plane_scale(float *restrict dx /* (S) */, const float *restrict dy /
     for (; i < S; i++) dx[i] = (float)(GRAD1(dy, x, relu_k, i) * a);
 }
 
-/* ---- checks shared by the fused and the composite versions ------------------------------------ */
+/* ---- checks shared by the fused and the composite versions (batch_norm_checks.h) ------------- */
 
 static torch_status check_vector(const char *fname, const char *what, const tensor *t, int64_t C) {
     if (!t) return TORCH_OK;
@@ -442,9 +442,9 @@ static torch_status check_vector(const char *fname, const char *what, const tens
 }
 
 /* ATen's and F.batch_norm's checks, in their words. */
-static torch_status check_args(const char *fname, const tensor *input, const tensor *running_mean,
-                               const tensor *running_var, const tensor *weight, const tensor *bias, bool training,
-                               double momentum, double eps) {
+torch_status bn_check_args(const char *fname, const tensor *input, const tensor *running_mean,
+                           const tensor *running_var, const tensor *weight, const tensor *bias, bool training,
+                           double momentum, double eps) {
     if (!input) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: input is NULL", fname);
     if (input->dtype != TORCH_FLOAT32)
         return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: expected a float32 input (got %s)", fname,
@@ -603,7 +603,7 @@ static const ag_function batch_norm_relu_function = {
 /* nnf_batch_norm, followed by ReLU when `relu`. */
 static tensor *batch_norm_impl(const char *fname, bool relu, tensor *input, tensor *running_mean, tensor *running_var,
                                tensor *weight, tensor *bias, bool training, double momentum, double eps) {
-    if (check_args(fname, input, running_mean, running_var, weight, bias, training, momentum, eps) != TORCH_OK)
+    if (bn_check_args(fname, input, running_mean, running_var, weight, bias, training, momentum, eps) != TORCH_OK)
         return NULL;
     const int64_t N = input->shape[0], C = input->shape[1];
     const int64_t S = N * C > 0 ? input->numel / (N * C) : torch_shape_numel(input->ndim - 2, input->shape + 2);
@@ -829,79 +829,4 @@ static torch_status batch_norm_backward(ag_node *node, const tensor *grad_output
     grad_inputs[1] = dw;
     grad_inputs[2] = db;
     return TORCH_OK;
-}
-
-/* ---- the composite reference ------------------------------------------------------------------ */
-
-/* Frees a list of intermediates (NULL entries allowed). */
-static void free_all(tensor **ts, int n) {
-    for (int i = 0; i < n; i++) tensor_free(ts[i]);
-}
-
-tensor *nnf_batch_norm_composite(tensor *input, tensor *running_mean, tensor *running_var, tensor *weight,
-                                 tensor *bias, bool training, double momentum, double eps) {
-    static const char *fname = "nnf_batch_norm_composite";
-    if (check_args(fname, input, running_mean, running_var, weight, bias, training, momentum, eps) != TORCH_OK)
-        return NULL;
-    const int ndim = input->ndim;
-    const int64_t C = input->shape[1];
-    int dims[TORCH_MAX_DIMS], nd = 0; /* every dim but the channel: 0, 2, 3, ... */
-    int64_t stat_shape[TORCH_MAX_DIMS]; /* [1, C, 1, ...]: broadcasts against the input */
-    for (int d = 0; d < ndim; d++) {
-        if (d != 1) dims[nd++] = d;
-        stat_shape[d] = d == 1 ? C : 1;
-    }
-
-    /* t[] holds every intermediate so that one call frees them on any path. */
-    enum { MEAN, VAR, CENTERED, VAR_EPS, INVSTD, XHAT, W, SCALED, B, OUT, NT };
-    tensor *t[NT] = {0};
-    if (training) {
-        t[MEAN] = torch_mean(input, nd, dims, true);           /* (1, C, 1, 1) */
-        t[VAR] = t[MEAN] ? torch_var(input, nd, dims, 0, true) : NULL; /* biased */
-    } else {                                                   /* constants: no gradient */
-        t[MEAN] = torch_reshape(running_mean, ndim, stat_shape);
-        t[VAR] = t[MEAN] ? torch_reshape(running_var, ndim, stat_shape) : NULL;
-    }
-    if (t[VAR]) t[CENTERED] = torch_sub(input, t[MEAN]);            /* x - mean */
-    if (t[CENTERED]) t[VAR_EPS] = torch_add_scalar(t[VAR], eps);    /* var + eps */
-    if (t[VAR_EPS]) t[INVSTD] = torch_rsqrt(t[VAR_EPS]);            /* 1 / sqrt(var + eps) */
-    if (t[INVSTD]) t[XHAT] = torch_mul(t[CENTERED], t[INVSTD]);     /* xhat */
-    tensor *y = t[XHAT];
-    if (y && weight) {
-        t[W] = torch_reshape(weight, ndim, stat_shape);
-        y = t[SCALED] = t[W] ? torch_mul(y, t[W]) : NULL;           /* xhat * gamma */
-    }
-    if (y && bias) {
-        t[B] = torch_reshape(bias, ndim, stat_shape);
-        y = t[OUT] = t[B] ? torch_add(y, t[B]) : NULL;              /* + beta */
-    }
-    if (!y) {
-        free_all(t, NT);
-        return NULL;
-    }
-    tensor_retain(y);
-
-    /* The running statistics, as constants (raw kernels, no graph); allocate, then commit. */
-    const int64_t M = input->numel / (C > 0 ? C : 1);
-    if (training && running_mean && M > 1) {
-        tensor *batch_mean = tensor_mean(input, nd, dims, false);       /* (C) */
-        tensor *batch_var = batch_mean ? tensor_var(input, nd, dims, 1, false) : NULL; /* unbiased */
-        if (!batch_var) {
-            tensor_free(batch_mean);
-            tensor_free(y);
-            free_all(t, NT);
-            return NULL;
-        }
-        /* Cannot fail: check_args checked that both can be written, and grad mode is off. */
-        bool grad_mode = torch_set_grad_enabled(false);
-        tensor_mul_scalar_(running_mean, 1 - momentum);
-        tensor_add_(running_mean, batch_mean, momentum);
-        tensor_mul_scalar_(running_var, 1 - momentum);
-        tensor_add_(running_var, batch_var, momentum);
-        torch_set_grad_enabled(grad_mode);
-        tensor_free(batch_mean);
-        tensor_free(batch_var);
-    }
-    free_all(t, NT);
-    return y;
 }

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../tensor/simd.h"
+
 /* ---- geometry ---------------------------------------------------------------------------------- */
 
 typedef struct pool_geom {
@@ -196,12 +198,8 @@ static bool max_pool_is_2x2(const pool_geom *g) {
            g->DW == 1 && g->OH == g->H / 2 && g->OW == g->W / 2;
 }
 
-/* GCC/clang vector extensions (portable: lowered to SSE without AVX); aligned(4) for unaligned
- * loads and stores through them. */
-typedef float   f32x8 __attribute__((vector_size(32), aligned(4), may_alias));
-typedef int32_t i32x8 __attribute__((vector_size(32), aligned(4), may_alias));
-typedef uint8_t u8x32 __attribute__((vector_size(32), aligned(1), may_alias));
-typedef uint8_t u8x8 __attribute__((vector_size(8), aligned(1), may_alias));
+/* GCC/clang vector extensions from ../tensor/simd.h (portable: lowered to SSE without AVX): values
+ * in f32x8, i32x8, u8x32; loads and stores through f32x8_mem and u8x8_mem, at any address. */
 
 /* Planes per parallel task: a fixed split, so that which thread writes what depends on the
  * shapes only (the row kernels below may spill junk into the next row of their own task). */
@@ -211,8 +209,8 @@ typedef uint8_t u8x8 __attribute__((vector_size(8), aligned(1), may_alias));
  * r1 = x[2oh+1] + 2ow. Even elements are taps a, c; odd ones b, d. */
 static inline void max_pool_2x2_block8(const float *r0, const float *r1, float *y /* (8) */,
                                        uint8_t *tap /* (8) or NULL */) {
-    f32x8 l0 = *(const f32x8 *)r0, h0 = *(const f32x8 *)(r0 + 8);
-    f32x8 l1 = *(const f32x8 *)r1, h1 = *(const f32x8 *)(r1 + 8);
+    f32x8 l0 = *(const f32x8_mem *)r0, h0 = *(const f32x8_mem *)(r0 + 8);
+    f32x8 l1 = *(const f32x8_mem *)r1, h1 = *(const f32x8_mem *)(r1 + 8);
     f32x8 tv[3] = {__builtin_shufflevector(l0, h0, 1, 3, 5, 7, 9, 11, 13, 15),
                    __builtin_shufflevector(l1, h1, 0, 2, 4, 6, 8, 10, 12, 14),
                    __builtin_shufflevector(l1, h1, 1, 3, 5, 7, 9, 11, 13, 15)};
@@ -223,10 +221,10 @@ static inline void max_pool_2x2_block8(const float *r0, const float *r1, float *
         m = (m & ~take) | ((i32x8)v & take);
         k = (k & ~take) | ((j + 1) & take);
     }
-    *(f32x8 *)y = (f32x8)m;
+    *(f32x8_mem *)y = (f32x8)m;
     if (tap) {
         u8x32 kb = (u8x32)k; /* the low byte of each lane (little-endian) */
-        *(u8x8 *)tap = __builtin_shufflevector(kb, kb, 0, 4, 8, 12, 16, 20, 24, 28);
+        *(u8x8_mem *)tap = __builtin_shufflevector(kb, kb, 0, 4, 8, 12, 16, 20, 24, 28);
     }
 }
 
@@ -294,12 +292,12 @@ static void max_pool_2x2_indices(const pool_geom *g, const uint8_t *tap /* (plan
  * as the generic kernel's (and ATen's) accumulation into zeros does. */
 static inline void max_pool_2x2_unblock8(const float *dy /* (8) */, const uint8_t *tap /* (8) */,
                                          float *d0 /* (16) */, float *d1 /* (16) */) {
-    i32x8 v = (i32x8)(*(const f32x8 *)dy + 0.0f), k = __builtin_convertvector(*(const u8x8 *)tap, i32x8);
+    i32x8 v = (i32x8)(*(const f32x8_mem *)dy + 0.0f), k = __builtin_convertvector(*(const u8x8_mem *)tap, i32x8);
     f32x8 a = (f32x8)(v & (k == 0)), b = (f32x8)(v & (k == 1)), c = (f32x8)(v & (k == 2)), d = (f32x8)(v & (k == 3));
-    *(f32x8 *)d0 = __builtin_shufflevector(a, b, 0, 8, 1, 9, 2, 10, 3, 11);
-    *(f32x8 *)(d0 + 8) = __builtin_shufflevector(a, b, 4, 12, 5, 13, 6, 14, 7, 15);
-    *(f32x8 *)d1 = __builtin_shufflevector(c, d, 0, 8, 1, 9, 2, 10, 3, 11);
-    *(f32x8 *)(d1 + 8) = __builtin_shufflevector(c, d, 4, 12, 5, 13, 6, 14, 7, 15);
+    *(f32x8_mem *)d0 = __builtin_shufflevector(a, b, 0, 8, 1, 9, 2, 10, 3, 11);
+    *(f32x8_mem *)(d0 + 8) = __builtin_shufflevector(a, b, 4, 12, 5, 13, 6, 14, 7, 15);
+    *(f32x8_mem *)d1 = __builtin_shufflevector(c, d, 0, 8, 1, 9, 2, 10, 3, 11);
+    *(f32x8_mem *)(d1 + 8) = __builtin_shufflevector(c, d, 4, 12, 5, 13, 6, 14, 7, 15);
 }
 
 /* One output row's two dx rows: the last 1-7 outputs first, as a block of 8 reading past the
