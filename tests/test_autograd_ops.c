@@ -63,7 +63,7 @@ static void assert_error(torch_status expected, const char *fragment) {
 static void assert_node(const tensor *t, const char *name) {
     cr_assert_not_null(t);
     cr_assert_not_null(t->grad_fn, "expected a %s node", name);
-    cr_assert_str_eq(t->grad_fn->fn->name, name);
+    cr_assert_str_eq(ag_function_name(t->grad_fn->fn), name);
 }
 
 static void gradcheck_ok(torch_gradcheck_fn fn, void *user, int n, tensor *const *in) {

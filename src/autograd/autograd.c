@@ -64,7 +64,12 @@ static void node_release(ag_node *node) {
     arrfree(stack);
 }
 
-static const char *node_name(const ag_node *node) { return node->fn->name; }
+const char *ag_function_name(const ag_function *fn) {
+    if (fn->op != AG_OP_CUSTOM) return ag_op_name(fn->op);
+    return fn->name ? fn->name : "?";
+}
+
+static const char *node_name(const ag_node *node) { return ag_function_name(node->fn); }
 
 static const tensor_grad_fn_ops grad_fn_ops = {.release = node_release, .name = node_name};
 
@@ -79,7 +84,7 @@ ag_node *ag_record(const ag_function *fn, tensor *output, int n_inputs, tensor *
     TORCH_ASSERT(fn && output && !output->grad_fn && n_inputs >= 0 && n_inputs <= AG_MAX_INPUTS);
     ag_node *n = calloc(1, sizeof *n);
     if (!n) {
-        torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory recording the graph", fn->name);
+        torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory recording the graph", ag_function_name(fn));
         return NULL;
     }
     n->fn = fn;
@@ -132,7 +137,7 @@ static torch_status check_saved_versions(const ag_node *n) {
                            "by an inplace operation: [torch.%sTensor %s], saved by %s, is at version %llu; expected "
                            "version %llu instead",
                            t->dtype == TORCH_INT64 ? "Long" : "Float", torch_shape_str(t->ndim, t->shape, buf, sizeof buf),
-                           n->fn->name, (unsigned long long)tensor_version(t),
+                           ag_function_name(n->fn), (unsigned long long)tensor_version(t),
                            (unsigned long long)n->saved_version[i]);
     }
     return TORCH_OK;

@@ -27,6 +27,7 @@
 
 #include "../tensor/ops.h"
 #include "../tensor/tensor.h"
+#include "op_table.h"
 
 /* ---- user API ------------------------------------------------------------------------------- */
 
@@ -56,17 +57,24 @@ torch_status tensor_backward(tensor *root, const tensor *grad, bool retain_graph
 
 typedef struct ag_node ag_node;
 
-/* One per differentiable op, defined next to the op's forward (non-static, so that
- * functions.c can list it in ag_builtin_functions for the completeness test). */
+/* One per differentiable op, defined next to the op's forward and backward:
+ *     static const ag_function conv2d_function = {.op = AG_OP_CONV2D, .backward = conv2d_backward};
+ * A built-in op says which entry of the op table (op_table.h) it is, which gives its name; an op
+ * defined outside the library leaves .op at AG_OP_CUSTOM and sets .name:
+ *     static const ag_function square_fn = {.name = "SquareBackward0", .backward = square_backward}; */
 typedef struct ag_function {
-    const char *name; /* PyTorch's node name, e.g. "AddBackward0", "NativeBatchNormBackward0" */
+    const char *name; /* AG_OP_CUSTOM only: PyTorch-style node name, e.g. "SquareBackward0" */
     /* Sets grad_inputs[i] (a new reference, or NULL for zero) for each i where
      * ag_node_needs_grad(node, i); the driver sums a gradient over broadcast dims when its shape
      * is larger than input i's, then accumulates. grad_output has the output's shape. */
     torch_status (*backward)(ag_node *node, const tensor *grad_output, tensor **grad_inputs);
     /* (optional) frees node->ctx; NULL means ctx is not used or is plain free()able memory. */
     void (*free_ctx)(void *ctx);
+    ag_op op; /* the op table's entry; AG_OP_CUSTOM (0) for an op defined outside the library */
 } ag_function;
+
+/* The node name of fn: the op table's for a built-in op, fn->name for a custom one ("?" if unset). */
+const char *ag_function_name(const ag_function *fn);
 
 /* One input of a node: where its gradient goes. */
 typedef struct ag_edge {
@@ -112,8 +120,5 @@ torch_status ag_node_save(ag_node *node, int slot, const tensor *t);
 
 /* Whether backward must compute the gradient of input i. */
 bool ag_node_needs_grad(const ag_node *node, int i);
-
-/* Every ag_function of this layer, NULL-terminated, for the table-completeness test. */
-extern const ag_function *const ag_builtin_functions[];
 
 #endif /* CTORCH_AUTOGRAD_H */

@@ -62,7 +62,7 @@ static torch_status add_backward(ag_node *n, const tensor *g, tensor **gi) {
     if (ag_node_needs_grad(n, 1)) gi[1] = same(g);
     return TORCH_OK;
 }
-const ag_function ag_fn_add = {"AddBackward0", add_backward, NULL};
+static const ag_function ag_fn_add = {.op = AG_OP_ADD, .backward = add_backward};
 
 tensor *torch_add(tensor *a, tensor *b) {
     return binary_op("torch_add", TORCH_BINARY_ADD, &ag_fn_add, a, b, false, false, false);
@@ -74,7 +74,7 @@ static torch_status sub_backward(ag_node *n, const tensor *g, tensor **gi) {
     if (ag_node_needs_grad(n, 1)) return put(&gi[1], tensor_unary(TORCH_UNARY_NEG, g));
     return TORCH_OK;
 }
-const ag_function ag_fn_sub = {"SubBackward0", sub_backward, NULL};
+static const ag_function ag_fn_sub = {.op = AG_OP_SUB, .backward = sub_backward};
 
 tensor *torch_sub(tensor *a, tensor *b) {
     return binary_op("torch_sub", TORCH_BINARY_SUB, &ag_fn_sub, a, b, false, false, false);
@@ -89,7 +89,7 @@ static torch_status mul_backward(ag_node *n, const tensor *g, tensor **gi) {
     if (st == TORCH_OK && ag_node_needs_grad(n, 1)) st = put(&gi[1], tensor_binary(TORCH_BINARY_MUL, g, n->saved[0]));
     return st;
 }
-const ag_function ag_fn_mul = {"MulBackward0", mul_backward, NULL};
+static const ag_function ag_fn_mul = {.op = AG_OP_MUL, .backward = mul_backward};
 
 tensor *torch_mul(tensor *a, tensor *b) {
     return binary_op("torch_mul", TORCH_BINARY_MUL, &ag_fn_mul, a, b, true, true, false);
@@ -109,7 +109,7 @@ static torch_status div_backward(ag_node *n, const tensor *g, tensor **gi) {
     }
     return st;
 }
-const ag_function ag_fn_div = {"DivBackward0", div_backward, NULL};
+static const ag_function ag_fn_div = {.op = AG_OP_DIV, .backward = div_backward};
 
 tensor *torch_div(tensor *a, tensor *b) {
     return binary_op("torch_div", TORCH_BINARY_DIV, &ag_fn_div, a, b, true, true, true);
@@ -132,8 +132,8 @@ static torch_status pass_backward(ag_node *n, const tensor *g, tensor **gi) {
     if (ag_node_needs_grad(n, 0)) gi[0] = same(g);
     return TORCH_OK;
 }
-const ag_function ag_fn_add_scalar = {"AddBackward1", pass_backward, NULL};
-const ag_function ag_fn_sub_scalar = {"SubBackward1", pass_backward, NULL};
+static const ag_function ag_fn_add_scalar = {.op = AG_OP_ADD_SCALAR, .backward = pass_backward};
+static const ag_function ag_fn_sub_scalar = {.op = AG_OP_SUB_SCALAR, .backward = pass_backward};
 
 tensor *torch_add_scalar(tensor *a, double s) {
     return scalar_op("torch_add_scalar", TORCH_BINARY_ADD, &ag_fn_add_scalar, a, s);
@@ -148,7 +148,7 @@ static torch_status mul_scalar_backward(ag_node *n, const tensor *g, tensor **gi
     if (!ag_node_needs_grad(n, 0)) return TORCH_OK;
     return put(&gi[0], tensor_binary_scalar(TORCH_BINARY_MUL, g, n->scalars[0]));
 }
-const ag_function ag_fn_mul_scalar = {"MulBackward1", mul_scalar_backward, NULL};
+static const ag_function ag_fn_mul_scalar = {.op = AG_OP_MUL_SCALAR, .backward = mul_scalar_backward};
 
 tensor *torch_mul_scalar(tensor *a, double s) {
     return scalar_op("torch_mul_scalar", TORCH_BINARY_MUL, &ag_fn_mul_scalar, a, s);
@@ -159,7 +159,7 @@ static torch_status div_scalar_backward(ag_node *n, const tensor *g, tensor **gi
     if (!ag_node_needs_grad(n, 0)) return TORCH_OK;
     return put(&gi[0], tensor_binary_scalar(TORCH_BINARY_DIV, g, n->scalars[0]));
 }
-const ag_function ag_fn_div_scalar = {"DivBackward1", div_scalar_backward, NULL};
+static const ag_function ag_fn_div_scalar = {.op = AG_OP_DIV_SCALAR, .backward = div_scalar_backward};
 
 tensor *torch_div_scalar(tensor *a, double s) {
     return scalar_op("torch_div_scalar", TORCH_BINARY_DIV, &ag_fn_div_scalar, a, s);
@@ -176,7 +176,7 @@ static torch_status pow_scalar_backward(ag_node *n, const tensor *g, tensor **gi
     tensor_free(p);
     return st;
 }
-const ag_function ag_fn_pow_scalar = {"PowBackward0", pow_scalar_backward, NULL};
+static const ag_function ag_fn_pow_scalar = {.op = AG_OP_POW_SCALAR, .backward = pow_scalar_backward};
 
 tensor *torch_pow_scalar(tensor *a, double exponent) {
     tensor *out = scalar_op("torch_pow_scalar", TORCH_BINARY_POW, &ag_fn_pow_scalar, a, exponent);
@@ -203,7 +203,7 @@ static torch_status neg_backward(ag_node *n, const tensor *g, tensor **gi) {
     if (!ag_node_needs_grad(n, 0)) return TORCH_OK;
     return put(&gi[0], tensor_unary(TORCH_UNARY_NEG, g));
 }
-const ag_function ag_fn_neg = {"NegBackward0", neg_backward, NULL};
+static const ag_function ag_fn_neg = {.op = AG_OP_NEG, .backward = neg_backward};
 
 tensor *torch_neg(tensor *a) { return unary_op("torch_neg", TORCH_UNARY_NEG, &ag_fn_neg, a, false, false); }
 
@@ -212,7 +212,7 @@ static torch_status exp_backward(ag_node *n, const tensor *g, tensor **gi) {
     if (!ag_node_needs_grad(n, 0)) return TORCH_OK;
     return put(&gi[0], tensor_binary(TORCH_BINARY_MUL, g, n->saved[0]));
 }
-const ag_function ag_fn_exp = {"ExpBackward0", exp_backward, NULL};
+static const ag_function ag_fn_exp = {.op = AG_OP_EXP, .backward = exp_backward};
 
 tensor *torch_exp(tensor *a) { return unary_op("torch_exp", TORCH_UNARY_EXP, &ag_fn_exp, a, false, true); }
 
@@ -221,7 +221,7 @@ static torch_status log_backward(ag_node *n, const tensor *g, tensor **gi) {
     if (!ag_node_needs_grad(n, 0)) return TORCH_OK;
     return put(&gi[0], tensor_binary(TORCH_BINARY_DIV, g, n->saved[0]));
 }
-const ag_function ag_fn_log = {"LogBackward0", log_backward, NULL};
+static const ag_function ag_fn_log = {.op = AG_OP_LOG, .backward = log_backward};
 
 tensor *torch_log(tensor *a) { return unary_op("torch_log", TORCH_UNARY_LOG, &ag_fn_log, a, true, false); }
 
@@ -233,7 +233,7 @@ static torch_status sqrt_backward(ag_node *n, const tensor *g, tensor **gi) {
     tensor_free(two_out);
     return st;
 }
-const ag_function ag_fn_sqrt = {"SqrtBackward0", sqrt_backward, NULL};
+static const ag_function ag_fn_sqrt = {.op = AG_OP_SQRT, .backward = sqrt_backward};
 
 tensor *torch_sqrt(tensor *a) { return unary_op("torch_sqrt", TORCH_UNARY_SQRT, &ag_fn_sqrt, a, false, true); }
 
@@ -248,7 +248,7 @@ static torch_status rsqrt_backward(ag_node *n, const tensor *g, tensor **gi) {
     tensor_free(cube);
     return st;
 }
-const ag_function ag_fn_rsqrt = {"RsqrtBackward0", rsqrt_backward, NULL};
+static const ag_function ag_fn_rsqrt = {.op = AG_OP_RSQRT, .backward = rsqrt_backward};
 
 tensor *torch_rsqrt(tensor *a) { return unary_op("torch_rsqrt", TORCH_UNARY_RSQRT, &ag_fn_rsqrt, a, false, true); }
 
@@ -258,7 +258,7 @@ static torch_status relu_backward(ag_node *n, const tensor *g, tensor **gi) {
     if (!ag_node_needs_grad(n, 0)) return TORCH_OK;
     return put(&gi[0], tensor_relu_backward(g, n->saved[0]));
 }
-const ag_function ag_fn_relu = {"ReluBackward0", relu_backward, NULL};
+static const ag_function ag_fn_relu = {.op = AG_OP_RELU, .backward = relu_backward};
 
 tensor *torch_relu(tensor *a) { return unary_op("torch_relu", TORCH_UNARY_RELU, &ag_fn_relu, a, false, true); }
 

@@ -10,7 +10,7 @@ static torch_status mm_backward(ag_node *n, const tensor *g, tensor **gi) {
     if (ag_node_needs_grad(n, 1) && !(gi[1] = tensor_mm(n->saved[0], true, g, false))) return torch_last_status();
     return TORCH_OK;
 }
-const ag_function ag_fn_mm = {"MmBackward0", mm_backward, NULL};
+static const ag_function ag_fn_mm = {.op = AG_OP_MM, .backward = mm_backward};
 
 tensor *torch_matmul(tensor *a, tensor *b) {
     static const char fname[] = "torch_matmul";

@@ -62,8 +62,8 @@ static torch_status sum_backward(ag_node *n, const tensor *g, tensor **gi) {
     if (!ag_node_needs_grad(n, 0)) return TORCH_OK;
     return put(&gi[0], spread(g, &n->inputs[0], n->ints[0], n->ints[1]));
 }
-const ag_function ag_fn_sum_all = {"SumBackward0", sum_backward, NULL};
-const ag_function ag_fn_sum_dim = {"SumBackward1", sum_backward, NULL};
+static const ag_function ag_fn_sum_all = {.op = AG_OP_SUM, .backward = sum_backward};
+static const ag_function ag_fn_sum_dim = {.op = AG_OP_SUM_DIM, .backward = sum_backward};
 
 /* out = sum / N:  da = g / N repeated (scaled before spreading: the small tensor is scaled). */
 static torch_status mean_backward(ag_node *n, const tensor *g, tensor **gi) {
@@ -73,8 +73,8 @@ static torch_status mean_backward(ag_node *n, const tensor *g, tensor **gi) {
     tensor_free(scaled);
     return st;
 }
-const ag_function ag_fn_mean_all = {"MeanBackward0", mean_backward, NULL};
-const ag_function ag_fn_mean_dim = {"MeanBackward1", mean_backward, NULL};
+static const ag_function ag_fn_mean_all = {.op = AG_OP_MEAN, .backward = mean_backward};
+static const ag_function ag_fn_mean_dim = {.op = AG_OP_MEAN_DIM, .backward = mean_backward};
 
 /* Shared forward of sum and mean. */
 static tensor *sum_or_mean(const char *fname, bool mean, tensor *a, int ndims, const int *dims, bool keepdim) {
@@ -127,7 +127,7 @@ static torch_status var_backward(ag_node *n, const tensor *g, tensor **gi) {
     tensor_free(gs);
     return st;
 }
-const ag_function ag_fn_var = {"VarBackward0", var_backward, NULL};
+static const ag_function ag_fn_var = {.op = AG_OP_VAR, .backward = var_backward};
 
 tensor *torch_var(tensor *a, int ndims, const int *dims, int64_t correction, bool keepdim) {
     static const char fname[] = "torch_var";
@@ -199,7 +199,7 @@ static torch_status max_backward(ag_node *n, const tensor *g, tensor **gi) {
     gi[0] = r;
     return TORCH_OK;
 }
-const ag_function ag_fn_max_dim = {"MaxBackward0", max_backward, NULL};
+static const ag_function ag_fn_max_dim = {.op = AG_OP_MAX_DIM, .backward = max_backward};
 
 tensor *torch_max(tensor *a, int dim, bool keepdim, tensor **indices) {
     static const char fname[] = "torch_max";

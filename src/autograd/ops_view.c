@@ -126,8 +126,8 @@ static torch_status reshape_backward(ag_node *n, const tensor *g, tensor **gi) {
     bool copied;
     return put(&gi[0], reshape_raw(g, n->inputs[0].ndim, n->inputs[0].shape, &copied));
 }
-const ag_function ag_fn_view = {"ViewBackward0", reshape_backward, NULL};
-const ag_function ag_fn_unsafe_view = {"UnsafeViewBackward0", reshape_backward, NULL};
+static const ag_function ag_fn_view = {.op = AG_OP_VIEW, .backward = reshape_backward};
+static const ag_function ag_fn_unsafe_view = {.op = AG_OP_UNSAFE_VIEW, .backward = reshape_backward};
 
 /* Reshape to a resolved shape, recording the node that matches what happened. */
 static tensor *reshape_to(tensor *a, int ndim, const int64_t *shape) {
@@ -195,8 +195,8 @@ static torch_status slice_backward(ag_node *n, const tensor *g, tensor **gi) {
     gi[0] = r;
     return TORCH_OK;
 }
-const ag_function ag_fn_select = {"SelectBackward0", slice_backward, NULL};
-const ag_function ag_fn_slice = {"SliceBackward0", slice_backward, NULL};
+static const ag_function ag_fn_select = {.op = AG_OP_SELECT, .backward = slice_backward};
+static const ag_function ag_fn_slice = {.op = AG_OP_SLICE, .backward = slice_backward};
 
 tensor *torch_select(tensor *a, int dim, int64_t index) {
     static const char fname[] = "torch_select";
@@ -290,7 +290,7 @@ static torch_status transpose_backward(ag_node *n, const tensor *g, tensor **gi)
     }
     return put(&gi[0], tensor_as_strided(g, g->ndim, shape, stride, g->offset));
 }
-const ag_function ag_fn_transpose = {"TransposeBackward0", transpose_backward, NULL};
+static const ag_function ag_fn_transpose = {.op = AG_OP_TRANSPOSE, .backward = transpose_backward};
 
 tensor *torch_transpose(tensor *a, int dim0, int dim1) {
     static const char fname[] = "torch_transpose";
@@ -325,7 +325,7 @@ static torch_status permute_backward(ag_node *n, const tensor *g, tensor **gi) {
     }
     return put(&gi[0], tensor_as_strided(g, g->ndim, shape, stride, g->offset));
 }
-const ag_function ag_fn_permute = {"PermuteBackward0", permute_backward, NULL};
+static const ag_function ag_fn_permute = {.op = AG_OP_PERMUTE, .backward = permute_backward};
 
 tensor *torch_permute(tensor *a, int ndims, const int *dims) {
     static const char fname[] = "torch_permute";
@@ -396,7 +396,7 @@ static torch_status unsqueeze_backward(ag_node *n, const tensor *g, tensor **gi)
     if (!ag_node_needs_grad(n, 0)) return TORCH_OK;
     return put(&gi[0], remove_dim(g, (int)n->ints[0]));
 }
-const ag_function ag_fn_unsqueeze = {"UnsqueezeBackward0", unsqueeze_backward, NULL};
+static const ag_function ag_fn_unsqueeze = {.op = AG_OP_UNSQUEEZE, .backward = unsqueeze_backward};
 
 tensor *torch_unsqueeze(tensor *a, int dim) {
     static const char fname[] = "torch_unsqueeze";
@@ -420,7 +420,7 @@ static torch_status squeeze_backward(ag_node *n, const tensor *g, tensor **gi) {
     if (!ag_node_needs_grad(n, 0)) return TORCH_OK;
     return put(&gi[0], n->ints[1] ? insert_dim(g, (int)n->ints[0]) : tensor_retain((tensor *)g));
 }
-const ag_function ag_fn_squeeze_dim = {"SqueezeBackward1", squeeze_backward, NULL};
+static const ag_function ag_fn_squeeze_dim = {.op = AG_OP_SQUEEZE_DIM, .backward = squeeze_backward};
 
 tensor *torch_squeeze(tensor *a, int dim) {
     static const char fname[] = "torch_squeeze";
@@ -445,7 +445,7 @@ static torch_status clone_backward(ag_node *n, const tensor *g, tensor **gi) {
     if (ag_node_needs_grad(n, 0)) gi[0] = tensor_retain((tensor *)g);
     return TORCH_OK;
 }
-const ag_function ag_fn_clone = {"CloneBackward0", clone_backward, NULL};
+static const ag_function ag_fn_clone = {.op = AG_OP_CLONE, .backward = clone_backward};
 
 tensor *torch_contiguous(tensor *a) {
     if (torch_check_float32("torch_contiguous", "input", a) != TORCH_OK) return NULL;

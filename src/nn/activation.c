@@ -45,7 +45,7 @@ static torch_status dropout_backward(ag_node *node, const tensor *grad_output, t
     return TORCH_OK;
 }
 
-static const ag_function dropout_function = {.name = "NativeDropoutBackward0", .backward = dropout_backward};
+static const ag_function dropout_function = {.op = AG_OP_DROPOUT, .backward = dropout_backward};
 
 static tensor *dropout_impl(const char *fname, tensor *input, double p, bool training, torch_generator *gen) {
     if (!(p >= 0.0 && p <= 1.0)) {

@@ -344,7 +344,7 @@ static torch_status conv2d_backward(ag_node *node, const tensor *grad_output, te
     return TORCH_OK;
 }
 
-static const ag_function conv2d_function = {.name = "ConvolutionBackward0", .backward = conv2d_backward};
+static const ag_function conv2d_function = {.op = AG_OP_CONV2D, .backward = conv2d_backward};
 
 static tensor *conv2d_impl(const char *fname, tensor *input, tensor *weight, tensor *bias, const int64_t stride[2],
                            const int64_t padding[2], const int64_t dilation[2]) {

@@ -588,14 +588,14 @@ static void batch_norm_forward_kernel(float *y /* (N, C, S) */, const float *x /
 static torch_status batch_norm_backward(ag_node *node, const tensor *grad_output, tensor **grad_inputs);
 
 static const ag_function batch_norm_function = {
-    .name = "NativeBatchNormBackward0",
+    .op = AG_OP_BATCH_NORM,
     .backward = batch_norm_backward,
     .free_ctx = NULL, /* one malloc block */
 };
 
 /* The fused batch norm + ReLU: the same backward, which recomputes where the ReLU clamped. */
 static const ag_function batch_norm_relu_function = {
-    .name = "NativeBatchNormReluBackward0",
+    .op = AG_OP_BATCH_NORM_RELU,
     .backward = batch_norm_backward,
     .free_ctx = NULL,
 };
@@ -804,7 +804,7 @@ static torch_status batch_norm_backward(ag_node *node, const tensor *grad_output
     torch_status st = dy ? TORCH_OK : torch_last_status();
     if (st == TORCH_OK && need_dx && !(dx = torch_empty(x->ndim, x->shape))) st = torch_last_status();
     if (st == TORCH_OK && !(scratch = scratch_alloc(n_part, (size_t)C * (2 * sizeof(double) + sizeof(bn_dx)))))
-        st = torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", node->fn->name);
+        st = torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", ag_function_name(node->fn));
     if (st != TORCH_OK) {
         tensor_free(dx);
         tensor_free(dy);

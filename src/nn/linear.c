@@ -98,8 +98,8 @@ static torch_status linear_backward(ag_node *node, const tensor *grad_output, te
 }
 
 /* PyTorch's node names: addmm with a bias, mm without. */
-static const ag_function addmm_function = {.name = "AddmmBackward0", .backward = linear_backward};
-static const ag_function mm_function = {.name = "MmBackward0", .backward = linear_backward};
+static const ag_function addmm_function = {.op = AG_OP_LINEAR, .backward = linear_backward};
+static const ag_function mm_function = {.op = AG_OP_LINEAR_NO_BIAS, .backward = linear_backward};
 
 static tensor *linear_impl(const char *fname, tensor *input, tensor *weight, tensor *bias) {
     if (linear_check(fname, input, weight, bias) != TORCH_OK) return NULL;

@@ -75,7 +75,7 @@ static torch_status log_softmax_backward(ag_node *node, const tensor *grad_outpu
     return TORCH_OK;
 }
 
-static const ag_function log_softmax_function = {.name = "LogSoftmaxBackward0", .backward = log_softmax_backward};
+static const ag_function log_softmax_function = {.op = AG_OP_LOG_SOFTMAX, .backward = log_softmax_backward};
 
 tensor *nnf_log_softmax(tensor *input, int dim) {
     static const char fname[] = "nnf_log_softmax";
@@ -148,7 +148,7 @@ static torch_status cross_entropy_backward(ag_node *node, const tensor *grad_out
     return TORCH_OK;
 }
 
-static const ag_function cross_entropy_function = {.name = "NllLossBackward0", .backward = cross_entropy_backward};
+static const ag_function cross_entropy_function = {.op = AG_OP_CROSS_ENTROPY, .backward = cross_entropy_backward};
 
 tensor *nnf_cross_entropy(tensor *input, tensor *target) {
     static const char fname[] = "nnf_cross_entropy";
@@ -239,7 +239,7 @@ static torch_status mse_backward(ag_node *node, const tensor *grad_output, tenso
     return TORCH_OK;
 }
 
-static const ag_function mse_function = {.name = "MseLossBackward0", .backward = mse_backward};
+static const ag_function mse_function = {.op = AG_OP_MSE_LOSS, .backward = mse_backward};
 
 tensor *nnf_mse_loss(tensor *input, tensor *target) {
     static const char fname[] = "nnf_mse_loss";

@@ -387,7 +387,7 @@ static torch_status max_pool2d_backward(ag_node *node, const tensor *grad_output
     return TORCH_OK;
 }
 
-static const ag_function max_pool2d_function = {.name = "MaxPool2DWithIndicesBackward0",
+static const ag_function max_pool2d_function = {.op = AG_OP_MAX_POOL2D,
                                                 .backward = max_pool2d_backward};
 
 /* n bytes in the storage of an int64 tensor, so that a graph node can own them, plus 8 zero
@@ -524,7 +524,7 @@ static torch_status avg_pool2d_backward(ag_node *node, const tensor *grad_output
     return TORCH_OK;
 }
 
-static const ag_function avg_pool2d_function = {.name = "AvgPool2DBackward0", .backward = avg_pool2d_backward};
+static const ag_function avg_pool2d_function = {.op = AG_OP_AVG_POOL2D, .backward = avg_pool2d_backward};
 
 static tensor *avg_pool2d_impl(const char *fname, tensor *input, const nn_avg_pool2d_options *o) {
     pool_geom g;
@@ -621,7 +621,7 @@ static torch_status adaptive_avg_pool2d_backward(ag_node *node, const tensor *gr
     return TORCH_OK;
 }
 
-static const ag_function adaptive_avg_pool2d_function = {.name = "AdaptiveAvgPool2DBackward0",
+static const ag_function adaptive_avg_pool2d_function = {.op = AG_OP_ADAPTIVE_AVG_POOL2D,
                                                          .backward = adaptive_avg_pool2d_backward};
 
 static tensor *adaptive_avg_pool2d_impl(const char *fname, tensor *input, int64_t oh, int64_t ow) {
