@@ -51,7 +51,7 @@
 
 /* Images per GEMM: enough for about 1024 columns when images are small, at most 16M floats of col. */
 static int64_t conv_block(const conv_geom *g) {
-    if (g->direct || g->small_k || g->P <= 0 || g->P >= 128 || g->N <= 1) return 1; /* P <= 0: a refused shape */
+    if (g->col_is_input || g->small_k || g->P <= 0 || g->P >= 128 || g->N <= 1) return 1; /* P <= 0: a refused shape */
     int64_t b = (1024 + g->P - 1) / g->P;
     int64_t cap = ((int64_t)1 << 24) / (g->K * g->P > 0 ? g->K * g->P : 1);
     if (b > cap) b = cap;
@@ -82,8 +82,8 @@ static void conv_geom_fill(conv_geom *g, const tensor *x, const tensor *w, const
     g->OW = (g->W + 2 * g->PW - g->DW * (g->KW - 1) - 1) / g->SW + 1;
     g->K = g->C * g->KH * g->KW;
     g->P = g->OH * g->OW;
-    g->direct = g->KH == 1 && g->KW == 1 && g->SH == 1 && g->SW == 1 && g->PH == 0 && g->PW == 0;
-    g->small_k = !g->direct && g->K <= CONV_SMALL_K;
+    g->col_is_input = g->KH == 1 && g->KW == 1 && g->SH == 1 && g->SW == 1 && g->PH == 0 && g->PW == 0;
+    g->small_k = !g->col_is_input && g->K <= CONV_SMALL_K;
     g->ldc = g->P > 0 ? (g->P + SK_P - 1) / SK_P * SK_P : 0;
     g->wino = g->KH == 3 && g->KW == 3 && g->SH == 1 && g->SW == 1 && g->DH == 1 && g->DW == 1 && !g->small_k &&
               g->OH > 0 && g->OW > 0;
@@ -200,7 +200,7 @@ static int thread_id(void) {
 /* ---- forward ----------------------------------------------------------------------------------- */
 
 /* Floats of one thread's workspace: col (K x B*P; K+1 rows of pitch ldc for the small-K kernels;
- * none when direct), plus a block of outputs or of output gradients (O x B*P) when B > 1; or the
+ * none when col_is_input), plus a block of outputs or of output gradients (O x B*P) when B > 1; or the
  * Winograd buffers. */
 static int64_t conv_ws_floats(const conv_geom *g) {
     if (g->wino) {
@@ -208,7 +208,7 @@ static int64_t conv_ws_floats(const conv_geom *g) {
         return conv_wino_ws_floats(g, &w);
     }
     if (g->small_k) return (g->K + 1) * g->ldc;
-    return (g->direct ? 0 : g->K * g->B * g->P) + (g->B > 1 ? g->O * g->B * g->P : 0);
+    return (g->col_is_input ? 0 : g->K * g->B * g->P) + (g->B > 1 ? g->O * g->B * g->P : 0);
 }
 
 /* Floats the forward needs besides the threads' workspaces: the transformed weights. */

@@ -196,9 +196,9 @@ void conv_im2col_forward_block(const conv_geom *g, int64_t n0, int64_t nb, const
         }
         return;
     }
-    float *col = ws, *yb = ws + (g->direct ? 0 : g->K * g->B * g->P);
+    float *col = ws, *yb = ws + (g->col_is_input ? 0 : g->K * g->B * g->P);
     const float *a = col;
-    if (g->direct) a = x + n0 * xs;
+    if (g->col_is_input) a = x + n0 * xs;
     else
         for (int64_t b = 0; b < nb; b++) im2col(g, x + (n0 + b) * xs, col + b * g->P, ld);
     if (nb == 1) { /* one image: straight into y, the bias there first (beta = 1) */
@@ -237,7 +237,7 @@ void conv_im2col_backward_slot(const conv_geom *g, int64_t k0, int64_t k1, const
                                float *dx /* (N, C, H, W), or NULL */, float *dw /* (O, K), or NULL */,
                                float *ws /* conv_ws_floats */) {
     const int64_t xs = g->C * g->H * g->W, ys = g->O * g->P;
-    float *col = ws, *dyb = ws + (g->direct || g->small_k ? 0 : g->K * g->B * g->P);
+    float *col = ws, *dyb = ws + (g->col_is_input || g->small_k ? 0 : g->K * g->B * g->P);
     if (dw && (k0 == k1 || g->small_k)) memset(dw, 0, (size_t)(g->O * g->K) * sizeof *dw); /* small-K adds */
     if (g->small_k) conv_small_k_col_init(g, col);
     for (int64_t k = k0; k < k1; k++) {
@@ -253,17 +253,17 @@ void conv_im2col_backward_slot(const conv_geom *g, int64_t k0, int64_t k1, const
         const int64_t ldy = nb > 1 ? ld : g->P;
         if (dw) {
             const float *a = col;
-            if (g->direct) a = x + n0 * xs;
+            if (g->col_is_input) a = x + n0 * xs;
             else
                 for (int64_t b = 0; b < nb; b++) im2col(g, x + (n0 + b) * xs, col + b * g->P, ld);
             if (g->small_k) conv_small_k_weight_grad(g->O, g->K, g->P, g->ldc, dY, col, dw);
             else torch_sgemm(false, true, g->O, g->K, ld, dY, ldy, a, ld, k == k0 ? 0.0f : 1.0f, dw, g->K);
         }
         if (dx) {
-            /* The direct case writes dcol straight into dx[n] (col2im is the identity there). */
-            float *dcol = g->direct ? dx + n0 * xs : col;
+            /* The col_is_input case writes dcol straight into dx[n] (col2im is the identity there). */
+            float *dcol = g->col_is_input ? dx + n0 * xs : col;
             torch_sgemm(true, false, g->K, nb * g->P, g->O, w, g->K, dY, ldy, 0.0f, dcol, ld);
-            if (!g->direct)
+            if (!g->col_is_input)
                 for (int64_t b = 0; b < nb; b++) {
                     memset(dx + (n0 + b) * xs, 0, (size_t)xs * sizeof(float));
                     col2im(g, col + b * g->P, ld, dx + (n0 + b) * xs);

@@ -2,7 +2,7 @@
  * no public header (ctorch.h, conv.h) includes it, and nothing outside src/nn may.
  *
  * conv.c checks the arguments, fills a conv_geom from the shapes, picks the algorithm from the
- * shapes alone (conv_geom's direct / small_k / wino), sizes and allocates every buffer, shares
+ * shapes alone (conv_geom's col_is_input / small_k / wino), sizes and allocates every buffer, shares
  * blocks of images among its threads and records the graph node. The files below only compute:
  *   conv_im2col.c    im2col / col2im, and one block's forward and one slot's backward through
  *                    the columns: torch_sgemm, or the small-K kernels when the reduction is short
@@ -37,8 +37,8 @@ typedef struct conv_geom {
     int64_t K;                 /* C * KH * KW: rows of col, the GEMM's inner dimension */
     int64_t P;                 /* OH * OW: columns of col per image */
     int64_t B;                 /* images per GEMM */
-    bool    direct;            /* 1x1 kernel, stride 1, no padding: col(x[n]) is x[n] itself */
-    bool    small_k;           /* K <= CONV_SMALL_K (and not direct): our register-blocked kernels */
+    bool    col_is_input;      /* 1x1 kernel, stride 1, no padding: col(x[n]) is x[n] itself */
+    bool    small_k;           /* K <= CONV_SMALL_K (and not col_is_input): our register-blocked kernels */
     bool    wino;              /* 3x3, stride 1, no dilation, not small_k: Winograd F(2x2, 3x3) */
     int64_t ldc;               /* row pitch of col for the small-K kernels: P rounded up to SK_P */
 } conv_geom;
