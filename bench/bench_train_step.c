@@ -95,7 +95,7 @@ static part_kind kind_of(const nn_module *m) {
 
 typedef struct bench {
     nn_module *model;
-    optim_sgd *opt;
+    optim_optimizer *opt;
     tensor    *x, *labels;
 } bench;
 
@@ -122,7 +122,7 @@ static bench bench_new(int64_t batch, uint64_t seed) {
 }
 
 static void bench_free(bench *b) {
-    optim_sgd_free(b->opt);
+    optim_free(b->opt);
     nn_module_free(b->model);
     tensor_free(b->x);
     tensor_free(b->labels);
@@ -131,7 +131,7 @@ static void bench_free(bench *b) {
 /* One full step; phase times (ms) into t[0..3] = forward, loss, backward, optimizer. */
 static void train_step(bench *b, double *t) {
     double t0 = bench_now_ms();
-    optim_sgd_zero_grad(b->opt);
+    optim_zero_grad(b->opt);
     double t1 = bench_now_ms();
     tensor *logits = need(nn_module_forward(b->model, b->x), "forward");
     double  t2 = bench_now_ms();
@@ -139,7 +139,7 @@ static void train_step(bench *b, double *t) {
     double  t3 = bench_now_ms();
     ok(tensor_backward(loss, NULL, false), "backward");
     double t4 = bench_now_ms();
-    ok(optim_sgd_step(b->opt), "optim_sgd_step");
+    ok(optim_step(b->opt), "optim_step");
     double t5 = bench_now_ms();
     tensor_free(logits);
     tensor_free(loss);
@@ -193,7 +193,7 @@ static void bench_threads(int threads, int reps, int64_t batch, bool per_layer) 
 
     for (int r = -warmup; r < reps; r++) {
         double fwd[64], bwd[64], t0 = bench_now_ms(), t1;
-        optim_sgd_zero_grad(b.opt);
+        optim_zero_grad(b.opt);
         double zero_t = bench_now_ms() - t0;
         in[0] = tensor_retain(b.x); /* the first conv's input needs no gradient, as in the step */
         for (int64_t i = 0; i < L; i++) {
@@ -218,7 +218,7 @@ static void bench_threads(int threads, int reps, int64_t batch, bool per_layer) 
         }
         tensor_free(in[0]);
         t0 = bench_now_ms();
-        ok(optim_sgd_step(b.opt), "optim_sgd_step");
+        ok(optim_step(b.opt), "optim_step");
         double opt_t = zero_t + bench_now_ms() - t0;
         if (r < 0) continue;
         double sum = loss_f + loss_b + opt_t;

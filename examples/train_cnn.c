@@ -204,7 +204,7 @@ typedef struct epoch_result {
     double loss, accuracy; /* mean loss per sample, fraction correct */
 } epoch_result;
 
-static torch_status train_epoch(nn_module *model, optim_sgd *opt, data_dataloader *dl, int epoch, epoch_result *out) {
+static torch_status train_epoch(nn_module *model, optim_optimizer *opt, data_dataloader *dl, int epoch, epoch_result *out) {
     nn_module_train(model, true);
     bool tty = isatty(STDOUT_FILENO);
     int64_t batches = data_dataloader_num_batches(dl), seen = 0, correct = 0, b = 0;
@@ -216,10 +216,10 @@ static torch_status train_epoch(nn_module *model, optim_sgd *opt, data_dataloade
         tensor *loss = logits ? nnf_cross_entropy(logits, y) : NULL;
         st = loss ? TORCH_OK : torch_last_status();
         if (st == TORCH_OK) {
-            optim_sgd_zero_grad(opt);
+            optim_zero_grad(opt);
             st = tensor_backward(loss, NULL, false);
         }
-        if (st == TORCH_OK) st = optim_sgd_step(opt);
+        if (st == TORCH_OK) st = optim_step(opt);
         if (st == TORCH_OK) {
             loss_sum += tensor_item(loss) * (double)x->shape[0];
             correct += count_correct(logits, y);
@@ -343,7 +343,7 @@ int main(int argc, char **argv) {
 
     data_dataset *train = NULL, *test = NULL;
     nn_module *model = NULL;
-    optim_sgd *opt = NULL;
+    optim_optimizer *opt = NULL;
     optim_lr_scheduler *sched = NULL;
     data_dataloader *dl = NULL;
     nn_tensor_dict *params = NULL;
@@ -414,7 +414,7 @@ int main(int argc, char **argv) {
     }
 
     for (int epoch = (int)state.epoch + 1; epoch <= c.epochs; epoch++) {
-        double lr = optim_sgd_get_lr(opt, 0), t0 = now_seconds();
+        double lr = optim_get_lr(opt, 0), t0 = now_seconds();
         epoch_result tr, te;
         if (train_epoch(model, opt, dl, epoch, &tr) != TORCH_OK) {
             rc = fail("training");
@@ -456,7 +456,7 @@ done:
     if (log) fclose(log);
     optim_lr_scheduler_free(sched);
     data_dataloader_free(dl);
-    optim_sgd_free(opt);
+    optim_free(opt);
     nn_tensor_dict_free(params);
     nn_module_free(model);
     data_dataset_free(train);

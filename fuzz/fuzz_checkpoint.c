@@ -27,7 +27,7 @@
 typedef struct setup {
     torch_generator     gen;
     nn_module          *model;
-    optim_sgd          *opt;
+    optim_optimizer          *opt;
     optim_lr_scheduler *sched;
 } setup;
 
@@ -53,7 +53,7 @@ static int build(setup *s) {
 
 static void destroy(setup *s) {
     optim_lr_scheduler_free(s->sched);
-    optim_sgd_free(s->opt);
+    optim_free(s->opt);
     nn_module_free(s->model);
 }
 
@@ -79,11 +79,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     setup s;
     if (build(&s) != 0) abort();
     /* give every parameter a momentum buffer, and the scheduler a position */
-    for (int64_t i = 0; i < optim_sgd_num_params(s.opt); i++) {
-        tensor *p = optim_sgd_param(s.opt, i, NULL);
+    for (int64_t i = 0; i < optim_num_params(s.opt); i++) {
+        tensor *p = optim_param(s.opt, i, NULL);
         p->grad = torch_ones_like(p);
     }
-    optim_sgd_step(s.opt);
+    optim_step(s.opt);
     optim_lr_scheduler_step(s.sched);
     char path[4096];
     snprintf(path, sizeof path, "%s/valid.ckpt", dir);

@@ -7,7 +7,7 @@
  *   nn/        modules (BatchNorm2d, ...), functional ops (nnf_*), state_dict (on autograd)
  *   io/        safetensors files, module save/load, atomic writes, JSON     (on nn)
  *   data/      IDX files, data sets, the mini-batch loader                  (on tensor, io)
- *   optim/     optimizers (SGD), schedules, training checkpoints            (on nn, io)
+ *   optim/     optimizers (SGD, Adam, AdamW), schedules, training checkpoints (on nn, io)
  */
 #ifndef CTORCH_H
 #define CTORCH_H
@@ -31,7 +31,9 @@
 #include "nn/init.h"
 #include "io/io.h"
 #include "data/data.h"
+#include "optim/optimizer.h"
 #include "optim/sgd.h"
+#include "optim/adam.h"
 #include "optim/lr_scheduler.h"
 #include "optim/checkpoint.h"
 

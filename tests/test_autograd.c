@@ -478,14 +478,14 @@ Test(autograd, an_optimizer_step_invalidates_a_retained_graph) {
     nn_module *lin = nn_linear(3, 2, true, NULL);
     tensor *x = torch_ones(TORCH_SHAPE(4, 3)), *y = nn_module_forward(lin, x), *l = torch_sum(y, 0, NULL, false);
     nn_tensor_dict *params = nn_module_named_parameters(lin);
-    optim_sgd *opt = optim_sgd_new(params, optim_sgd_options_default(0.1));
+    optim_optimizer *opt = optim_sgd_new(params, optim_sgd_options_default(0.1));
     cr_assert_not_null(opt, "%s", torch_last_error());
     cr_assert_eq(tensor_backward(l, NULL, true), TORCH_OK, "%s", torch_last_error());
     tensor *w = nn_module_get_parameter(lin, "weight");
     uint64_t v = tensor_version(w);
-    cr_assert_eq(optim_sgd_step(opt), TORCH_OK, "%s", torch_last_error());
+    cr_assert_eq(optim_step(opt), TORCH_OK, "%s", torch_last_error());
     cr_assert_gt(tensor_version(w), v, "a step is an in-place write");
     expect_modified_inplace(tensor_backward(l, NULL, false), "saved by");
-    optim_sgd_free(opt), nn_tensor_dict_free(params);
+    optim_free(opt), nn_tensor_dict_free(params);
     tensor_free(l), tensor_free(y), tensor_free(x), nn_module_free(lin);
 }

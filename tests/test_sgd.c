@@ -1,4 +1,4 @@
-/* test_sgd.c — optim_sgd against torch.optim.SGD (PyTorch 1.13 fixture: 10 steps per option set,
+/* test_sgd.c — SGD against torch.optim.SGD (PyTorch 1.13 fixture: 10 steps per option set,
  * fixed gradients, one parameter without a gradient for the first 3 steps), parameter groups,
  * PyTorch's error messages, state round trips, and that a step never touches module buffers. */
 #include <criterion/criterion.h>
@@ -45,8 +45,8 @@ static optim_sgd_options run_options(const sgd_fix_group *g) {
 }
 
 /* Builds the run's optimizer over params with the run's groups. */
-static optim_sgd *make_optimizer(const sgd_fix_run *run, tensor *params[SGD_FIX_NPARAMS]) {
-    optim_sgd *opt = NULL;
+static optim_optimizer *make_optimizer(const sgd_fix_run *run, tensor *params[SGD_FIX_NPARAMS]) {
+    optim_optimizer *opt = NULL;
     for (int gi = 0; gi < run->ngroups; gi++) {
         const sgd_fix_group *g = &run->groups[gi];
         nn_tensor_dict *d = nn_tensor_dict_new();
@@ -72,10 +72,10 @@ Test(sgd, matches_pytorch_fixture_every_option) {
         tensor *params[SGD_FIX_NPARAMS];
         nn_tensor_dict *dict;
         make_params(params, &dict);
-        optim_sgd *opt = make_optimizer(run, params);
+        optim_optimizer *opt = make_optimizer(run, params);
         for (int k = 0; k < SGD_FIX_STEPS; k++) {
             set_grads(params, k);
-            cr_assert_eq(optim_sgd_step(opt), TORCH_OK, "%s", torch_last_error());
+            cr_assert_eq(optim_step(opt), TORCH_OK, "%s", torch_last_error());
             for (int i = 0; i < SGD_FIX_NPARAMS; i++) {
                 const float *p = tensor_data_f32(params[i]);
                 const float *e = sgd_fix_expect[r] + k * SGD_FIX_TOTAL + sgd_fix_offset[i];
@@ -89,7 +89,7 @@ Test(sgd, matches_pytorch_fixture_every_option) {
         }
         /* Momentum buffers: present exactly where PyTorch made one, equal values. */
         for (int i = 0; i < SGD_FIX_NPARAMS; i++) {
-            tensor *b = optim_sgd_momentum_buffer(opt, i);
+            tensor *b = optim_state(opt, i, "momentum_buffer");
             cr_assert_eq(b != NULL, sgd_fix_hasbuf[r][i], "run %s param %d buffer presence", run->name, i);
             if (!b) continue;
             const float *e = sgd_fix_buf[r] + sgd_fix_offset[i];
@@ -97,7 +97,7 @@ Test(sgd, matches_pytorch_fixture_every_option) {
                 cr_assert_leq(fabs((double)tensor_data_f32(b)[j] - e[j]), 1e-6, "run %s buffer %d [%lld]", run->name,
                               i, (long long)j);
         }
-        optim_sgd_free(opt);
+        optim_free(opt);
         nn_tensor_dict_free(dict);
         for (int i = 0; i < SGD_FIX_NPARAMS; i++) tensor_free(params[i]);
     }
@@ -111,15 +111,15 @@ Test(sgd, parameter_without_grad_is_skipped_and_gets_no_buffer) {
     optim_sgd_options o = optim_sgd_options_default(0.1);
     o.momentum = 0.9;
     o.weight_decay = 0.1; /* would move p2 if it were not skipped */
-    optim_sgd *opt = optim_sgd_new(dict, o);
+    optim_optimizer *opt = optim_sgd_new(dict, o);
     cr_assert_not_null(opt);
     set_grads(params, 0); /* p2 has no gradient at step 0 */
     cr_assert_null(params[2]->grad);
-    cr_assert_eq(optim_sgd_step(opt), TORCH_OK);
-    cr_assert_not_null(optim_sgd_momentum_buffer(opt, 0));
-    cr_assert_null(optim_sgd_momentum_buffer(opt, 2));
+    cr_assert_eq(optim_step(opt), TORCH_OK);
+    cr_assert_not_null(optim_state(opt, 0, "momentum_buffer"));
+    cr_assert_null(optim_state(opt, 2, "momentum_buffer"));
     cr_assert_eq(memcmp(tensor_data_f32(params[2]), sgd_fix_init + sgd_fix_offset[2], 12 * sizeof(float)), 0);
-    optim_sgd_free(opt);
+    optim_free(opt);
     nn_tensor_dict_free(dict);
     for (int i = 0; i < SGD_FIX_NPARAMS; i++) tensor_free(params[i]);
 }
@@ -137,19 +137,19 @@ Test(sgd, hand_computed_dampening_applies_from_the_second_step) {
     o.momentum = 0.5;
     o.dampening = 0.5;
     o.weight_decay = 0.25;
-    optim_sgd *opt = optim_sgd_new(d, o);
+    optim_optimizer *opt = optim_sgd_new(d, o);
     cr_assert_not_null(opt);
     p->grad = torch_full(TORCH_SHAPE(1), 2.0f);
-    cr_assert_eq(optim_sgd_step(opt), TORCH_OK);
+    cr_assert_eq(optim_step(opt), TORCH_OK);
     cr_assert_eq(tensor_data_f32(p)[0], -0.125f);
-    cr_assert_eq(tensor_data_f32(optim_sgd_momentum_buffer(opt, 0))[0], 2.25f);
-    cr_assert_eq(optim_sgd_step(opt), TORCH_OK);
+    cr_assert_eq(tensor_data_f32(optim_state(opt, 0, "momentum_buffer"))[0], 2.25f);
+    cr_assert_eq(optim_step(opt), TORCH_OK);
     cr_assert_eq(tensor_data_f32(p)[0], -1.1796875f);
-    cr_assert_eq(tensor_data_f32(optim_sgd_momentum_buffer(opt, 0))[0], 2.109375f);
-    optim_sgd_zero_grad(opt);
+    cr_assert_eq(tensor_data_f32(optim_state(opt, 0, "momentum_buffer"))[0], 2.109375f);
+    optim_zero_grad(opt);
     cr_assert_not_null(p->grad, "zero_grad zeroes in place (PyTorch 1.13's default)");
     cr_assert_eq(tensor_data_f32(p->grad)[0], 0.0f);
-    optim_sgd_free(opt);
+    optim_free(opt);
     nn_tensor_dict_free(d);
     tensor_free(p);
 }
@@ -184,10 +184,10 @@ Test(sgd, step_moves_parameters_never_buffers) {
     optim_sgd_options o = optim_sgd_options_default(0.1);
     o.momentum = 0.9;
     o.weight_decay = 1e-2;
-    optim_sgd *opt = optim_sgd_new(params, o);
+    optim_optimizer *opt = optim_sgd_new(params, o);
     cr_assert_not_null(opt, "%s", torch_last_error());
-    cr_assert_eq(optim_sgd_num_params(opt), 2);
-    cr_assert_eq(optim_sgd_step(opt), TORCH_OK);
+    cr_assert_eq(optim_num_params(opt), 2);
+    cr_assert_eq(optim_step(opt), TORCH_OK);
     for (int64_t i = 0; i < params->count; i++) {
         tensor *now = params->items[i].value, *old = nn_tensor_dict_get(before, params->items[i].name);
         cr_assert_neq(memcmp(tensor_data_f32(now), tensor_data_f32(old), (size_t)now->numel * sizeof(float)), 0,
@@ -200,7 +200,7 @@ Test(sgd, step_moves_parameters_never_buffers) {
         const void *b = old->dtype == TORCH_INT64 ? (void *)tensor_data_i64(old) : (void *)tensor_data_f32(old);
         cr_assert_eq(memcmp(a, b, (size_t)now->numel * es), 0, "buffer %s changed", buffers->items[i].name);
     }
-    optim_sgd_free(opt);
+    optim_free(opt);
     nn_tensor_dict_free(before);
     nn_tensor_dict_free(params);
     nn_tensor_dict_free(buffers);
@@ -255,26 +255,26 @@ Test(sgd, pytorch_error_messages) {
     cr_assert_not_null(strstr(torch_last_error(), "can't optimize a non-leaf Tensor"), "%s", torch_last_error());
 
     /* the same parameter in two groups; a refused group leaves the optimizer as it was */
-    optim_sgd *opt = optim_sgd_new(d, optim_sgd_options_default(0.1));
+    optim_optimizer *opt = optim_sgd_new(d, optim_sgd_options_default(0.1));
     cr_assert_not_null(opt);
     cr_assert_eq(optim_sgd_add_param_group(opt, d, optim_sgd_options_default(0.2)), TORCH_ERR_INVALID_ARGUMENT);
     cr_assert_not_null(strstr(torch_last_error(), "some parameters appear in more than one parameter group"));
-    cr_assert_eq(optim_sgd_num_groups(opt), 1);
-    cr_assert_eq(optim_sgd_num_params(opt), 1);
-    cr_assert_eq(optim_sgd_set_lr(opt, 1, 0.1), TORCH_ERR_INVALID_ARGUMENT);
+    cr_assert_eq(optim_num_groups(opt), 1);
+    cr_assert_eq(optim_num_params(opt), 1);
+    cr_assert_eq(optim_set_lr(opt, 1, 0.1), TORCH_ERR_INVALID_ARGUMENT);
     cr_assert_not_null(strstr(torch_last_error(), "group 1 out of range"));
-    cr_assert_eq(optim_sgd_set_lr(opt, 0, -1), TORCH_ERR_INVALID_ARGUMENT);
-    cr_assert_eq(optim_sgd_get_lr(opt, 0), 0.1);
-    cr_assert_eq(optim_sgd_set_lr(opt, 0, 0.25), TORCH_OK);
-    cr_assert_eq(optim_sgd_get_lr(opt, 0), 0.25);
+    cr_assert_eq(optim_set_lr(opt, 0, -1), TORCH_ERR_INVALID_ARGUMENT);
+    cr_assert_eq(optim_get_lr(opt, 0), 0.1);
+    cr_assert_eq(optim_set_lr(opt, 0, 0.25), TORCH_OK);
+    cr_assert_eq(optim_get_lr(opt, 0), 0.25);
 
     /* a gradient of the wrong shape is refused before anything moves */
     p->grad = torch_ones(TORCH_SHAPE(3));
-    cr_assert_eq(optim_sgd_step(opt), TORCH_ERR_SHAPE);
+    cr_assert_eq(optim_step(opt), TORCH_ERR_SHAPE);
     cr_assert_not_null(strstr(torch_last_error(), "gradient of \"w\""), "%s", torch_last_error());
     cr_assert_eq(tensor_data_f32(p)[0], 0.0f);
 
-    optim_sgd_free(opt);
+    optim_free(opt);
     nn_tensor_dict_free(nl);
     tensor_free(q);
     nn_tensor_dict_free(empty);
@@ -302,11 +302,11 @@ Test(sgd, split_weight_decay_by_ndim_and_groups) {
 
     optim_sgd_options od = optim_sgd_options_default(0.5), on = od;
     od.weight_decay = 1.0;
-    optim_sgd *opt = optim_sgd_new(decay, od);
+    optim_optimizer *opt = optim_sgd_new(decay, od);
     cr_assert_eq(optim_sgd_add_param_group(opt, no_decay, on), TORCH_OK);
     /* zero gradients: only weight decay moves a parameter: 1 - 0.5 * (0 + 1 * 1) = 0.5 */
     for (int i = 0; i < 5; i++) t[i]->grad = torch_zeros_like(t[i]);
-    cr_assert_eq(optim_sgd_step(opt), TORCH_OK);
+    cr_assert_eq(optim_step(opt), TORCH_OK);
     cr_assert_eq(tensor_data_f32(t[0])[0], 0.5f);
     cr_assert_eq(tensor_data_f32(t[3])[5], 0.5f);
     cr_assert_eq(tensor_data_f32(t[1])[0], 1.0f);
@@ -314,7 +314,7 @@ Test(sgd, split_weight_decay_by_ndim_and_groups) {
     cr_assert_eq(optim_sgd_group_options(opt, 0).weight_decay, 1.0);
     cr_assert_eq(optim_sgd_group_options(opt, 1).weight_decay, 0.0);
 
-    optim_sgd_free(opt);
+    optim_free(opt);
     nn_tensor_dict_free(decay);
     nn_tensor_dict_free(no_decay);
     nn_tensor_dict_free(all);
@@ -329,47 +329,47 @@ Test(sgd, state_dict_round_trip_continues_identically) {
     nn_tensor_dict *da, *db;
     make_params(a, &da);
     make_params(b, &db);
-    optim_sgd *oa = make_optimizer(run, a);
+    optim_optimizer *oa = make_optimizer(run, a);
     for (int k = 0; k < 3; k++) {
         set_grads(a, k);
-        cr_assert_eq(optim_sgd_step(oa), TORCH_OK);
+        cr_assert_eq(optim_step(oa), TORCH_OK);
     }
     bool grad_mode = torch_set_grad_enabled(false); /* parameters are written under no_grad */
     for (int i = 0; i < SGD_FIX_NPARAMS; i++) cr_assert_eq(tensor_copy_(b[i], a[i]), TORCH_OK);
     torch_set_grad_enabled(grad_mode);
-    nn_tensor_dict *state = optim_sgd_state_dict(oa);
+    nn_tensor_dict *state = optim_state_dict(oa);
     cr_assert_not_null(state);
     cr_assert_eq(state->count, 2, "p2 had no gradient yet: no buffer");
     cr_assert_str_eq(state->items[0].name, "state.0.momentum_buffer");
-    optim_sgd *ob = make_optimizer(run, b);
+    optim_optimizer *ob = make_optimizer(run, b);
 
     nn_tensor_dict *bad = nn_tensor_dict_new();
     nn_tensor_dict_set(bad, "state.7.momentum_buffer", state->items[0].value);
-    cr_assert_eq(optim_sgd_load_state_dict(ob, bad), TORCH_ERR_KEY);
+    cr_assert_eq(optim_load_state_dict(ob, bad), TORCH_ERR_KEY);
     cr_assert_not_null(strstr(torch_last_error(), "unexpected key \"state.7.momentum_buffer\""), "%s",
                        torch_last_error());
     nn_tensor_dict_free(bad);
     bad = nn_tensor_dict_new();
     nn_tensor_dict_set(bad, "state.1.momentum_buffer", state->items[0].value);
-    cr_assert_eq(optim_sgd_load_state_dict(ob, bad), TORCH_ERR_KEY);
+    cr_assert_eq(optim_load_state_dict(ob, bad), TORCH_ERR_KEY);
     cr_assert_not_null(strstr(torch_last_error(), "size mismatch for \"state.1.momentum_buffer\""), "%s",
                        torch_last_error());
-    cr_assert_null(optim_sgd_momentum_buffer(ob, 0));
+    cr_assert_null(optim_state(ob, 0, "momentum_buffer"));
     nn_tensor_dict_free(bad);
 
-    cr_assert_eq(optim_sgd_load_state_dict(ob, state), TORCH_OK, "%s", torch_last_error());
-    cr_assert_neq(optim_sgd_momentum_buffer(ob, 0), optim_sgd_momentum_buffer(oa, 0), "copies, not shared");
+    cr_assert_eq(optim_load_state_dict(ob, state), TORCH_OK, "%s", torch_last_error());
+    cr_assert_neq(optim_state(ob, 0, "momentum_buffer"), optim_state(oa, 0, "momentum_buffer"), "copies, not shared");
     for (int k = 3; k < SGD_FIX_STEPS; k++) {
         set_grads(a, k);
         set_grads(b, k);
-        cr_assert_eq(optim_sgd_step(oa), TORCH_OK);
-        cr_assert_eq(optim_sgd_step(ob), TORCH_OK);
+        cr_assert_eq(optim_step(oa), TORCH_OK);
+        cr_assert_eq(optim_step(ob), TORCH_OK);
     }
     for (int i = 0; i < SGD_FIX_NPARAMS; i++)
         cr_assert_eq(memcmp(tensor_data_f32(a[i]), tensor_data_f32(b[i]), (size_t)a[i]->numel * sizeof(float)), 0);
     nn_tensor_dict_free(state);
-    optim_sgd_free(oa);
-    optim_sgd_free(ob);
+    optim_free(oa);
+    optim_free(ob);
     nn_tensor_dict_free(da);
     nn_tensor_dict_free(db);
     for (int i = 0; i < SGD_FIX_NPARAMS; i++) {

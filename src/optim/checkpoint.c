@@ -10,11 +10,11 @@
 #include <cjson/cJSON.h>
 
 #include "../io/io.h"
+#include "optimizer_impl.h"
+#include "state_json.h"
 
 #define FORMAT_NAME "checkpoint"
-#define FORMAT_VERSION "1"
-
-static const char *const scheduler_kinds[] = {"StepLR", "CosineAnnealingLR"};
+#define FORMAT_VERSION "2"
 
 /* ---- saving ------------------------------------------------------------------------------------- */
 
@@ -32,43 +32,38 @@ static torch_status add_prefixed(nn_tensor_dict *dst, const nn_tensor_dict *src,
     return TORCH_OK;
 }
 
-/* JSON text of the optimizer's groups (malloc'ed) or NULL on out-of-memory. */
-static char *groups_json(const optim_sgd *opt) {
-    cJSON *arr = cJSON_CreateArray();
-    for (int g = 0; arr && g < optim_sgd_num_groups(opt); g++) {
-        optim_sgd_options o = optim_sgd_group_options(opt, g);
-        cJSON *obj = cJSON_CreateObject();
-        if (!obj || !cJSON_AddItemToArray(arr, obj)) {
-            cJSON_Delete(obj);
-            cJSON_Delete(arr);
-            return NULL;
-        }
-        /* cJSON prints 17 significant digits when 15 do not read back exactly. */
-        cJSON_AddNumberToObject(obj, "lr", o.lr);
-        cJSON_AddNumberToObject(obj, "momentum", o.momentum);
-        cJSON_AddNumberToObject(obj, "dampening", o.dampening);
-        cJSON_AddNumberToObject(obj, "weight_decay", o.weight_decay);
-        cJSON_AddBoolToObject(obj, "nesterov", o.nesterov);
-        cJSON_AddBoolToObject(obj, "maximize", o.maximize);
-        cJSON_AddNumberToObject(obj, "params", (double)optim_sgd_group_size(opt, g));
+/* One field of a group's options into obj. */
+static bool add_field(cJSON *obj, const optim_field *f, const void *options) {
+    const char *at = (const char *)options + f->offset;
+    switch (f->kind) {
+    case OPTIM_FIELD_DOUBLE: return cJSON_AddNumberToObject(obj, f->name, *(const double *)at) != NULL;
+    case OPTIM_FIELD_BOOL: return cJSON_AddBoolToObject(obj, f->name, *(const bool *)at) != NULL;
+    case OPTIM_FIELD_PAIR: {
+        cJSON *pair = cJSON_CreateDoubleArray((const double *)at, 2);
+        if (pair && cJSON_AddItemToObject(obj, f->name, pair)) return true;
+        cJSON_Delete(pair);
+        return false;
     }
-    char *s = arr ? cJSON_PrintUnformatted(arr) : NULL;
-    cJSON_Delete(arr);
-    return s;
+    }
+    return false;
 }
 
-static char *scheduler_json(const optim_lr_scheduler *s) {
-    optim_lr_scheduler_state st = optim_lr_scheduler_get_state(s);
-    cJSON *obj = cJSON_CreateObject();
-    if (!obj) return NULL;
-    cJSON_AddStringToObject(obj, "kind", scheduler_kinds[st.kind == OPTIM_LR_COSINE_ANNEALING]);
-    cJSON_AddNumberToObject(obj, "last_epoch", (double)st.last_epoch);
-    cJSON_AddNumberToObject(obj, "step_count", (double)st.step_count);
-    cJSON_AddItemToObject(obj, "base_lrs", cJSON_CreateDoubleArray(st.base_lrs, st.n_groups));
-    cJSON_AddItemToObject(obj, "last_lrs", cJSON_CreateDoubleArray(st.last_lrs, st.n_groups));
-    char *text = cJSON_PrintUnformatted(obj);
-    cJSON_Delete(obj);
-    return text;
+/* JSON text of the optimizer's groups, PyTorch's param_groups with a count for "params"
+ * (malloc'ed), or NULL on out-of-memory. cJSON prints 17 significant digits when 15 do not read
+ * back exactly. */
+static char *groups_json(const optim_optimizer *opt) {
+    cJSON *arr = cJSON_CreateArray();
+    bool ok = arr != NULL;
+    for (int g = 0; ok && g < optim_num_groups(opt); g++) {
+        cJSON *obj = cJSON_CreateObject();
+        ok = obj && cJSON_AddItemToArray(arr, obj);
+        if (!ok) cJSON_Delete(obj);
+        for (int f = 0; ok && f < opt->ops->n_fields; f++) ok = add_field(obj, &opt->ops->fields[f], opt->groups[g].options);
+        ok = ok && cJSON_AddNumberToObject(obj, "params", (double)optim_group_size(opt, g));
+    }
+    char *s = ok ? cJSON_PrintUnformatted(arr) : NULL;
+    cJSON_Delete(arr);
+    return s;
 }
 
 torch_status optim_checkpoint_save(const char *path, const optim_training_state *state) {
@@ -83,7 +78,7 @@ torch_status optim_checkpoint_save(const char *path, const optim_training_state 
     torch_status st = all && md ? TORCH_OK : torch_last_status();
     if (st == TORCH_OK) st = (sd = nn_module_state_dict(state->model)) ? add_prefixed(all, sd, "model.") : torch_last_status();
     if (st == TORCH_OK && state->optimizer)
-        st = (os = optim_sgd_state_dict(state->optimizer)) ? add_prefixed(all, os, "optimizer.") : torch_last_status();
+        st = (os = optim_state_dict(state->optimizer)) ? add_prefixed(all, os, "optimizer.") : torch_last_status();
     char num[32];
     if (st == TORCH_OK) st = io_metadata_set(md, "ctorch.format", FORMAT_NAME);
     if (st == TORCH_OK) st = io_metadata_set(md, "ctorch.version", FORMAT_VERSION);
@@ -97,11 +92,12 @@ torch_status optim_checkpoint_save(const char *path, const optim_training_state 
         snprintf(gen, sizeof gen, "%016" PRIx64 " %016" PRIx64 " %016" PRIx64 " %016" PRIx64, s[0], s[1], s[2], s[3]);
         st = io_metadata_set(md, "generator", gen);
     }
+    if (st == TORCH_OK && state->optimizer) st = io_metadata_set(md, "optimizer.type", optim_name(state->optimizer));
     if (st == TORCH_OK && state->optimizer)
         st = (gj = groups_json(state->optimizer)) ? io_metadata_set(md, "optimizer.param_groups", gj)
                                                   : torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", fname);
     if (st == TORCH_OK && state->scheduler)
-        st = (sj = scheduler_json(state->scheduler)) ? io_metadata_set(md, "scheduler", sj)
+        st = (sj = optim_lr_scheduler_state_json(state->scheduler)) ? io_metadata_set(md, "scheduler", sj)
                                                      : torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", fname);
     if (st == TORCH_OK) st = io_safetensors_save(all, md, path);
     cJSON_free(gj);
@@ -164,190 +160,84 @@ static bool parse_generator(const char *name, const char *s, torch_generator *g)
     return false;
 }
 
-/* A JSON value as a message shows it: the number (inf for an overflow such as 1e999), or what
- * the value is instead of one. */
-static void describe(const cJSON *it, char *out, size_t size) {
-    if (!it) snprintf(out, size, "missing");
-    else if (cJSON_IsNumber(it)) snprintf(out, size, "%.15g", it->valuedouble);
-    else if (cJSON_IsString(it)) snprintf(out, size, "the string \"%.40s\"", it->valuestring);
-    else if (cJSON_IsBool(it)) snprintf(out, size, "%s", cJSON_IsTrue(it) ? "true" : "false");
-    else if (cJSON_IsNull(it)) snprintf(out, size, "null");
-    else snprintf(out, size, "%s", cJSON_IsArray(it) ? "an array" : "an object");
+/* One field of a group's options from obj into options; false with the error set. */
+static bool read_field(const optim_json_ctx *c, const char *where, const cJSON *obj, const optim_field *f,
+                       void *options) {
+    char *at = (char *)options + f->offset;
+    switch (f->kind) {
+    case OPTIM_FIELD_DOUBLE: return optim_json_number(c, where, obj, f->name, (double *)at);
+    case OPTIM_FIELD_BOOL: return optim_json_bool(c, where, obj, f->name, (bool *)at);
+    case OPTIM_FIELD_PAIR: return optim_json_doubles(c, where, obj, f->name, 2, "a pair", (double *)at);
+    }
+    return false;
 }
 
-/* Sets the error for where.key (where: "optimizer.param_groups[0]", "scheduler") holding it. */
-static void field_error(const char *name, const char *where, const char *key, const cJSON *it, const char *expected) {
-    char got[80];
-    describe(it, got, sizeof got);
-    torch_error(TORCH_ERR_FORMAT, "%s: %s: %s.%s is %s (expected %s)", LOAD, name, where, key, got, expected);
-}
-
-/* The readers below take obj[key]; on a missing or wrong value they set the error (naming the
- * field, what it holds and what was expected) and return false. */
-static bool json_number(const char *name, const char *where, const cJSON *obj, const char *key, double *out) {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble)) {
-        field_error(name, where, key, it, "a finite number");
-        return false;
-    }
-    *out = it->valuedouble;
-    return true;
-}
-
-static bool json_count(const char *name, const char *where, const cJSON *obj, const char *key, int64_t *out) {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
-    double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
-    if (!(v >= 0) || v > 9007199254740992.0 || floor(v) != v) {
-        field_error(name, where, key, it, "a non-negative integer");
-        return false;
-    }
-    *out = (int64_t)v;
-    return true;
-}
-
-static bool json_bool(const char *name, const char *where, const cJSON *obj, const char *key, bool *out) {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!cJSON_IsBool(it)) {
-        field_error(name, where, key, it, "true or false");
-        return false;
-    }
-    *out = cJSON_IsTrue(it);
-    return true;
-}
-
-/* n finite numbers (one per parameter group) of a JSON array into out (n entries). */
-static bool json_doubles(const char *name, const char *where, const cJSON *obj, const char *key, int n, double *out) {
-    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(obj, key), *it;
-    if (!cJSON_IsArray(arr)) {
-        char expected[96];
-        snprintf(expected, sizeof expected, "an array of %d finite numbers, one per parameter group", n);
-        field_error(name, where, key, arr, expected);
-        return false;
-    }
-    if (cJSON_GetArraySize(arr) != n) {
-        torch_error(TORCH_ERR_FORMAT, "%s: %s: %s.%s has %d entries (expected %d, one per parameter group)", LOAD, name,
-                    where, key, cJSON_GetArraySize(arr), n);
-        return false;
-    }
-    int i = 0;
-    cJSON_ArrayForEach(it, arr) {
-        if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble)) {
-            char k[64];
-            snprintf(k, sizeof k, "%s[%d]", key, i);
-            field_error(name, where, k, it, "a finite number");
-            return false;
-        }
-        out[i++] = it->valuedouble;
-    }
-    return true;
-}
-
-/* The JSON text of metadata entry key, parsed; NULL with the error set, saying what is wrong and
- * where, when it is not JSON. Strings with raw control characters or \u0000 are refused before
- * cJSON sees them (io_json_check: cJSON would accept the first and cut a string at the second). */
-static cJSON *parse_json(const char *name, const char *key, const char *text) {
-    size_t n = strlen(text);
-    io_json_problem jp;
-    if (!io_json_check(text, n, &jp)) {
-        torch_error(TORCH_ERR_FORMAT, "%s: %s: %s is not valid JSON: %s", LOAD, name, key, jp.message);
-        return NULL;
-    }
-    const char *end = NULL;
-    cJSON *json = cJSON_ParseWithOpts(text, &end, true);
-    if (!json) {
-        size_t at = end && end >= text && end <= text + n ? (size_t)(end - text) : n;
-        char where[160];
-        io_json_path(text, n, at, where, sizeof where);
-        torch_error(TORCH_ERR_FORMAT, "%s: %s: %s is not valid JSON (syntax error near byte %zu%s%s)", LOAD, name, key,
-                    at, *where ? ", in " : "", where);
-    }
-    return json;
-}
-
-/* The optimizer's groups from JSON, checked against opt's layout. options: n_groups entries. */
-static torch_status parse_groups(const char *name, const char *text, const optim_sgd *opt, optim_sgd_options *options) {
-    int n = optim_sgd_num_groups(opt);
-    cJSON *arr = text ? parse_json(name, "optimizer.param_groups", text) : NULL;
+/* The optimizer's groups from JSON, checked against opt's kind and layout and by the
+ * optimizer's own option checks, into opts[g] (each ops->options_size bytes). */
+static torch_status parse_groups(const optim_json_ctx *c, const io_metadata *md, const optim_optimizer *opt,
+                                 void **opts) {
+    const char *type = io_metadata_get(md, "optimizer.type"), *text = io_metadata_get(md, "optimizer.param_groups");
+    if (!type || !text)
+        return torch_error(TORCH_ERR_FORMAT, "%s: %s: the checkpoint has no optimizer state", LOAD, c->name);
+    if (strcmp(type, opt->ops->name) != 0)
+        return torch_error(TORCH_ERR_KEY, "%s: %s: the checkpoint's optimizer is %.40s, this one is %s", LOAD, c->name,
+                           type, opt->ops->name);
+    int n = optim_num_groups(opt);
+    cJSON *arr = optim_json_parse(c, "optimizer.param_groups", text);
     torch_status st = TORCH_OK;
-    if (!text)
-        st = torch_error(TORCH_ERR_FORMAT, "%s: %s: the checkpoint has no optimizer state", LOAD, name);
-    else if (!arr)
+    if (!arr)
         st = torch_last_status();
     else if (!cJSON_IsArray(arr))
-        st = torch_error(TORCH_ERR_FORMAT, "%s: %s: optimizer.param_groups is not a JSON array", LOAD, name);
+        st = torch_error(TORCH_ERR_FORMAT, "%s: %s: optimizer.param_groups is not a JSON array", LOAD, c->name);
     else if (cJSON_GetArraySize(arr) != n)
         st = torch_error(TORCH_ERR_KEY, "%s: %s: the checkpoint has %d parameter groups, the optimizer %d", LOAD,
-                         name, cJSON_GetArraySize(arr), n);
+                         c->name, cJSON_GetArraySize(arr), n);
     int g = 0;
     const cJSON *obj, *groups = st == TORCH_OK ? arr : NULL;
     cJSON_ArrayForEach(obj, groups) {
-        optim_sgd_options o = {0};
-        int64_t count;
-        char where[64];
+        int64_t count = 0;
+        char where[64], who[400];
         snprintf(where, sizeof where, "optimizer.param_groups[%d]", g);
         if (!cJSON_IsObject(obj)) {
-            st = torch_error(TORCH_ERR_FORMAT, "%s: %s: %s is not a JSON object", LOAD, name, where);
+            st = torch_error(TORCH_ERR_FORMAT, "%s: %s: %s is not a JSON object", LOAD, c->name, where);
             break;
         }
-        if (!json_number(name, where, obj, "lr", &o.lr) || !json_number(name, where, obj, "momentum", &o.momentum) ||
-            !json_number(name, where, obj, "dampening", &o.dampening) ||
-            !json_number(name, where, obj, "weight_decay", &o.weight_decay) ||
-            !json_bool(name, where, obj, "nesterov", &o.nesterov) ||
-            !json_bool(name, where, obj, "maximize", &o.maximize) || !json_count(name, where, obj, "params", &count)) {
+        bool ok = true;
+        for (int f = 0; ok && f < opt->ops->n_fields; f++) ok = read_field(c, where, obj, &opt->ops->fields[f], opts[g]);
+        if (!ok || !optim_json_int(c, where, obj, "params", 0, &count)) {
             st = torch_last_status();
             break;
         }
-        if (count != optim_sgd_group_size(opt, g)) {
+        if (count != optim_group_size(opt, g)) {
             st = torch_error(TORCH_ERR_KEY, "%s: %s: parameter group %d has %" PRId64 " parameters, the optimizer's %" PRId64,
-                             LOAD, name, g, count, optim_sgd_group_size(opt, g));
+                             LOAD, c->name, g, count, optim_group_size(opt, g));
             break;
         }
-        options[g++] = o;
+        snprintf(who, sizeof who, "%s: %s: %s", LOAD, c->name, where);
+        if ((st = opt->ops->check_options(who, opts[g])) != TORCH_OK) break;
+        g++;
     }
     cJSON_Delete(arr);
     return st;
 }
 
-/* The scheduler's state from JSON (arrays malloc'ed into *out), checked against s's kind. */
-static torch_status parse_scheduler(const char *name, const char *text, const optim_lr_scheduler *s,
-                                    optim_lr_scheduler_state *out) {
-    optim_lr_scheduler_state cur = optim_lr_scheduler_get_state(s);
-    if (!text) return torch_error(TORCH_ERR_FORMAT, "%s: %s: the checkpoint has no scheduler state", LOAD, name);
-    cJSON *obj = parse_json(name, "scheduler", text);
+/* The scheduler's state from the "scheduler" entry, staged (see state_json.h). */
+static torch_status parse_scheduler(const optim_json_ctx *c, const io_metadata *md, const optim_lr_scheduler *s,
+                                    optim_lr_scheduler **staged) {
+    const char *text = io_metadata_get(md, "scheduler");
+    if (!text) return torch_error(TORCH_ERR_FORMAT, "%s: %s: the checkpoint has no scheduler state", LOAD, c->name);
+    cJSON *obj = optim_json_parse(c, "scheduler", text);
     if (!obj) return torch_last_status();
-    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(obj, "kind");
-    torch_status st = TORCH_OK;
-    *out = (optim_lr_scheduler_state){.kind = cur.kind, .n_groups = cur.n_groups};
-    out->base_lrs = calloc((size_t)cur.n_groups + 1, sizeof(double));
-    out->last_lrs = calloc((size_t)cur.n_groups + 1, sizeof(double));
-    const char *want = scheduler_kinds[cur.kind == OPTIM_LR_COSINE_ANNEALING];
-    if (!out->base_lrs || !out->last_lrs) {
-        st = torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", LOAD);
-    } else if (!cJSON_IsObject(obj)) {
-        st = torch_error(TORCH_ERR_FORMAT, "%s: %s: scheduler is not a JSON object", LOAD, name);
-    } else if (!cJSON_IsString(kind)) {
-        field_error(name, "scheduler", "kind", kind, "\"StepLR\" or \"CosineAnnealingLR\"");
-        st = TORCH_ERR_FORMAT;
-    } else if (!json_count(name, "scheduler", obj, "last_epoch", &out->last_epoch) ||
-               !json_count(name, "scheduler", obj, "step_count", &out->step_count)) {
-        st = TORCH_ERR_FORMAT;
-    } else if (strcmp(kind->valuestring, want) != 0) {
-        st = torch_error(TORCH_ERR_KEY, "%s: %s: the checkpoint's scheduler is %.40s, this one is %s", LOAD, name,
-                         kind->valuestring, want);
-    } else if (!json_doubles(name, "scheduler", obj, "base_lrs", cur.n_groups, out->base_lrs) ||
-               !json_doubles(name, "scheduler", obj, "last_lrs", cur.n_groups, out->last_lrs)) {
-        st = TORCH_ERR_FORMAT;
-    }
+    torch_status st = optim_lr_scheduler_stage(c, "scheduler", s, obj, staged);
     cJSON_Delete(obj);
     return st;
 }
 
-/* Re-raises the current error with the loader's prefix and, unless NULL, the file's name (the
- * optimizer's, scheduler's and module's own checks do not know it). */
+/* Re-raises the current error with the loader's prefix and the file's name (the module's own
+ * checks do not know it). */
 static torch_status rewrap(torch_status st, const char *name) {
     char msg[600];
     snprintf(msg, sizeof msg, "%s", torch_last_error());
-    if (!name) return torch_error(st, "%s: %s", LOAD, msg);
     return torch_error(st, "%s: %s: %s", LOAD, name, msg);
 }
 
@@ -355,36 +245,49 @@ torch_status optim_checkpoint_parse(const uint8_t *data, size_t size, const char
     if (!state || !state->model)
         return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: state and state->model are required", LOAD);
     if (!name) name = "<memory>";
+    const optim_json_ctx ctx = {.fname = LOAD, .name = name};
     io_metadata *md = NULL;
     nn_tensor_dict *all = io_safetensors_parse(data, size, name, &md);
-    if (!all) return rewrap(torch_last_status(), NULL); /* the reader names the file */
+    if (!all) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "%s", torch_last_error()); /* the reader names the file */
+        return torch_error(torch_last_status(), "%s: %s", LOAD, msg);
+    }
 
-    optim_sgd *opt = state->optimizer;
-    optim_lr_scheduler *sched = state->scheduler;
-    int n_groups = optim_sgd_num_groups(opt);
-    optim_sgd_options *new_opts = calloc((size_t)n_groups + 1, sizeof *new_opts);
-    optim_sgd_options *old_opts = calloc((size_t)n_groups + 1, sizeof *old_opts);
-    optim_lr_scheduler_state new_sched = {0}, old_sched = {0};
-    nn_tensor_dict *model_d = nn_tensor_dict_new(), *opt_d = nn_tensor_dict_new(), *old_bufs = NULL;
+    optim_optimizer *opt = state->optimizer;
+    int n_groups = optim_num_groups(opt);
+    void **new_opts = calloc((size_t)n_groups + 1, sizeof *new_opts);
+    tensor **new_state = NULL;
+    optim_lr_scheduler *new_sched = NULL;
+    nn_tensor_dict *model_d = nn_tensor_dict_new(), *opt_d = nn_tensor_dict_new();
     torch_generator gen = {{0}};
     int64_t epoch = 0, step = 0;
-    torch_status st = new_opts && old_opts && model_d && opt_d ? TORCH_OK
-                                                                : torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", LOAD);
+    torch_status st = new_opts && model_d && opt_d ? TORCH_OK
+                                                   : torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", LOAD);
+    for (int g = 0; st == TORCH_OK && g < n_groups; g++) {
+        if (!(new_opts[g] = malloc(opt->ops->options_size)))
+            st = torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", LOAD);
+        else
+            memcpy(new_opts[g], opt->groups[g].options, opt->ops->options_size);
+    }
 
-    /* 1. Everything that needs no change to the objects: metadata and key layout. */
+    /* 1. Read and check everything, changing nothing. */
     const char *fmt = io_metadata_get(md, "ctorch.format"), *ver = io_metadata_get(md, "ctorch.version");
     if (st == TORCH_OK && (!fmt || strcmp(fmt, FORMAT_NAME) != 0))
         st = torch_error(TORCH_ERR_FORMAT, "%s: %s: not a ctorch checkpoint (no \"ctorch.format\": \"checkpoint\" metadata; "
                          "a plain state_dict loads with nn_module_load)", LOAD, name);
     if (st == TORCH_OK && (!ver || strcmp(ver, FORMAT_VERSION) != 0))
-        st = torch_error(TORCH_ERR_FORMAT, "%s: %s: unsupported checkpoint version %.20s (this build reads %s)", LOAD,
-                         name, ver ? ver : "(none)", FORMAT_VERSION);
+        st = torch_error(TORCH_ERR_FORMAT, "%s: %s: unsupported checkpoint version %.20s (this build reads %s%s)", LOAD,
+                         name, ver ? ver : "(none)", FORMAT_VERSION,
+                         ver && !strcmp(ver, "1") ? "; version 1 came before optimizers other than SGD and stored no "
+                                                    "schedule settings: start a new run"
+                                                  : "");
     if (st == TORCH_OK && (!parse_count(name, md, "epoch", &epoch) || !parse_count(name, md, "step", &step)))
         st = TORCH_ERR_FORMAT;
     if (st == TORCH_OK && state->generator && !parse_generator(name, io_metadata_get(md, "generator"), &gen))
         st = TORCH_ERR_FORMAT;
-    if (st == TORCH_OK && opt) st = parse_groups(name, io_metadata_get(md, "optimizer.param_groups"), opt, new_opts);
-    if (st == TORCH_OK && sched) st = parse_scheduler(name, io_metadata_get(md, "scheduler"), sched, &new_sched);
+    if (st == TORCH_OK && opt) st = parse_groups(&ctx, md, opt, new_opts);
+    if (st == TORCH_OK && state->scheduler) st = parse_scheduler(&ctx, md, state->scheduler, &new_sched);
     for (int64_t i = 0; st == TORCH_OK && i < all->count; i++) {
         const char *key = all->items[i].name;
         if (strncmp(key, "model.", 6) == 0)
@@ -394,62 +297,34 @@ torch_status optim_checkpoint_parse(const uint8_t *data, size_t size, const char
         else
             st = torch_error(TORCH_ERR_FORMAT, "%s: %s: unexpected key \"%s\" in a checkpoint", LOAD, name, key);
     }
-
-    /* 2. Commit piece by piece; each piece checks before it changes anything, and a failure
-     * rolls back the pieces already committed. */
-    bool bufs_done = false, opts_done = false, sched_done = false;
     if (st == TORCH_OK && opt) {
-        old_bufs = optim_sgd_state_dict(opt);
-        st = old_bufs ? optim_sgd_load_state_dict(opt, opt_d) : torch_last_status();
-        if (st != TORCH_OK) st = rewrap(st, name);
-        bufs_done = st == TORCH_OK;
-        for (int g = 0; st == TORCH_OK && g < n_groups; g++) old_opts[g] = optim_sgd_group_options(opt, g);
-        for (int g = 0; st == TORCH_OK && g < n_groups; g++) {
-            st = optim_sgd_set_group_options(opt, g, new_opts[g]);
-            if (st != TORCH_OK) {
-                st = rewrap(st, name);
-                for (int h = 0; h < g; h++) optim_sgd_set_group_options(opt, h, old_opts[h]);
-            }
-        }
-        opts_done = st == TORCH_OK;
+        char who[400];
+        snprintf(who, sizeof who, "%s: %s: optimizer", LOAD, name);
+        st = optim_stage_state(opt, who, opt_d, new_opts, &new_state);
     }
-    if (st == TORCH_OK && sched) {
-        optim_lr_scheduler_state cur = optim_lr_scheduler_get_state(sched);
-        old_sched = cur;
-        old_sched.base_lrs = malloc(((size_t)cur.n_groups + 1) * sizeof(double));
-        old_sched.last_lrs = malloc(((size_t)cur.n_groups + 1) * sizeof(double));
-        if (!old_sched.base_lrs || !old_sched.last_lrs) {
-            st = torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", LOAD);
-        } else {
-            memcpy(old_sched.base_lrs, cur.base_lrs, (size_t)cur.n_groups * sizeof(double));
-            memcpy(old_sched.last_lrs, cur.last_lrs, (size_t)cur.n_groups * sizeof(double));
-            st = optim_lr_scheduler_set_state(sched, &new_sched);
-            if (st != TORCH_OK) st = rewrap(st, name);
-        }
-        sched_done = st == TORCH_OK;
-    }
+
+    /* 2. The model checks everything before it changes; after it, nothing can fail. */
     if (st == TORCH_OK) {
         st = nn_module_load_state_dict(state->model, model_d, true);
         if (st != TORCH_OK) st = rewrap(st, name);
     }
-    if (st != TORCH_OK) {
-        if (sched_done) optim_lr_scheduler_set_state(sched, &old_sched);
-        if (opts_done)
-            for (int g = 0; g < n_groups; g++) optim_sgd_set_group_options(opt, g, old_opts[g]);
-        if (bufs_done) optim_sgd_load_state_dict(opt, old_bufs);
-    } else {
+    if (st == TORCH_OK) {
+        if (opt) {
+            for (int g = 0; g < n_groups; g++) memcpy(opt->groups[g].options, new_opts[g], opt->ops->options_size);
+            optim_commit_state(opt, new_state);
+            new_state = NULL;
+        }
+        if (new_sched) optim_lr_scheduler_commit(state->scheduler, new_sched);
+        new_sched = NULL;
         if (state->generator) *state->generator = gen;
         state->epoch = epoch;
         state->step = step;
     }
 
-    free(old_sched.base_lrs);
-    free(old_sched.last_lrs);
-    free(new_sched.base_lrs);
-    free(new_sched.last_lrs);
+    if (opt) optim_staged_free(opt, new_state);
+    optim_lr_scheduler_free(new_sched);
+    for (int g = 0; new_opts && g < n_groups; g++) free(new_opts[g]);
     free(new_opts);
-    free(old_opts);
-    nn_tensor_dict_free(old_bufs);
     nn_tensor_dict_free(model_d);
     nn_tensor_dict_free(opt_d);
     nn_tensor_dict_free(all);
