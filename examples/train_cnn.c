@@ -5,7 +5,9 @@
  *   Conv2d(32, 64, 3, padding=1, bias=False) - BatchNorm2d(64) - ReLU - MaxPool2d(2)
  *   Flatten - Linear(3136, 10)
  * trained with SGD (lr 0.01, momentum 0.9, weight decay 5e-4) on mini-batches of 64, inputs
- * x/255 normalised with mean 0.2860 and std 0.3530. `--model deep` trains a larger network.
+ * x/255 normalised with mean 0.2860 and std 0.3530. `--model deep` trains a larger network;
+ * `--optimizer adam|adamw` trains with Adam or AdamW, `--warmup-epochs N` warms the learning
+ * rate up linearly (LinearLR) before the schedule (SequentialLR).
  *
  * Every training step is the same five lines as in PyTorch:
  *   logits = model(x); loss = cross_entropy(logits, y); zero_grad; loss.backward(); step
@@ -33,6 +35,7 @@
 #include "nn/loss.h"
 #include "io/io.h"
 #include "optim/checkpoint.h"
+#include "optim/adam.h"
 #include "optim/lr_scheduler.h"
 #include "optim/sgd.h"
 
@@ -41,10 +44,10 @@
 /* ---- command line ------------------------------------------------------------------------------- */
 
 typedef struct config {
-    int         epochs, batch_size, threads;
-    double      lr, momentum, weight_decay;
+    int         epochs, batch_size, threads, warmup_epochs;
+    double      lr, momentum, weight_decay; /* -1: the optimizer's default */
     uint64_t    seed;
-    const char *model, *data, *save, *load, *checkpoint, *resume, *log, *schedule;
+    const char *model, *data, *save, *load, *checkpoint, *resume, *log, *schedule, *optimizer;
     bool        eval_only;
     int64_t     limit_train, limit_test;
 } config;
@@ -55,10 +58,17 @@ static void usage(FILE *out) {
             "Trains a CNN with BatchNorm2d on Fashion-MNIST and reports the test accuracy.\n\n"
             "  --epochs N          training epochs (default 2)\n"
             "  --batch-size N      mini-batch size (default 64)\n"
-            "  --lr X              SGD learning rate (default 0.01; 0.05 for --model deep)\n"
-            "  --momentum X        SGD momentum (default 0.9)\n"
-            "  --weight-decay X    L2 penalty on all parameters (default 5e-4)\n"
+            "  --optimizer O       sgd (default) | adam | adamw: torch.optim's SGD, Adam, AdamW\n"
+            "  --lr X              learning rate (default: sgd 0.01, 0.05 for --model deep;\n"
+            "                      adam and adamw 0.001, PyTorch's default)\n"
+            "  --momentum X        SGD momentum (default 0.9; sgd only)\n"
+            "  --weight-decay X    weight decay on all parameters: an L2 penalty for sgd and adam,\n"
+            "                      decoupled for adamw (default: sgd 5e-4; adam 0 and adamw 0.01,\n"
+            "                      PyTorch's defaults)\n"
             "  --schedule S        none | step | cosine (default none; cosine for --model deep)\n"
+            "  --warmup-epochs N   first raise the lr linearly from 0.01 x lr to lr over N epochs\n"
+            "                      (LinearLR(start_factor=0.01), torchvision's recipe), then follow\n"
+            "                      --schedule over the remaining epochs (SequentialLR); default 0\n"
             "  --model M           ref (default) or deep\n"
             "  --threads N         threads for kernels and BLAS (default: all cores)\n"
             "  --seed N            seed for initial weights, shuffling and dropout (default 0)\n"
@@ -70,7 +80,9 @@ static void usage(FILE *out) {
             "  --save FILE         write the model's state_dict (safetensors) after training\n"
             "  --load FILE         start from a model state_dict (e.g. exported from PyTorch)\n"
             "  --checkpoint FILE   write the whole training state after every epoch\n"
-            "  --resume FILE       continue from a --checkpoint file\n"
+            "  --resume FILE       continue from a --checkpoint file (same --optimizer, --schedule\n"
+            "                      and --warmup-epochs as the run that wrote it); the schedule goes\n"
+            "                      on with its saved settings, as PyTorch's load_state_dict does\n"
             "  --eval-only         only evaluate (use with --load)\n"
             "  --log FILE          CSV of per-epoch loss, accuracy and time\n"
             "  --help              this text\n");
@@ -96,10 +108,10 @@ static bool parse_double(const char *s, double lo, double *out) {
 
 /* 0: run, 1: --help shown, 2: bad usage (message printed). */
 static int parse_args(int argc, char **argv, config *c) {
-    *c = (config){.epochs = 2, .batch_size = 64, .lr = -1, .momentum = 0.9, .weight_decay = 5e-4, .model = "ref",
-                  .limit_train = -1, .limit_test = -1};
+    *c = (config){.epochs = 2, .batch_size = 64, .lr = -1, .momentum = -1, .weight_decay = -1, .model = "ref",
+                  .optimizer = "sgd", .limit_train = -1, .limit_test = -1};
     enum { EPOCHS = 256, BATCH, LR, MOMENTUM, WD, THREADS, SEED, DATA, SAVE, LOAD, CKPT, RESUME, EVAL, LOG, MODEL,
-           SCHEDULE, LIMIT_TRAIN, LIMIT_TEST, HELP };
+           SCHEDULE, LIMIT_TRAIN, LIMIT_TEST, OPTIMIZER, WARMUP, HELP };
     static const struct option opts[] = {
         {"epochs", required_argument, 0, EPOCHS},     {"batch-size", required_argument, 0, BATCH},
         {"lr", required_argument, 0, LR},             {"momentum", required_argument, 0, MOMENTUM},
@@ -110,6 +122,7 @@ static int parse_args(int argc, char **argv, config *c) {
         {"eval-only", no_argument, 0, EVAL},          {"log", required_argument, 0, LOG},
         {"model", required_argument, 0, MODEL},       {"schedule", required_argument, 0, SCHEDULE},
         {"limit-train", required_argument, 0, LIMIT_TRAIN}, {"limit-test", required_argument, 0, LIMIT_TEST},
+        {"optimizer", required_argument, 0, OPTIMIZER}, {"warmup-epochs", required_argument, 0, WARMUP},
         {"help", no_argument, 0, HELP},               {0, 0, 0, 0}};
     long long v;
     for (int o; (o = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
@@ -133,6 +146,8 @@ static int parse_args(int argc, char **argv, config *c) {
         case LOG: c->log = optarg; break;
         case MODEL: c->model = optarg; break;
         case SCHEDULE: c->schedule = optarg; break;
+        case OPTIMIZER: c->optimizer = optarg; break;
+        case WARMUP: ok = parse_long(optarg, 0, 100000, &v) && ((c->warmup_epochs = (int)v), 1); break;
         case HELP: usage(stdout); return 1;
         default: usage(stderr); return 2;
         }
@@ -150,9 +165,24 @@ static int parse_args(int argc, char **argv, config *c) {
         fprintf(stderr, "train_cnn: --model must be ref or deep (got '%s')\n", c->model);
         return 2;
     }
-    bool deep = !strcmp(c->model, "deep");
+    bool deep = !strcmp(c->model, "deep"), sgd = !strcmp(c->optimizer, "sgd");
+    if (!sgd && strcmp(c->optimizer, "adam") && strcmp(c->optimizer, "adamw")) {
+        fprintf(stderr, "train_cnn: --optimizer must be sgd, adam or adamw (got '%s')\n", c->optimizer);
+        return 2;
+    }
+    if (!sgd && c->momentum >= 0) {
+        fprintf(stderr, "train_cnn: --momentum is for --optimizer sgd (Adam's betas are PyTorch's defaults)\n");
+        return 2;
+    }
     if (!c->schedule) c->schedule = deep ? "cosine" : "none";
-    if (c->lr < 0) c->lr = deep ? 0.05 : 0.01;
+    if (c->lr < 0) c->lr = !sgd ? 1e-3 : deep ? 0.05 : 0.01;
+    if (c->momentum < 0) c->momentum = 0.9;
+    if (c->weight_decay < 0) c->weight_decay = sgd ? 5e-4 : !strcmp(c->optimizer, "adamw") ? 1e-2 : 0;
+    if (c->warmup_epochs > 0 && c->warmup_epochs >= c->epochs && strcmp(c->schedule, "none")) {
+        fprintf(stderr, "train_cnn: --warmup-epochs %d leaves no epoch for --schedule %s (--epochs %d)\n",
+                c->warmup_epochs, c->schedule, c->epochs);
+        return 2;
+    }
     if (strcmp(c->schedule, "none") && strcmp(c->schedule, "step") && strcmp(c->schedule, "cosine")) {
         fprintf(stderr, "train_cnn: --schedule must be none, step or cosine (got '%s')\n", c->schedule);
         return 2;
@@ -328,6 +358,45 @@ static bool load_data(const config *c, torch_generator *gen, data_dataset **trai
 
 /* ---- main ------------------------------------------------------------------------------------------ */
 
+/* The optimizer --optimizer names, over all parameters as one group. */
+static optim_optimizer *make_optimizer(const config *c, const nn_tensor_dict *params) {
+    if (!strcmp(c->optimizer, "sgd")) {
+        optim_sgd_options o = optim_sgd_options_default(c->lr);
+        o.momentum = c->momentum;
+        o.weight_decay = c->weight_decay;
+        return optim_sgd_new(params, o);
+    }
+    bool adamw = !strcmp(c->optimizer, "adamw");
+    optim_adam_options o = adamw ? optim_adamw_options_default() : optim_adam_options_default();
+    o.lr = c->lr;
+    o.weight_decay = c->weight_decay;
+    return adamw ? optim_adamw_new(params, o) : optim_adam_new(params, o);
+}
+
+/* The schedule of --schedule, after --warmup-epochs of LinearLR when asked for. NULL with
+ * status TORCH_OK for none; NULL with the error set on failure. */
+static optim_lr_scheduler *make_schedule(const config *c, optim_optimizer *opt) {
+    int64_t w = c->warmup_epochs, rest = c->epochs - w;
+    optim_lr_scheduler *warmup = w > 0 ? optim_linear_lr_new(opt, 0.01, 1.0, w) : NULL, *main = NULL;
+    if (w > 0 && !warmup) return NULL;
+    if (!strcmp(c->schedule, "cosine")) main = optim_cosine_annealing_lr_new(opt, rest > 0 ? rest : 1, 0.0);
+    else if (!strcmp(c->schedule, "step")) main = optim_step_lr_new(opt, rest > 2 ? rest / 3 : 1, 0.1);
+    else {
+        torch_clear_error();
+        return warmup; /* LinearLR stays at end_factor after its epochs */
+    }
+    if (!main || !warmup) {
+        optim_lr_scheduler_free(warmup);
+        return main;
+    }
+    optim_lr_scheduler *pair[2] = {warmup, main}, *seq = optim_sequential_lr_new(opt, pair, 2, &w);
+    if (!seq) {
+        optim_lr_scheduler_free(warmup);
+        optim_lr_scheduler_free(main);
+    }
+    return seq;
+}
+
 /* Prints ctorch's message (which names the file where there is one) after what we were doing. */
 static int fail(const char *what) {
     fprintf(stderr, "train_cnn: %s: %s\n", what, torch_last_error());
@@ -376,22 +445,21 @@ int main(int argc, char **argv) {
         goto done;
     }
 
-    optim_sgd_options so = optim_sgd_options_default(c.lr);
-    so.momentum = c.momentum;
-    so.weight_decay = c.weight_decay;
     params = nn_module_named_parameters(model);
-    opt = params ? optim_sgd_new(params, so) : NULL;
+    opt = params ? make_optimizer(&c, params) : NULL;
     dl = data_dataloader_new(train, c.batch_size, true, &gen);
     if (!opt || !dl) {
         rc = fail("setting up training");
         goto done;
     }
-    if (!strcmp(c.schedule, "cosine")) sched = optim_cosine_annealing_lr_new(opt, c.epochs, 0.0);
-    else if (!strcmp(c.schedule, "step")) sched = optim_step_lr_new(opt, c.epochs > 2 ? c.epochs / 3 : 1, 0.1);
-    if (strcmp(c.schedule, "none") && !sched) {
+    if (!(sched = make_schedule(&c, opt)) && torch_last_status() != TORCH_OK) {
         rc = fail("setting up the schedule");
         goto done;
     }
+    printf("optimizer: %s, lr %g, weight decay %g%s; schedule: ", optim_name(opt), c.lr, c.weight_decay,
+           strcmp(c.optimizer, "adamw") ? "" : " (decoupled)");
+    if (c.warmup_epochs > 0) printf("%d warm-up epochs from %g, then ", c.warmup_epochs, 0.01 * c.lr);
+    printf("%s\n", c.schedule);
     if (c.log) {
         log = fopen(c.log, "w");
         if (!log) {
@@ -408,6 +476,9 @@ int main(int argc, char **argv) {
     if (c.resume) {
         if (optim_checkpoint_load(c.resume, &state) != TORCH_OK) {
             rc = fail("resuming");
+            if (torch_last_status() == TORCH_ERR_KEY && strstr(torch_last_error(), "this one is"))
+                fprintf(stderr, "train_cnn: resume with the --optimizer, --schedule and --warmup-epochs of the run "
+                                "that wrote %s\n", c.resume);
             goto done;
         }
         printf("resumed from %s after epoch %lld\n", c.resume, (long long)state.epoch);

@@ -106,6 +106,28 @@ check first_half 0 'test accuracy' "${syn[@]}" "${common[@]}" --epochs 1 --threa
 check resumed 0 'resumed from .* after epoch 1' "${syn[@]}" "${common[@]}" --epochs 2 --threads 1 \
   --resume "$tmp/ck.st" --save "$tmp/resumed.st"
 check identical_weights 0 '' cmp "$tmp/straight.st" "$tmp/resumed.st"
+# The same with AdamW and a warm-up (LinearLR; a checkpoint restores a schedule's settings, as
+# PyTorch's load_state_dict does, so the first half's schedule must not depend on --epochs).
+adamw=(--optimizer adamw --warmup-epochs 2 --schedule none)
+check adamw_straight 0 'optimizer: AdamW, lr 0.001, weight decay 0.01 \(decoupled\); schedule: 2 warm-up epochs' \
+  "${syn[@]}" "${common[@]}" "${adamw[@]}" --epochs 3 --threads 2 --save "$tmp/adamw_straight.st"
+check adamw_first_half 0 'test accuracy' "${syn[@]}" "${common[@]}" "${adamw[@]}" --epochs 1 --threads 2 \
+  --checkpoint "$tmp/adamw.ck"
+check adamw_resumed 0 'resumed from .* after epoch 1' "${syn[@]}" "${common[@]}" "${adamw[@]}" --epochs 3 \
+  --threads 1 --resume "$tmp/adamw.ck" --save "$tmp/adamw_resumed.st"
+check adamw_identical_weights 0 '' cmp "$tmp/adamw_straight.st" "$tmp/adamw_resumed.st"
+# A checkpoint of one optimizer (or schedule) does not resume another.
+check resume_other_optimizer 2 "the checkpoint's optimizer is AdamW, this one is SGD" \
+  "${syn[@]}" "${common[@]}" --epochs 3 --resume "$tmp/adamw.ck"
+check resume_other_optimizer_hint 2 "resume with the --optimizer, --schedule and --warmup-epochs of the run" \
+  "${syn[@]}" "${common[@]}" --optimizer adam --epochs 3 --resume "$tmp/adamw.ck"
+check resume_other_schedule 2 "scheduler is a LinearLR, this scheduler is a CosineAnnealingLR" \
+  "${syn[@]}" "${common[@]}" --optimizer adamw --schedule cosine --epochs 3 --resume "$tmp/adamw.ck"
+check bad_optimizer 2 "--optimizer must be sgd, adam or adamw \(got 'lbfgs'\)" "$bin" --optimizer lbfgs
+check momentum_not_adam 2 "--momentum is for --optimizer sgd" "$bin" --optimizer adam --momentum 0.5
+check warmup_too_long 2 "--warmup-epochs 3 leaves no epoch for --schedule cosine" "$bin" --epochs 3 \
+  --warmup-epochs 3 --schedule cosine
+check help_optimizer 0 'sgd \(default\) \| adam \| adamw' "$bin" --help
 printf 'garbage' >"$tmp/bad.ck"
 check bad_resume 2 "^train_cnn: resuming: .*$tmp/bad.ck" "${syn[@]}" "${common[@]}" --epochs 2 --resume "$tmp/bad.ck"
 # Only a regular file is read: /dev/zero used to be read until memory ran out. (timeout: so
