@@ -2,7 +2,10 @@
 """Generates the PyTorch 1.13 reference fixtures of the optim tests (committed; tests never run torch).
 
   tests/fixtures/optim_sgd_fixture.h           torch.optim.SGD: 10 steps per option set, fixed gradients
-  tests/fixtures/optim_lr_scheduler_fixture.h  StepLR / CosineAnnealingLR learning rates, epochs 0..20
+  tests/fixtures/optim_adam_fixture.h          torch.optim.Adam and AdamW: 10 steps for every combination of
+                                               amsgrad, weight decay and maximize, and two parameter groups
+  tests/fixtures/optim_lr_scheduler_fixture.h  StepLR / CosineAnnealingLR learning rates, epochs 0..20, and
+                                               LinearLR / SequentialLR (warm-up, then cosine or step)
   tests/fixtures/optim_bn_conv.safetensors     Sequential(Conv2d(1,2,3,bias=False), BatchNorm2d(2)) after
                                                one SGD step, written by scripts/safetensors_convert.py
   tests/fixtures/optim_safetensors_ref.h       that state_dict's values, as C arrays
@@ -137,6 +140,90 @@ def sgd_fixture():
         f.write("".join(out))
 
 
+# ---- Adam and AdamW ---------------------------------------------------------------------------------
+
+ADAM_STEPS = 10
+
+
+def adam_runs():
+    """Every combination of amsgrad, weight decay (0 and not) and maximize, for both optimizers,
+    and a run with two parameter groups of different lr and options."""
+    runs = []
+    for kind in ("Adam", "AdamW"):
+        for amsgrad in (False, True):
+            for wd in (0.0, 0.05):
+                for maximize in (False, True):
+                    name = f"{kind.lower()}{'_ams' if amsgrad else ''}{'_wd' if wd else ''}{'_max' if maximize else ''}"
+                    o = dict(lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=wd, amsgrad=amsgrad, maximize=maximize)
+                    runs.append((name, kind, [([0, 1, 2], o)]))
+        runs.append((f"{kind.lower()}_groups", kind,
+                     [([0], dict(lr=0.02, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1, amsgrad=True, maximize=False)),
+                      ([1, 2], dict(lr=0.003, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
+                                    maximize=False))]))
+    return runs
+
+
+ADAM_STATE = ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
+
+
+def adam_fixture():
+    g = torch.Generator().manual_seed(4321)
+    init = [torch.randn(s, generator=g) for s in SHAPES]
+    grads = [[torch.randn(s, generator=g) for s in SHAPES] for _ in range(ADAM_STEPS)]
+    present = [[0 if k in NONE_STEPS.get(i, ()) else 1 for i in range(len(SHAPES))] for k in range(ADAM_STEPS)]
+    runs = adam_runs()
+    out = [HEADER.format(ver=torch.__version__), "#ifndef OPTIM_ADAM_FIXTURE_H\n#define OPTIM_ADAM_FIXTURE_H\n",
+           "#include <stdbool.h>\n#include <stdint.h>\n\n",
+           "/* The parameters' shapes and the missing gradients are those of optim_sgd_fixture.h. */\n",
+           f"#define ADAM_FIX_STEPS {ADAM_STEPS}\n#define ADAM_FIX_NRUNS {len(runs)}\n\n"]
+    out.append(c_array("float", "adam_fix_init", torch.cat([t.reshape(-1) for t in init]).tolist(), f32))
+    out.append("/* gradients, step-major: [step][SGD_FIX_TOTAL] */\n")
+    out.append(c_array("float", "adam_fix_grads",
+                       [v for k in range(ADAM_STEPS) for t in grads[k] for v in t.reshape(-1).tolist()], f32))
+    out.append("\ntypedef struct adam_fix_group { int first, count; double lr, beta1, beta2, eps, weight_decay;"
+               " bool amsgrad, maximize; } adam_fix_group;\n")
+    out.append("typedef struct adam_fix_run { const char *name; bool adamw; int ngroups; adam_fix_group groups[2];\n"
+               "    const float *expect;  /* parameters after each step [step][SGD_FIX_TOTAL] */\n"
+               "    const float *state;   /* final exp_avg, exp_avg_sq, max_exp_avg_sq (zeros if absent) [3][TOTAL] */\n"
+               "    const float *steps;   /* final step per parameter (0: no state) */\n"
+               "} adam_fix_run;\n\n")
+    table = []
+    for name, kind, groups in runs:
+        params = [t.clone().requires_grad_(True) for t in init]
+        cls = torch.optim.Adam if kind == "Adam" else torch.optim.AdamW
+        opt = cls([{"params": [params[i] for i in idx], **o} for idx, o in groups])
+        traj = []
+        for k in range(ADAM_STEPS):
+            for i, p in enumerate(params):
+                p.grad = None if not present[k][i] else grads[k][i].clone()
+            opt.step()
+            traj.extend(torch.cat([p.detach().reshape(-1) for p in params]).tolist())
+        state, steps = [], []
+        for key in ADAM_STATE:
+            for p in params:
+                t = opt.state.get(p, {}).get(key)
+                state.extend((t if t is not None else torch.zeros_like(p)).reshape(-1).tolist())
+        for p in params:
+            st = opt.state.get(p, {})
+            steps.append(float(st["step"]) if "step" in st else 0.0)
+            assert "step" not in st or st["step"].dtype == torch.float32 and st["step"].dim() == 0
+        out.append(f"/* {name} ({kind}) */\n")
+        out.append(c_array("float", f"adam_fix_expect_{name}", traj, f32))
+        out.append(c_array("float", f"adam_fix_state_{name}", state, f32))
+        out.append(c_array("float", f"adam_fix_steps_{name}", steps, f32))
+        gs = []
+        for idx, o in groups:
+            gs.append("{%d, %d, %s, %s, %s, %s, %s, %s, %s}" % (
+                idx[0], len(idx), f64(o["lr"]), f64(o["betas"][0]), f64(o["betas"][1]), f64(o["eps"]),
+                f64(o["weight_decay"]), "true" if o["amsgrad"] else "false", "true" if o["maximize"] else "false"))
+        table.append(f'    {{"{name}", {"true" if kind == "AdamW" else "false"}, {len(groups)}, {{{", ".join(gs)}}}, '
+                     f'adam_fix_expect_{name}, adam_fix_state_{name}, adam_fix_steps_{name}}},\n')
+    out.append("static const adam_fix_run adam_fix_runs[ADAM_FIX_NRUNS] = {\n" + "".join(table) + "};\n")
+    out.append("\n#endif\n")
+    with open(os.path.join(OUT, "optim_adam_fixture.h"), "w") as f:
+        f.write("".join(out))
+
+
 # ---- schedules -----------------------------------------------------------------------------------
 
 EPOCHS = 20
@@ -148,6 +235,42 @@ SCHEDULES = [
     ("cosine_poke", lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=10, eta_min=0.01), (5, 0.2)),
     ("step_poke", lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=4, gamma=0.3), (6, 0.07)),
 ]
+
+
+L = torch.optim.lr_scheduler
+WARMUP_SCHEDULES = [
+    ("linear", lambda o: L.LinearLR(o, start_factor=0.25, end_factor=1.0, total_iters=4)),
+    ("linear_default", lambda o: L.LinearLR(o)),
+    ("linear_decay", lambda o: L.LinearLR(o, start_factor=1.0, end_factor=0.1, total_iters=8)),
+    # warm-up, then cosine: torchvision's recipe
+    ("warmup_cosine", lambda o: L.SequentialLR(o, [L.LinearLR(o, start_factor=0.01, total_iters=3),
+                                                   L.CosineAnnealingLR(o, T_max=17)], milestones=[3])),
+    ("warmup_step", lambda o: L.SequentialLR(o, [L.LinearLR(o, start_factor=0.1, total_iters=5),
+                                                 L.StepLR(o, step_size=4, gamma=0.5)], milestones=[5])),
+    ("three", lambda o: L.SequentialLR(o, [L.LinearLR(o, start_factor=0.5, total_iters=2),
+                                           L.StepLR(o, step_size=3, gamma=0.5),
+                                           L.CosineAnnealingLR(o, T_max=6, eta_min=0.001)], milestones=[4, 10])),
+]
+
+
+def warmup_fixture():
+    """lr of both groups after construction and after each of EPOCHS steps."""
+    import warnings
+    out = []
+    for name, make in WARMUP_SCHEDULES:
+        ps = [torch.zeros(2, requires_grad=True), torch.zeros(3, requires_grad=True)]
+        opt = torch.optim.SGD([{"params": [ps[0]], "lr": 0.1}, {"params": [ps[1]], "lr": 0.05}], lr=0.1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SequentialLR's step(0) at a milestone warns in 1.13
+            sched = make(opt)
+            lrs = [g["lr"] for g in opt.param_groups]
+            for _ in range(EPOCHS):
+                opt.step()
+                sched.step()
+                lrs.extend(g["lr"] for g in opt.param_groups)
+        out.append(f"/* {name}: lr of groups 0, 1 after construction and after each of {EPOCHS} steps */\n")
+        out.append(c_array("double", f"lr_fix_{name}", lrs, f64, per_line=4))
+    return "".join(out)
 
 
 def schedule_fixture():
@@ -175,6 +298,8 @@ def schedule_fixture():
         out.append(c_array("double", f"lr_fix_{name}", lrs, f64, per_line=4))
         out.append(c_array("double", f"lr_fix_{name}_closed", closed, f64, per_line=4))
         names.append(name)
+    out.append(f"\n#define LR_FIX_NWARMUP {len(WARMUP_SCHEDULES)}\n")
+    out.append(warmup_fixture())
     out.append("\n#endif\n")
     with open(os.path.join(OUT, "optim_lr_scheduler_fixture.h"), "w") as f:
         f.write("".join(out))
@@ -278,6 +403,7 @@ def idx_fixture():
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     sgd_fixture()
+    adam_fixture()
     schedule_fixture()
     safetensors_fixture()
     idx_fixture()

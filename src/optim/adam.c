@@ -60,10 +60,11 @@ static torch_status check_state(const char *fname, const void *options, int64_t 
     return TORCH_OK;
 }
 
-/* The update in float32 as PyTorch's CPU kernels compute it: every scalar rounded to float
- * first; `a.add_(b, alpha=c)` is fma(b, c, a) (vec::fmadd); addcmul is a + (s * b) * c and
- * addcdiv a + (s * b) / c, their vectorised expressions; the bias corrections are Python
- * floats (double). */
+/* The update in float32 as PyTorch's CPU kernels compute it, so that the results are PyTorch's
+ * to the bit (test_adam checks 18 option sets x 10 steps): every scalar rounded to float first;
+ * `a.add_(b, alpha=c)` is fma(b, c, a) (vec::fmadd); addcmul's a + s * b * c is compiled into
+ * fma(s * b, c, a); addcdiv is a + (s * b) / c; the bias corrections are Python floats
+ * (double). */
 static void update_common(const optim_adam_options *o, bool decoupled, float *p, const float *grad, int64_t n,
                           tensor *const *state) {
     float *step_t = tensor_data_f32(state[STEP]), *m = tensor_data_f32(state[EXP_AVG]);
@@ -79,7 +80,7 @@ static void update_common(const optim_adam_options *o, bool decoupled, float *p,
         if (decoupled) p[i] = p[i] * decay;                               /* param.mul_(1 - lr * wd) */
         else if (o->weight_decay != 0) g = fmaf(p[i], wd, g);             /* grad.add(param, alpha=wd) */
         m[i] = fmaf(g, one_b1, m[i] * fb1);                               /* exp_avg.mul_(b1).add_(g, 1-b1) */
-        v[i] = v[i] * fb2 + one_b2 * g * g;                               /* exp_avg_sq.mul_(b2).addcmul_(g, g) */
+        v[i] = fmaf(one_b2 * g, g, v[i] * fb2);                               /* exp_avg_sq.mul_(b2).addcmul_(g, g) */
         float s = v[i];
         if (vmax) s = vmax[i] = (s > vmax[i] || s != s) ? s : vmax[i];    /* torch.maximum: NaN wins */
         float denom = sqrtf(s) / fbc2 + feps;                             /* (s.sqrt() / bc2_sqrt).add_(eps) */
