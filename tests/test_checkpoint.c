@@ -22,6 +22,7 @@
 #include "nn/loss.h"
 #include "nn/pooling.h"
 #include "io/io.h"
+#include "optim/adam.h"
 #include "optim/checkpoint.h"
 #include "optim/sgd.h"
 #include "special_files.h"
@@ -503,4 +504,138 @@ Test(checkpoint, refusals_name_the_value_and_what_was_expected) {
     destroy(&src);
     destroy(&dst);
     data_dataset_free(ds);
+}
+
+/* ---- any optimizer, any schedule -------------------------------------------------------------------- */
+
+/* A small model and one optimizer of each kind over it in two groups (weight decay on the
+ * weights only), with a warm-up-then-cosine schedule stepped after every optimizer step. */
+typedef struct small_run {
+    torch_generator     gen;
+    nn_module          *model;
+    optim_optimizer    *opt;
+    optim_lr_scheduler *sched;
+} small_run;
+
+static void build_small(small_run *r, int kind, uint64_t seed) {
+    r->gen = torch_generator_new(seed);
+    nn_module *mods[4] = {nn_linear(6, 5, true, &r->gen), nn_batch_norm1d(nn_batch_norm_options_default(5)), nn_relu(),
+                          nn_linear(5, 3, true, &r->gen)};
+    r->model = nn_sequential(4, mods);
+    cr_assert_not_null(r->model);
+    nn_tensor_dict *params = nn_module_named_parameters(r->model), *decay, *no_decay;
+    cr_assert_eq(optim_split_weight_decay(params, &decay, &no_decay), TORCH_OK);
+    if (kind == 0) {
+        optim_sgd_options o = optim_sgd_options_default(0.1);
+        o.momentum = 0.9;
+        o.nesterov = true;
+        o.weight_decay = 1e-3;
+        r->opt = optim_sgd_new(decay, o);
+        o.weight_decay = 0;
+        cr_assert_eq(optim_sgd_add_param_group(r->opt, no_decay, o), TORCH_OK);
+    } else {
+        optim_adam_options o = kind == 1 ? OPTIM_ADAM_OPTIONS(.lr = 0.01, .amsgrad = true, .weight_decay = 1e-3)
+                                         : OPTIM_ADAMW_OPTIONS(.lr = 0.01);
+        r->opt = kind == 1 ? optim_adam_new(decay, o) : optim_adamw_new(decay, o);
+        o.weight_decay = 0;
+        cr_assert_eq(optim_adam_add_param_group(r->opt, no_decay, o), TORCH_OK);
+    }
+    cr_assert_not_null(r->opt, "%s", torch_last_error());
+    optim_lr_scheduler *warm = optim_linear_lr_new(r->opt, 0.1, 1.0, 3), *cos = optim_cosine_annealing_lr_new(r->opt, 7, 1e-4);
+    optim_lr_scheduler *pair[2] = {warm, cos};
+    r->sched = optim_sequential_lr_new(r->opt, pair, 2, (const int64_t[]){3});
+    cr_assert_not_null(r->sched, "%s", torch_last_error());
+    nn_tensor_dict_free(params);
+    nn_tensor_dict_free(decay);
+    nn_tensor_dict_free(no_decay);
+}
+
+static void destroy_small(small_run *r) {
+    optim_lr_scheduler_free(r->sched);
+    optim_free(r->opt);
+    nn_module_free(r->model);
+}
+
+/* Optimizer steps k0..k1-1 on batch k of a fixed stream (the same for every run). */
+static void steps_small(small_run *r, int k0, int k1) {
+    nn_module_train(r->model, true);
+    for (int k = k0; k < k1; k++) {
+        torch_generator g = torch_generator_new(1000 + (uint64_t)k);
+        tensor *x = torch_randn(&g, TORCH_SHAPE(8, 6)), *y = torch_randn(&g, TORCH_SHAPE(8, 3));
+        optim_zero_grad(r->opt);
+        tensor *out = nn_module_forward(r->model, x), *loss = out ? nnf_mse_loss(out, y) : NULL;
+        cr_assert_not_null(loss, "%s", torch_last_error());
+        cr_assert_eq(tensor_backward(loss, NULL, false), TORCH_OK);
+        cr_assert_eq(optim_step(r->opt), TORCH_OK);
+        cr_assert_eq(optim_lr_scheduler_step(r->sched), TORCH_OK);
+        tensor_free(loss);
+        tensor_free(out);
+        tensor_free(x);
+        tensor_free(y);
+    }
+}
+
+/* Model state_dict, optimizer state_dict and lrs of two runs: the same bits. */
+static void expect_identical(small_run *a, small_run *b, const char *what) {
+    nn_tensor_dict *da[2] = {nn_module_state_dict(a->model), optim_state_dict(a->opt)};
+    nn_tensor_dict *db[2] = {nn_module_state_dict(b->model), optim_state_dict(b->opt)};
+    for (int w = 0; w < 2; w++) {
+        cr_assert_eq(da[w]->count, db[w]->count, "%s: %s entries", what, w ? "optimizer" : "model");
+        for (int64_t i = 0; i < da[w]->count; i++) {
+            tensor *ta = da[w]->items[i].value, *tb = db[w]->items[i].value;
+            cr_assert_str_eq(da[w]->items[i].name, db[w]->items[i].name);
+            cr_assert_eq(memcmp(bytes_of(ta), bytes_of(tb), nbytes(ta)), 0, "%s: %s differs", what, da[w]->items[i].name);
+        }
+        nn_tensor_dict_free(da[w]);
+        nn_tensor_dict_free(db[w]);
+    }
+    for (int g = 0; g < 2; g++) cr_assert_eq(optim_get_lr(a->opt, g), optim_get_lr(b->opt, g), "%s: lr", what);
+    char *ja = optim_lr_scheduler_state_json(a->sched), *jb = optim_lr_scheduler_state_json(b->sched);
+    cr_assert_str_eq(ja, jb, "%s: scheduler", what);
+    free(ja);
+    free(jb);
+}
+
+/* 5 steps, save, load into freshly built objects, 5 more steps: the bits of 10 straight steps,
+ * for SGD, Adam and AdamW (with the warm-up schedule's settings and position in the file). */
+Test(checkpoint, resume_is_bit_identical_for_every_optimizer) {
+    char dir[64], path[128];
+    snprintf(dir, sizeof dir, "/tmp/ctorch_ckpt_XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/any.ckpt", dir);
+    static const char *const names[3] = {"SGD", "Adam", "AdamW"};
+    for (int kind = 0; kind < 3; kind++) {
+        small_run straight, first, resumed;
+        build_small(&straight, kind, 7);
+        steps_small(&straight, 0, 10);
+
+        build_small(&first, kind, 7);
+        steps_small(&first, 0, 5);
+        optim_training_state s1 = {.model = first.model, .optimizer = first.opt, .scheduler = first.sched, .epoch = 5};
+        cr_assert_eq(optim_checkpoint_save(path, &s1), TORCH_OK, "%s", torch_last_error());
+        destroy_small(&first);
+
+        build_small(&resumed, kind, 99); /* other weights: everything must come from the file */
+        optim_training_state s2 = {.model = resumed.model, .optimizer = resumed.opt, .scheduler = resumed.sched};
+        cr_assert_eq(optim_checkpoint_load(path, &s2), TORCH_OK, "%s", torch_last_error());
+        cr_assert_eq(s2.epoch, 5);
+        steps_small(&resumed, 5, 10);
+        expect_identical(&straight, &resumed, names[kind]);
+
+        /* the file names its optimizer; loading it into another kind is refused, changing nothing */
+        small_run other;
+        build_small(&other, (kind + 1) % 3, 99);
+        optim_training_state s3 = {.model = other.model, .optimizer = other.opt, .scheduler = other.sched};
+        cr_assert_eq(optim_checkpoint_load(path, &s3), TORCH_ERR_KEY);
+        char want[96];
+        snprintf(want, sizeof want, "the checkpoint's optimizer is %s, this one is %s", names[kind],
+                 names[(kind + 1) % 3]);
+        cr_assert_not_null(strstr(torch_last_error(), want), "%s", torch_last_error());
+        cr_assert_null(optim_state(other.opt, 0, kind == 2 ? "momentum_buffer" : "exp_avg"));
+        destroy_small(&other);
+        destroy_small(&straight);
+        destroy_small(&resumed);
+    }
+    unlink(path);
+    rmdir(dir);
 }
