@@ -245,9 +245,14 @@ optim_lr_scheduler *optim_linear_lr_new(optim_optimizer *opt, double start_facto
 optim_lr_scheduler *optim_sequential_lr_new(optim_optimizer *opt, optim_lr_scheduler *const *schedulers, int n,
                                             const int64_t *milestones) {
     static const char *fname = "SequentialLR";
-    if (!opt || !schedulers || n < 1 || (n > 1 && !milestones)) {
+    if (!opt || !schedulers || n < 1) {
         torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: expected an optimizer and at least one scheduler (got %d)",
                     fname, n);
+        return NULL;
+    }
+    if (n > 1 && !milestones) {
+        torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: expected %d milestones for %d schedulers (got NULL)", fname, n - 1,
+                    n);
         return NULL;
     }
     for (int i = 0; i < n; i++) {
@@ -442,8 +447,9 @@ torch_status optim_lr_scheduler_stage(const optim_json_ctx *c, const char *where
         if (ok && !ms) ok = false, torch_error(TORCH_ERR_OUT_OF_MEMORY, "%sout of memory", pre);
         ok = ok && optim_json_doubles(c, where, obj, "milestones", m, "strictly increasing whole numbers > 0", ms);
         for (int i = 0; ok && i < m; i++) {
-            n->milestones[i] = (int64_t)ms[i];
-            if (!(ms[i] > (i ? ms[i - 1] : 0)) || ms[i] != floor(ms[i]) || ms[i] > 9007199254740992.0) {
+            if (ms[i] > (i ? ms[i - 1] : 0) && ms[i] == floor(ms[i]) && ms[i] <= 9007199254740992.0) {
+                n->milestones[i] = (int64_t)ms[i]; /* checked first: a cast out of range is undefined */
+            } else {
                 char k[32];
                 snprintf(k, sizeof k, "milestones[%d]", i);
                 ok = false;
