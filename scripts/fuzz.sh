@@ -36,7 +36,7 @@ if ! cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Re
     # Without the CMake option (or with a broken configure), build by hand against the sources.
     echo "   CMake build unavailable (see $build/cmake.log, build.log); compiling by hand"
     srcs=("$root"/src/*/*.c)
-    flags=(-std=c11 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
+    flags=(-std=c11 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined,float-cast-overflow
            -fno-sanitize-recover=undefined -fopenmp -I"$root/src")
     for h in "${harnesses[@]}"; do
         clang "${flags[@]}" "$root/fuzz/$h.c" "${srcs[@]}" -o "$build/$h" \
