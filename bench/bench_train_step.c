@@ -4,7 +4,8 @@
  * random labels in [0, 10):
  *   Conv2d(1,32,3,padding=1,bias=False) - BatchNorm2d(32) - ReLU - MaxPool2d(2)
  *   - Conv2d(32,64,3,padding=1,bias=False) - BatchNorm2d(64) - ReLU - MaxPool2d(2)
- *   - Flatten - Linear(3136,10),   cross-entropy,   SGD(lr 0.01, momentum 0.9, wd 5e-4).
+ *   - Flatten - Linear(3136,10),   cross-entropy,   SGD(lr 0.01, momentum 0.9, wd 5e-4); with
+ *   --optimizer adam or adamw, Adam(lr 1e-3) or AdamW(lr 1e-3, wd 1e-2) instead.
  *
  * Times, as median and min over --reps runs after warm-up, for each thread count:
  *   step      the full step: zero_grad, forward, loss, backward, SGD step; its phases are the
@@ -43,6 +44,7 @@
 #include "nn/linear.h"
 #include "nn/loss.h"
 #include "nn/pooling.h"
+#include "optim/adam.h"
 #include "optim/sgd.h"
 
 enum { NUM_CLASSES = 10 };
@@ -106,15 +108,24 @@ static tensor *random_labels(torch_generator *g, int64_t n) {
     return t;
 }
 
+/* --optimizer: sgd, adam or adamw */
+static const char *optimizer_kind = "sgd";
+
+static optim_optimizer *make_optimizer(const nn_tensor_dict *params) {
+    if (!strcmp(optimizer_kind, "adam")) return optim_adam_new(params, optim_adam_options_default());
+    if (!strcmp(optimizer_kind, "adamw")) return optim_adamw_new(params, optim_adamw_options_default());
+    optim_sgd_options o = optim_sgd_options_default(0.01);
+    o.momentum = 0.9;
+    o.weight_decay = 5e-4;
+    return optim_sgd_new(params, o);
+}
+
 static bench bench_new(int64_t batch, uint64_t seed) {
     torch_generator g = torch_generator_new(seed);
     bench b = {0};
     b.model = reference_cnn(&g);
     nn_tensor_dict   *params = need(nn_module_named_parameters(b.model), "parameters");
-    optim_sgd_options o = optim_sgd_options_default(0.01);
-    o.momentum = 0.9;
-    o.weight_decay = 5e-4;
-    b.opt = need(optim_sgd_new(params, o), "optim_sgd_new");
+    b.opt = need(make_optimizer(params), "the optimizer");
     nn_tensor_dict_free(params);
     b.x = need(torch_randn(&g, TORCH_SHAPE(batch, 1, 28, 28)), "input");
     b.labels = random_labels(&g, batch);
@@ -287,8 +298,8 @@ static void memory_run(int threads, int steps, int64_t batch) {
 
 static void usage(FILE *out) {
     fprintf(out, "usage: bench_train_step [--threads N] [--reps N] [--batch N] [--per-layer]\n"
-                 "                        [--memory-run STEPS]\n"
-                 "  default: 1 and 2 threads, 20 repetitions, batch 64\n"
+                 "                        [--optimizer sgd|adam|adamw] [--memory-run STEPS]\n"
+                 "  default: 1 and 2 threads, 20 repetitions, batch 64, sgd\n"
                  "  --per-layer   also print each layer's forward and backward\n"
                  "  --memory-run  train STEPS steps on random batches, print peak_rss_kb\n");
 }
@@ -302,21 +313,23 @@ int main(int argc, char **argv) {
                                              {"batch", required_argument, 0, 'b'},
                                              {"per-layer", no_argument, 0, 'p'},
                                              {"memory-run", required_argument, 0, 'm'},
+                                             {"optimizer", required_argument, 0, 'o'},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
-    for (int opt; (opt = getopt_long(argc, argv, "t:r:b:pm:h", longopts, NULL)) != -1;) {
+    for (int opt; (opt = getopt_long(argc, argv, "t:r:b:pm:o:h", longopts, NULL)) != -1;) {
         switch (opt) {
         case 't': threads = atoi(optarg); break;
         case 'r': reps = atoi(optarg); break;
         case 'b': batch = atol(optarg); break;
         case 'p': per_layer = true; break;
         case 'm': memory_steps = atoi(optarg); break;
+        case 'o': optimizer_kind = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
     if (reps < 1) reps = 1;
-    if (batch < 1) {
+    if (batch < 1 || (strcmp(optimizer_kind, "sgd") && strcmp(optimizer_kind, "adam") && strcmp(optimizer_kind, "adamw"))) {
         usage(stderr);
         return 2;
     }
@@ -325,7 +338,9 @@ int main(int argc, char **argv) {
         return 0;
     }
     printf("# openblas core: %s\n", torch_blas_corename());
-    printf("# reference CNN, batch %ld, input (%ld, 1, 28, 28), SGD lr 0.01 momentum 0.9 wd 5e-4\n", batch, batch);
+    printf("# reference CNN, batch %ld, input (%ld, 1, 28, 28), %s\n", batch, batch,
+           !strcmp(optimizer_kind, "sgd") ? "SGD lr 0.01 momentum 0.9 wd 5e-4"
+           : !strcmp(optimizer_kind, "adam") ? "Adam lr 1e-3" : "AdamW lr 1e-3 wd 1e-2");
     printf("component,pass,threads,median_ms,min_ms\n");
     int thread_list[2] = {1, 2}, nthreads = threads > 0 ? 1 : 2;
     if (threads > 0) thread_list[0] = threads;

@@ -138,14 +138,24 @@ KIND_OF = {"Conv2d": "conv", "BatchNorm2d": "batchnorm", "ReLU": "relu", "MaxPoo
            "Flatten": "flatten", "Linear": "linear"}
 
 
-def worker_step(threads, reps, batch):
+def make_optimizer(name, params):
+    """bench_train_step's --optimizer, in torch.optim (1.13's default single-tensor path)."""
+    import torch
+    if name == "adam":
+        return torch.optim.Adam(params)
+    if name == "adamw":
+        return torch.optim.AdamW(params)
+    return torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+
+def worker_step(threads, reps, batch, optimizer="sgd"):
     """The same measurements as bench/bench_train_step.c, in PyTorch (same order, same cuts)."""
     import torch
     import torch.nn.functional as F
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = reference_cnn()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    opt = make_optimizer(optimizer, model.parameters())
     x = torch.randn(batch, 1, 28, 28)
     labels = torch.randint(0, 10, (batch,))
     pc = time.perf_counter
@@ -326,7 +336,7 @@ def worker_conv(threads, reps):
 WORKERS = {
     "conv": lambda a: worker_conv(a["threads"], a["reps"]),
     "bn": lambda a: worker_bn(tuple(a["shape"]), a["threads"], a["reps"]),
-    "step": lambda a: worker_step(a["threads"], a["reps"], a["batch"]),
+    "step": lambda a: worker_step(a["threads"], a["reps"], a["batch"], a.get("optimizer", "sgd")),
     "memory": lambda a: worker_memory(a["threads"], a["steps"], a["batch"]),
     "trainer": lambda a: worker_trainer(a["threads"], a["n_train"], a["n_test"], a["batch"], a["data"]),
 }
@@ -499,11 +509,11 @@ def bench_step(args, threads_list):
         ours, theirs = {}, {}
         for _ in range(args.rounds):  # each round: ctorch, then PyTorch; keep the best median
             out, _ = run_measured([binary, "--threads", str(threads), "--reps", str(args.step_reps),
-                                   "--batch", str(args.batch)], env_for(args, "ours"))
+                                   "--batch", str(args.batch), "--optimizer", args.optimizer], env_for(args, "ours"))
             cores.add(("ctorch", comment(out, "openblas core")))
             keep_min(ours, {f"{r['component']},{r['pass']}": float(r["median_ms"]) for r in parse_csv(out)})
-            res, _ = run_worker("step", {"threads": threads, "reps": args.step_reps, "batch": args.batch},
-                                env_for(args, "torch"))
+            res, _ = run_worker("step", {"threads": threads, "reps": args.step_reps, "batch": args.batch,
+                                         "optimizer": args.optimizer}, env_for(args, "torch"))
             cores.add(("PyTorch", res.pop("blas_core")))
             keep_min(theirs, {k: v[0] for k, v in res.items()})
         o_tot, t_tot = ours["breakdown,total"], theirs["breakdown,total"]
@@ -516,7 +526,7 @@ def bench_step(args, threads_list):
                   f"{fmt(100 * o / o_tot if share and o else None, 7, 1)}% | "
                   f"{fmt(100 * t / t_tot if share and t else None, 6, 1)}% |", flush=True)
     print("\nspeed-up = torch ms / ctorch ms (medians). `step` rows: one full step (zero_grad, forward, "
-          "loss, backward, SGD step) and its phases; the other rows: the same step cut at every layer "
+          f"loss, backward, {args.optimizer} step) and its phases; the other rows: the same step cut at every layer "
           "boundary, summed per layer kind (% = share of `breakdown total`). OpenBLAS cores: "
           + ", ".join(f"{who} {c}" for who, c in sorted(cores)) + "\n")
 
@@ -631,6 +641,8 @@ def main():
     ap.add_argument("--reps", type=int, default=50, help="repetitions per BatchNorm measurement")
     ap.add_argument("--step-reps", type=int, default=20, help="repetitions of the training step")
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"],
+                    help="the training step's optimizer (bench_train_step --optimizer)")
     ap.add_argument("--rounds", type=int, default=1,
                     help="alternate the sides this many times and keep each one's best median")
     ap.add_argument("--threads", default="1,2")
