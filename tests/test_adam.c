@@ -302,7 +302,6 @@ Test(adam, bad_state_dicts_are_refused_and_change_nothing) {
 
     tensor *wrong_shape = torch_zeros(TORCH_SHAPE(4, 3)), *scalar = torch_full(0, NULL, 2.5f);
     tensor *negative = torch_full(0, NULL, -1.0f), *sgd_buf = torch_zeros(TORCH_SHAPE(3, 4));
-    tensor *i64 = torch_zeros(TORCH_SHAPE(3, 4));
     struct {
         const char *key;   /* replaced or added */
         tensor *value;     /* NULL: the key is removed */
@@ -336,7 +335,6 @@ Test(adam, bad_state_dicts_are_refused_and_change_nothing) {
         cr_assert_eq(tensor_data_f32(optim_state(opt, 0, "step"))[0], 4.0f);
         nn_tensor_dict_free(d);
     }
-    (void)i64;
     /* an empty state dict is valid: no parameter has state, as before a first step */
     nn_tensor_dict *empty = nn_tensor_dict_new();
     cr_assert_eq(optim_load_state_dict(opt, empty), TORCH_OK);
@@ -346,7 +344,6 @@ Test(adam, bad_state_dicts_are_refused_and_change_nothing) {
     tensor_free(scalar);
     tensor_free(negative);
     tensor_free(sgd_buf);
-    tensor_free(i64);
     nn_tensor_dict_free(good);
     optim_free(opt);
     free_params(params, dict);

@@ -410,7 +410,7 @@ static bool json_lrs(const optim_json_ctx *c, const char *where, const cJSON *ob
 torch_status optim_lr_scheduler_stage(const optim_json_ctx *c, const char *where, const optim_lr_scheduler *s,
                                       const cJSON *obj, optim_lr_scheduler **staged) {
     char pre[320];
-    snprintf(pre, sizeof pre, "%s: %s%s", c->fname, c->name ? c->name : "", c->name ? ": " : "");
+    optim_json_prefix(c, pre, sizeof pre);
     if (!cJSON_IsObject(obj)) return torch_error(TORCH_ERR_FORMAT, "%s%s is not a JSON object", pre, where);
     const cJSON *kind = cJSON_GetObjectItemCaseSensitive(obj, "kind");
     char quoted[40];

@@ -7,8 +7,7 @@
 
 #include "../io/io.h"
 
-/* "fname: name: " or "fname: " */
-static void prefix(const optim_json_ctx *c, char *out, size_t size) {
+void optim_json_prefix(const optim_json_ctx *c, char *out, size_t size) {
     if (c->name) snprintf(out, size, "%s: %s: ", c->fname, c->name);
     else snprintf(out, size, "%s: ", c->fname);
 }
@@ -28,7 +27,7 @@ torch_status optim_json_field_error(const optim_json_ctx *c, const char *where, 
                                     const char *expected) {
     char got[80], pre[300];
     describe(it, got, sizeof got);
-    prefix(c, pre, sizeof pre);
+    optim_json_prefix(c, pre, sizeof pre);
     return torch_error(TORCH_ERR_FORMAT, "%s%s.%s is %s (expected %s)", pre, where, key, got, expected);
 }
 
@@ -36,7 +35,7 @@ torch_status optim_json_field_error(const optim_json_ctx *c, const char *where, 
  * (io_json_check: cJSON would accept the first and cut a string at the second). */
 cJSON *optim_json_parse(const optim_json_ctx *c, const char *what, const char *text) {
     char pre[300];
-    prefix(c, pre, sizeof pre);
+    optim_json_prefix(c, pre, sizeof pre);
     size_t n = strlen(text);
     io_json_problem jp;
     if (!io_json_check(text, n, &jp)) {
@@ -100,7 +99,7 @@ bool optim_json_doubles(const optim_json_ctx *c, const char *where, const cJSON 
         return false;
     }
     if (cJSON_GetArraySize(arr) != n) {
-        prefix(c, pre, sizeof pre);
+        optim_json_prefix(c, pre, sizeof pre);
         torch_error(TORCH_ERR_FORMAT, "%s%s.%s has %d entries (expected %d, %s)", pre, where, key,
                     cJSON_GetArraySize(arr), n, what);
         return false;

@@ -9,6 +9,7 @@
 #ifndef CTORCH_OPTIM_STATE_JSON_H
 #define CTORCH_OPTIM_STATE_JSON_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <cjson/cJSON.h>
@@ -21,6 +22,8 @@ typedef struct optim_json_ctx {
     const char *name;
 } optim_json_ctx;
 
+/* "fname: name: " (or "fname: " without a name), the start of every message. */
+void optim_json_prefix(const optim_json_ctx *c, char *out, size_t size);
 /* The error "fname: name: where.key is <what it holds> (expected <expected>)"; TORCH_ERR_FORMAT. */
 torch_status optim_json_field_error(const optim_json_ctx *c, const char *where, const char *key, const cJSON *it,
                                     const char *expected);
