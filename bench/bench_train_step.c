@@ -77,8 +77,8 @@ static nn_module *reference_cnn(torch_generator *g) {
         nn_batch_norm2d(NN_BATCH_NORM_OPTIONS(.num_features = 64)),
         nn_relu(),
         nn_max_pool2d(NN_MAX_POOL2D_OPTIONS(.kernel_size = {2, 2})),
-        nn_flatten(1, -1),
-        nn_linear(64 * 7 * 7, NUM_CLASSES, true, g),
+        nn_flatten(NN_FLATTEN_OPTIONS()),
+        nn_linear(NN_LINEAR_OPTIONS(.in_features = 64 * 7 * 7, .out_features = NUM_CLASSES, .generator = g)),
     };
     return need(nn_sequential((int)(sizeof layers / sizeof *layers), layers), "building the CNN");
 }
@@ -112,12 +112,12 @@ static tensor *random_labels(torch_generator *g, int64_t n) {
 static const char *optimizer_kind = "sgd";
 
 static optim_optimizer *make_optimizer(const nn_tensor_dict *params) {
-    if (!strcmp(optimizer_kind, "adam")) return optim_adam_new(params, optim_adam_options_default());
-    if (!strcmp(optimizer_kind, "adamw")) return optim_adamw_new(params, optim_adamw_options_default());
+    if (!strcmp(optimizer_kind, "adam")) return optim_adam(params, optim_adam_options_default());
+    if (!strcmp(optimizer_kind, "adamw")) return optim_adamw(params, optim_adamw_options_default());
     optim_sgd_options o = optim_sgd_options_default(0.01);
     o.momentum = 0.9;
     o.weight_decay = 5e-4;
-    return optim_sgd_new(params, o);
+    return optim_sgd(params, o);
 }
 
 static bench bench_new(int64_t batch, uint64_t seed) {

@@ -49,7 +49,7 @@ int main(void) {
 
     /* The batch also moved the running statistics 10% (momentum 0.1) toward its own:
      * running_mean = 0.9 * 0 + 0.1 * batch_mean, running_var = 0.9 * 1 + 0.1 * unbiased batch var. */
-    nn_batch_norm *bn = nn_as_batch_norm(m);
+    nn_batch_norm_module *bn = nn_as_batch_norm(m);
     printf("running_mean[0] = %.6f, running_var[0] = %.6f, num_batches_tracked = %lld\n",
            tensor_data_f32(bn->running_mean)[0], tensor_data_f32(bn->running_var)[0],
            (long long)*tensor_data_i64(bn->num_batches_tracked));

@@ -17,13 +17,22 @@ static inline nn_module *model_conv3x3(int64_t in, int64_t out, torch_generator 
 
 static inline nn_module *model_batch_norm2d(int64_t c) { return nn_batch_norm2d(NN_BATCH_NORM_OPTIONS(.num_features = c)); }
 static inline nn_module *model_max_pool2(void) { return nn_max_pool2d(NN_MAX_POOL2D_OPTIONS(.kernel_size = {2, 2})); }
+static inline nn_module *model_flatten(void) { return nn_flatten(NN_FLATTEN_OPTIONS()); }
+
+static inline nn_module *model_linear(int64_t in, int64_t out, torch_generator *gen) {
+    return nn_linear(NN_LINEAR_OPTIONS(.in_features = in, .out_features = out, .generator = gen));
+}
+
+static inline nn_module *model_dropout(double p, torch_generator *gen) {
+    return nn_dropout(NN_DROPOUT_OPTIONS(.p = p, .generator = gen));
+}
 
 /* The reference CNN of the issue tracker, exactly. */
 static inline nn_module *reference_cnn(torch_generator *gen) {
     nn_module *layers[] = {
         model_conv3x3(1, 32, gen),  model_batch_norm2d(32), nn_relu(), model_max_pool2(),
         model_conv3x3(32, 64, gen), model_batch_norm2d(64), nn_relu(), model_max_pool2(),
-        nn_flatten(1, -1),    nn_linear(3136, 10, true, gen),
+        model_flatten(),            model_linear(3136, 10, gen),
     };
     return nn_sequential((int)(sizeof layers / sizeof *layers), layers);
 }
@@ -36,8 +45,8 @@ static inline nn_module *deep_cnn(torch_generator *gen) {
         model_conv3x3(32, 32, gen), model_batch_norm2d(32), nn_relu(), model_max_pool2(),
         model_conv3x3(32, 64, gen), model_batch_norm2d(64), nn_relu(),
         model_conv3x3(64, 64, gen), model_batch_norm2d(64), nn_relu(), model_max_pool2(),
-        nn_flatten(1, -1), nn_dropout(0.25, gen), nn_linear(3136, 128, true, gen), nn_relu(),
-        nn_dropout(0.5, gen), nn_linear(128, 10, true, gen),
+        model_flatten(), model_dropout(0.25, gen), model_linear(3136, 128, gen), nn_relu(),
+        model_dropout(0.5, gen), model_linear(128, 10, gen),
     };
     return nn_sequential((int)(sizeof layers / sizeof *layers), layers);
 }

@@ -364,23 +364,23 @@ static optim_optimizer *make_optimizer(const config *c, const nn_tensor_dict *pa
         optim_sgd_options o = optim_sgd_options_default(c->lr);
         o.momentum = c->momentum;
         o.weight_decay = c->weight_decay;
-        return optim_sgd_new(params, o);
+        return optim_sgd(params, o);
     }
     bool adamw = !strcmp(c->optimizer, "adamw");
     optim_adam_options o = adamw ? optim_adamw_options_default() : optim_adam_options_default();
     o.lr = c->lr;
     o.weight_decay = c->weight_decay;
-    return adamw ? optim_adamw_new(params, o) : optim_adam_new(params, o);
+    return adamw ? optim_adamw(params, o) : optim_adam(params, o);
 }
 
 /* The schedule of --schedule, after --warmup-epochs of LinearLR when asked for. NULL with
  * status TORCH_OK for none; NULL with the error set on failure. */
 static optim_lr_scheduler *make_schedule(const config *c, optim_optimizer *opt) {
     int64_t w = c->warmup_epochs, rest = c->epochs - w;
-    optim_lr_scheduler *warmup = w > 0 ? optim_linear_lr_new(opt, 0.01, 1.0, w) : NULL, *main = NULL;
+    optim_lr_scheduler *warmup = w > 0 ? optim_linear_lr(opt, 0.01, 1.0, w) : NULL, *main = NULL;
     if (w > 0 && !warmup) return NULL;
-    if (!strcmp(c->schedule, "cosine")) main = optim_cosine_annealing_lr_new(opt, rest > 0 ? rest : 1, 0.0);
-    else if (!strcmp(c->schedule, "step")) main = optim_step_lr_new(opt, rest > 2 ? rest / 3 : 1, 0.1);
+    if (!strcmp(c->schedule, "cosine")) main = optim_cosine_annealing_lr(opt, rest > 0 ? rest : 1, 0.0);
+    else if (!strcmp(c->schedule, "step")) main = optim_step_lr(opt, rest > 2 ? rest / 3 : 1, 0.1);
     else {
         torch_clear_error();
         return warmup; /* LinearLR stays at end_factor after its epochs */
@@ -389,7 +389,7 @@ static optim_lr_scheduler *make_schedule(const config *c, optim_optimizer *opt) 
         optim_lr_scheduler_free(warmup);
         return main;
     }
-    optim_lr_scheduler *pair[2] = {warmup, main}, *seq = optim_sequential_lr_new(opt, pair, 2, &w);
+    optim_lr_scheduler *pair[2] = {warmup, main}, *seq = optim_sequential_lr(opt, pair, 2, &w);
     if (!seq) {
         optim_lr_scheduler_free(warmup);
         optim_lr_scheduler_free(main);

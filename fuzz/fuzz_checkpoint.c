@@ -37,7 +37,8 @@ typedef struct setup {
 
 static int build(setup *s, int flavour) {
     s->gen = torch_generator_new(1);
-    nn_module *mods[2] = {nn_linear(3, 2, true, &s->gen), nn_batch_norm1d(nn_batch_norm_options_default(2))};
+    nn_module *mods[2] = {nn_linear(NN_LINEAR_OPTIONS(.in_features = 3, .out_features = 2, .generator = &s->gen)),
+                          nn_batch_norm1d(nn_batch_norm_options_default(2))};
     s->model = nn_sequential(2, mods);
     if (!s->model) return -1;
     nn_tensor_dict *p = nn_module_named_parameters(s->model), *decay = NULL, *no_decay = NULL;
@@ -46,17 +47,17 @@ static int build(setup *s, int flavour) {
         optim_sgd_options o = optim_sgd_options_default(0.1);
         o.momentum = 0.9;
         o.weight_decay = 1e-3;
-        s->opt = optim_sgd_new(decay, o);
+        s->opt = optim_sgd(decay, o);
         o.weight_decay = 0;
         if (!s->opt || optim_sgd_add_param_group(s->opt, no_decay, o) != TORCH_OK) return -1;
-        s->sched = optim_step_lr_new(s->opt, 2, 0.5);
+        s->sched = optim_step_lr(s->opt, 2, 0.5);
     } else {
         optim_adam_options o = OPTIM_ADAMW_OPTIONS(.amsgrad = true);
-        s->opt = optim_adamw_new(decay, o);
+        s->opt = optim_adamw(decay, o);
         o.weight_decay = 0;
         if (!s->opt || optim_adam_add_param_group(s->opt, no_decay, o) != TORCH_OK) return -1;
-        optim_lr_scheduler *pair[2] = {optim_linear_lr_new(s->opt, 0.1, 1.0, 2), optim_step_lr_new(s->opt, 2, 0.5)};
-        s->sched = pair[0] && pair[1] ? optim_sequential_lr_new(s->opt, pair, 2, (const int64_t[]){2}) : NULL;
+        optim_lr_scheduler *pair[2] = {optim_linear_lr(s->opt, 0.1, 1.0, 2), optim_step_lr(s->opt, 2, 0.5)};
+        s->sched = pair[0] && pair[1] ? optim_sequential_lr(s->opt, pair, 2, (const int64_t[]){2}) : NULL;
     }
     nn_tensor_dict_free(p);
     nn_tensor_dict_free(decay);

@@ -99,7 +99,7 @@ Test(activation, dropout_edge_cases_and_module) {
     cr_assert(strstr(torch_last_error(), "nnf_dropout: dropout probability has to be between 0 and 1, but got 1.5"));
 
     torch_generator g = torch_generator_new(8);
-    nn_module *m = nn_dropout(0.5, &g);
+    nn_module *m = nn_dropout(NN_DROPOUT_OPTIONS(.p = 0.5, .generator = &g));
     expect_repr(m, "Dropout(p=0.5, inplace=False)");
     y = nn_module_forward(m, x); /* training after construction */
     cr_assert_neq(y, x);
@@ -113,14 +113,14 @@ Test(activation, dropout_edge_cases_and_module) {
     tensor_free(y);
     nn_module_free(m);
 
-    m = nn_dropout(0.1, NULL);
+    m = nn_dropout(NN_DROPOUT_OPTIONS(.p = 0.1));
     expect_repr(m, "Dropout(p=0.1, inplace=False)");
     nn_module_free(m);
-    m = nn_dropout(1.0, NULL);
+    m = nn_dropout(NN_DROPOUT_OPTIONS(.p = 1.0));
     expect_repr(m, "Dropout(p=1.0, inplace=False)");
-    cr_assert_eq(nn_as_dropout(m)->p, 1.0);
+    cr_assert_eq(nn_as_dropout(m)->options.p, 1.0);
     nn_module_free(m);
-    cr_assert_null(nn_dropout(-0.1, NULL));
+    cr_assert_null(nn_dropout(NN_DROPOUT_OPTIONS(.p = -0.1)));
     cr_assert(strstr(torch_last_error(), "Dropout: dropout probability has to be between 0 and 1, but got -0.1"));
     tensor_free(x);
 }
@@ -141,7 +141,7 @@ Test(activation, dropout_gradcheck) {
 }
 
 Test(activation, flatten) {
-    nn_module *m = nn_flatten(1, -1);
+    nn_module *m = nn_flatten(NN_FLATTEN_OPTIONS());
     expect_repr(m, "Flatten(start_dim=1, end_dim=-1)");
     tensor *x = torch_randn(NULL, TORCH_SHAPE(2, 3, 4, 5));
     tensor_set_requires_grad(x, true);
@@ -157,15 +157,15 @@ Test(activation, flatten) {
     tensor_free(gy), tensor_free(y);
     nn_module_free(m);
 
-    m = nn_flatten(0, 1);
-    cr_assert_eq(nn_as_flatten(m)->end_dim, 1);
+    m = nn_flatten(NN_FLATTEN_OPTIONS(.start_dim = 0, .end_dim = 1));
+    cr_assert_eq(nn_as_flatten(m)->options.end_dim, 1);
     y = nn_module_forward(m, x);
     cr_assert_eq(y->ndim, 3);
     cr_assert_eq(y->shape[0], 6);
     tensor_free(y);
     nn_module_free(m);
 
-    m = nn_flatten(1, -1);
+    m = nn_flatten(NN_FLATTEN_OPTIONS());
     tensor *v = torch_zeros(TORCH_SHAPE(3));
     cr_assert_null(nn_module_forward(m, v));
     cr_assert(strstr(torch_last_error(), "Dimension out of range"), "%s", torch_last_error());

@@ -54,7 +54,7 @@ static optim_optimizer *make_optimizer(const adam_fix_run *run, tensor *params[S
             cr_assert_eq(nn_tensor_dict_set(d, name, params[i]), TORCH_OK);
         }
         if (gi == 0)
-            opt = run->adamw ? optim_adamw_new(d, run_options(g)) : optim_adam_new(d, run_options(g));
+            opt = run->adamw ? optim_adamw(d, run_options(g)) : optim_adam(d, run_options(g));
         else
             cr_assert_eq(optim_adam_add_param_group(opt, d, run_options(g)), TORCH_OK, "%s", torch_last_error());
         cr_assert_not_null(opt, "%s", torch_last_error());
@@ -143,7 +143,7 @@ static float two_steps(bool adamw, double wd, int steps) {
     nn_tensor_dict *d = nn_tensor_dict_new();
     nn_tensor_dict_set(d, "w", p);
     optim_adam_options o = {.lr = 0.5, .betas = {0.5, 0.75}, .eps = 0, .weight_decay = wd};
-    optim_optimizer *opt = adamw ? optim_adamw_new(d, o) : optim_adam_new(d, o);
+    optim_optimizer *opt = adamw ? optim_adamw(d, o) : optim_adam(d, o);
     cr_assert_not_null(opt, "%s", torch_last_error());
     for (int k = 0; k < steps; k++) {
         tensor_zero_grad(p);
@@ -196,14 +196,14 @@ Test(adam, bad_options_are_refused_with_pytorchs_messages) {
         {OPTIM_ADAM_OPTIONS(.weight_decay = -0.01), "Invalid weight_decay value: -0.01"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        cr_assert_null(optim_adam_new(dict, bad[i].o));
+        cr_assert_null(optim_adam(dict, bad[i].o));
         expect_error(torch_last_status(), TORCH_ERR_INVALID_ARGUMENT, bad[i].msg);
     }
-    cr_assert_null(optim_adamw_new(dict, OPTIM_ADAMW_OPTIONS(.eps = -1)));
+    cr_assert_null(optim_adamw(dict, OPTIM_ADAMW_OPTIONS(.eps = -1)));
     expect_error(torch_last_status(), TORCH_ERR_INVALID_ARGUMENT, "optim_adamw: Invalid epsilon value: -1");
 
     /* On an optimizer: refused, and the options stay as they were. */
-    optim_optimizer *opt = optim_adamw_new(dict, OPTIM_ADAMW_OPTIONS(.lr = 0.01));
+    optim_optimizer *opt = optim_adamw(dict, OPTIM_ADAMW_OPTIONS(.lr = 0.01));
     cr_assert_not_null(opt);
     expect_error(optim_adam_set_group_options(opt, 0, OPTIM_ADAMW_OPTIONS(.betas = {0.9, 1.5})),
                  TORCH_ERR_INVALID_ARGUMENT, "optim_adam_set_group_options: Invalid beta parameter at index 1: 1.5");
@@ -216,7 +216,7 @@ Test(adam, bad_options_are_refused_with_pytorchs_messages) {
     nn_tensor_dict *twice = nn_tensor_dict_new();
     nn_tensor_dict_set(twice, "a", params[0]);
     nn_tensor_dict_set(twice, "b", params[0]);
-    cr_assert_null(optim_adam_new(twice, OPTIM_ADAM_OPTIONS()));
+    cr_assert_null(optim_adam(twice, OPTIM_ADAM_OPTIONS()));
     expect_error(torch_last_status(), TORCH_ERR_INVALID_ARGUMENT, "duplicate parameters (\"b\")");
     expect_error(optim_adam_add_param_group(opt, twice, OPTIM_ADAMW_OPTIONS()), TORCH_ERR_INVALID_ARGUMENT,
                  "some parameters appear in more than one parameter group (\"a\")");
@@ -354,7 +354,7 @@ Test(adam, bad_gradient_moves_nothing) {
     tensor *params[SGD_FIX_NPARAMS];
     nn_tensor_dict *dict;
     make_params(params, &dict);
-    optim_optimizer *opt = optim_adam_new(dict, OPTIM_ADAM_OPTIONS());
+    optim_optimizer *opt = optim_adam(dict, OPTIM_ADAM_OPTIONS());
     set_grads(params, 5);
     tensor_free(params[2]->grad);
     params[2]->grad = torch_zeros(TORCH_SHAPE(12));

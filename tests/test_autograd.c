@@ -475,10 +475,10 @@ Test(autograd, inplace_writes_to_tensors_that_require_grad_need_no_grad_mode) {
 Test(autograd, an_optimizer_step_invalidates_a_retained_graph) {
     /* PyTorch: backward(retain_graph), optimizer.step(), backward again -> the modified-inplace
      * error, because the step wrote a weight that the graph saved. */
-    nn_module *lin = nn_linear(3, 2, true, NULL);
+    nn_module *lin = nn_linear(NN_LINEAR_OPTIONS(.in_features = 3, .out_features = 2));
     tensor *x = torch_ones(TORCH_SHAPE(4, 3)), *y = nn_module_forward(lin, x), *l = torch_sum(y, 0, NULL, false);
     nn_tensor_dict *params = nn_module_named_parameters(lin);
-    optim_optimizer *opt = optim_sgd_new(params, optim_sgd_options_default(0.1));
+    optim_optimizer *opt = optim_sgd(params, optim_sgd_options_default(0.1));
     cr_assert_not_null(opt, "%s", torch_last_error());
     cr_assert_eq(tensor_backward(l, NULL, true), TORCH_OK, "%s", torch_last_error());
     tensor *w = nn_module_get_parameter(lin, "weight");

@@ -107,7 +107,7 @@ Test(batch_norm, r_torch_running_stats_after_ten_steps) {
     nn_module *m = nn_batch_norm2d(NN_BATCH_NORM_OPTIONS(.num_features = 1));
     tensor *x = torch_ones(TORCH_SHAPE(2, 1, 1, 1));
     for (int i = 0; i < 10; i++) tensor_free(nn_module_forward(m, x));
-    nn_batch_norm *bn = nn_as_batch_norm(m);
+    nn_batch_norm_module *bn = nn_as_batch_norm(m);
     cr_assert_float_eq(tensor_data_f32(bn->running_mean)[0], 0.6513, 1e-4);
     cr_assert_float_eq(tensor_data_f32(bn->running_var)[0], 0.3487, 1e-4);
     cr_assert_float_eq(tensor_data_f32(bn->running_mean)[0], 1 - pow(0.9, 10), 1e-6);
@@ -138,7 +138,7 @@ Test(batch_norm, worked_example_from_docs) {
     /* docs/batch_norm.md, section "A worked example", by hand: x = [1, 2, 4, 5], eps = 1.5,
      * gamma = 2, beta = 1, dy = [1, 2, 0, -1]. mean 3, var 2.5, invstd 1/2, xhat = [-1, -1/2, 1/2, 1]. */
     nn_module *m = nn_batch_norm1d(NN_BATCH_NORM_OPTIONS(.num_features = 1, .eps = 1.5));
-    nn_batch_norm *bn = nn_as_batch_norm(m);
+    nn_batch_norm_module *bn = nn_as_batch_norm(m);
     fill_param(bn->weight, 2.0);
     fill_param(bn->bias, 1.0);
     tensor *x = torch_tensor((const float[]){1, 2, 4, 5}, TORCH_SHAPE(4, 1));
@@ -199,7 +199,7 @@ Test(batch_norm, defaults_and_initial_values) {
                   d.track_running_stats == mac.track_running_stats,
               "the macro and the function give the same defaults");
     nn_module *m = nn_batch_norm2d(d);
-    nn_batch_norm *bn = nn_as_batch_norm(m);
+    nn_batch_norm_module *bn = nn_as_batch_norm(m);
     cr_assert(m->training);
     cr_assert_eq(bn->dims, 2);
     for (int c = 0; c < 7; c++) {
@@ -313,7 +313,7 @@ Test(batch_norm, forward_errors_leave_state_unchanged) {
     expect_forward_error(m, ints, TORCH_ERR_INVALID_ARGUMENT, "BatchNorm2d: expected a float32 input (got int64)");
     expect_forward_error(m, NULL, TORCH_ERR_INVALID_ARGUMENT, "BatchNorm2d: input is NULL");
     /* options changed after construction are checked at forward time */
-    nn_batch_norm *bn = nn_as_batch_norm(m);
+    nn_batch_norm_module *bn = nn_as_batch_norm(m);
     tensor *ok = torch_randn(NULL, TORCH_SHAPE(2, 16, 2, 2));
     bn->options.eps = 0;
     expect_forward_error(m, ok, TORCH_ERR_INVALID_ARGUMENT, "BatchNorm2d: eps must be > 0 (got 0)");
@@ -395,7 +395,7 @@ ParameterizedTest(grid_case *p, batch_norm, mode_grid) {
     const float rm0[3] = {0.5f, -1.0f, 2.0f}, rv0[3] = {2.0f, 0.5f, 1.5f};
     nn_module *m = nn_batch_norm2d(
         NN_BATCH_NORM_OPTIONS(.num_features = C, .momentum = 0.25, .affine = p->affine, .track_running_stats = p->track));
-    nn_batch_norm *bn = nn_as_batch_norm(m);
+    nn_batch_norm_module *bn = nn_as_batch_norm(m);
     cr_assert_eq(bn->weight != NULL, p->affine);
     cr_assert_eq(bn->running_mean != NULL, p->track);
     if (p->affine) {
@@ -474,7 +474,7 @@ Test(batch_norm, cumulative_moving_average) {
     }
     means = (2.5 + 11 + 0) / 3;
     vars = (5.0 / 3 + 4.0 / 3 + 100.0 / 3) / 3; /* unbiased: sum of squares / 3 */
-    nn_batch_norm *bn = nn_as_batch_norm(m);
+    nn_batch_norm_module *bn = nn_as_batch_norm(m);
     cr_assert_float_eq(tensor_data_f32(bn->running_mean)[0], means, 1e-5);
     cr_assert_float_eq(tensor_data_f32(bn->running_var)[0], vars, 1e-5);
     cr_assert_eq(nbt(m), 3);
@@ -489,7 +489,7 @@ Test(batch_norm, empty_batch_counts_but_changes_no_statistics) {
     cr_assert_not_null(y, "%s", torch_last_error());
     cr_assert_eq(y->numel, 0);
     cr_assert_eq(nbt(m), 1);
-    nn_batch_norm *bn = nn_as_batch_norm(m);
+    nn_batch_norm_module *bn = nn_as_batch_norm(m);
     cr_assert_eq(tensor_data_f32(bn->running_mean)[1], 0.0f);
     cr_assert_eq(tensor_data_f32(bn->running_var)[1], 1.0f);
     tensor *dy = torch_zeros(TORCH_SHAPE(0, 3, 4, 4));
@@ -538,7 +538,7 @@ Test(batch_norm, results_do_not_depend_on_thread_count) {
     for (int t = 0; t < 2; t++) {
         torch_set_num_threads(threads[t]);
         nn_module *m = nn_batch_norm2d(NN_BATCH_NORM_OPTIONS(.num_features = 32));
-        nn_batch_norm *bn = nn_as_batch_norm(m);
+        nn_batch_norm_module *bn = nn_as_batch_norm(m);
         tensor *xi = tensor_clone(x);
         tensor_set_requires_grad(xi, true);
         tensor *y = nn_module_forward(m, xi);
@@ -647,7 +647,7 @@ Test(batch_norm, fused_equals_composite_eval_no_affine) { compare_with_composite
 
 Test(batch_norm, gradients_accumulate_and_only_needed_ones_are_made) {
     nn_module *m = nn_batch_norm2d(NN_BATCH_NORM_OPTIONS(.num_features = 3));
-    nn_batch_norm *bn = nn_as_batch_norm(m);
+    nn_batch_norm_module *bn = nn_as_batch_norm(m);
     torch_generator g = torch_generator_new(9);
     tensor *x = torch_randn(&g, TORCH_SHAPE(2, 3, 2, 2)); /* does not require grad */
     tensor *dy = torch_randn(&g, TORCH_SHAPE(2, 3, 2, 2));
@@ -838,7 +838,7 @@ Test(batch_norm, missing_num_batches_tracked_loads_as_zero) {
 
 Test(batch_norm, reset_running_stats_and_parameters) {
     nn_module *m = trained_bn2d(3);
-    nn_batch_norm *bn = nn_as_batch_norm(m);
+    nn_batch_norm_module *bn = nn_as_batch_norm(m);
     fill_param(bn->weight, 2.0);
     fill_param(bn->bias, -1.0);
     cr_assert_eq(nn_batch_norm_reset_running_stats(m), TORCH_OK);
@@ -1031,7 +1031,7 @@ Test(batch_norm, a_training_forward_is_an_inplace_write_of_the_running_statistic
     /* PyTorch: a graph that saved running_mean refuses to backward after a training forward
      * updated it. */
     nn_module *m = nn_batch_norm2d(NN_BATCH_NORM_OPTIONS(.num_features = 2));
-    nn_batch_norm *bn = nn_as_batch_norm(m);
+    nn_batch_norm_module *bn = nn_as_batch_norm(m);
     tensor *w = torch_ones(TORCH_SHAPE(2));
     tensor_set_requires_grad(w, true);
     tensor *z = torch_mul(w, bn->running_mean), *l = torch_sum(z, 0, NULL, false);

@@ -164,7 +164,7 @@ static nn_module *module_for(const fx_file *fx, int k, const config *c) {
     o.track_running_stats = c->track;
     nn_module *m = c->dims == 1 ? nn_batch_norm1d(o) : c->dims == 2 ? nn_batch_norm2d(o) : nn_batch_norm3d(o);
     cr_assert_not_null(m, "case %d: %s", k, torch_last_error());
-    nn_batch_norm *bn = nn_as_batch_norm(m);
+    nn_batch_norm_module *bn = nn_as_batch_norm(m);
     if (c->affine) {
         tensor *w = fx_tensor(fx_find(fx, "c%d.weight", k)), *b = fx_tensor(fx_find(fx, "c%d.bias", k));
         bool grad_mode = torch_set_grad_enabled(false); /* parameters are written under no_grad */
@@ -188,7 +188,7 @@ Test(batch_norm_fixtures, module_matches_pytorch) {
     for (int k = 0; k < ncases; k++) {
         config c = read_config(fx, k);
         nn_module *m = module_for(fx, k, &c);
-        nn_batch_norm *bn = nn_as_batch_norm(m);
+        nn_batch_norm_module *bn = nn_as_batch_norm(m);
         int nsteps = (int)fx_int(fx_find(fx, "c%d.nsteps", k));
         for (int j = 0; j < nsteps; j++) {
             nn_module_train(m, fx_int(fx_find(fx, "c%d.s%d.training", k, j)) != 0);

@@ -46,9 +46,10 @@ static void build(run *r, uint64_t seed, int64_t hidden_out) {
                           nn_batch_norm2d(nn_batch_norm_options_default(4)),
                           nn_relu(),
                           nn_max_pool2d(nn_max_pool2d_options_default(2)),
-                          nn_flatten(1, -1),
-                          nn_dropout(0.2, &r->gen),
-                          nn_linear(4 * 14 * 14, hidden_out, true, &r->gen)};
+                          nn_flatten(NN_FLATTEN_OPTIONS()),
+                          nn_dropout(NN_DROPOUT_OPTIONS(.p = 0.2, .generator = &r->gen)),
+                          nn_linear(NN_LINEAR_OPTIONS(.in_features = 4 * 14 * 14, .out_features = hidden_out,
+                                                      .generator = &r->gen))};
     r->model = nn_sequential(7, mods);
     cr_assert_not_null(r->model, "%s", torch_last_error());
     nn_tensor_dict *params = nn_module_named_parameters(r->model), *decay, *no_decay;
@@ -57,10 +58,10 @@ static void build(run *r, uint64_t seed, int64_t hidden_out) {
     o.momentum = 0.9;
     o.weight_decay = 5e-4;
     o.nesterov = true;
-    r->opt = optim_sgd_new(decay, o);
+    r->opt = optim_sgd(decay, o);
     o.weight_decay = 0;
     cr_assert_eq(optim_sgd_add_param_group(r->opt, no_decay, o), TORCH_OK);
-    r->sched = optim_step_lr_new(r->opt, 1, 0.5);
+    r->sched = optim_step_lr(r->opt, 1, 0.5);
     cr_assert_not_null(r->sched);
     nn_tensor_dict_free(params);
     nn_tensor_dict_free(decay);
@@ -519,8 +520,9 @@ typedef struct small_run {
 
 static void build_small(small_run *r, int kind, uint64_t seed) {
     r->gen = torch_generator_new(seed);
-    nn_module *mods[4] = {nn_linear(6, 5, true, &r->gen), nn_batch_norm1d(nn_batch_norm_options_default(5)), nn_relu(),
-                          nn_linear(5, 3, true, &r->gen)};
+    nn_module *mods[4] = {nn_linear(NN_LINEAR_OPTIONS(.in_features = 6, .out_features = 5, .generator = &r->gen)),
+                          nn_batch_norm1d(nn_batch_norm_options_default(5)), nn_relu(),
+                          nn_linear(NN_LINEAR_OPTIONS(.in_features = 5, .out_features = 3, .generator = &r->gen))};
     r->model = nn_sequential(4, mods);
     cr_assert_not_null(r->model);
     nn_tensor_dict *params = nn_module_named_parameters(r->model), *decay, *no_decay;
@@ -530,20 +532,20 @@ static void build_small(small_run *r, int kind, uint64_t seed) {
         o.momentum = 0.9;
         o.nesterov = true;
         o.weight_decay = 1e-3;
-        r->opt = optim_sgd_new(decay, o);
+        r->opt = optim_sgd(decay, o);
         o.weight_decay = 0;
         cr_assert_eq(optim_sgd_add_param_group(r->opt, no_decay, o), TORCH_OK);
     } else {
         optim_adam_options o = kind == 1 ? OPTIM_ADAM_OPTIONS(.lr = 0.01, .amsgrad = true, .weight_decay = 1e-3)
                                          : OPTIM_ADAMW_OPTIONS(.lr = 0.01);
-        r->opt = kind == 1 ? optim_adam_new(decay, o) : optim_adamw_new(decay, o);
+        r->opt = kind == 1 ? optim_adam(decay, o) : optim_adamw(decay, o);
         o.weight_decay = 0;
         cr_assert_eq(optim_adam_add_param_group(r->opt, no_decay, o), TORCH_OK);
     }
     cr_assert_not_null(r->opt, "%s", torch_last_error());
-    optim_lr_scheduler *warm = optim_linear_lr_new(r->opt, 0.1, 1.0, 3), *cos = optim_cosine_annealing_lr_new(r->opt, 7, 1e-4);
+    optim_lr_scheduler *warm = optim_linear_lr(r->opt, 0.1, 1.0, 3), *cos = optim_cosine_annealing_lr(r->opt, 7, 1e-4);
     optim_lr_scheduler *pair[2] = {warm, cos};
-    r->sched = optim_sequential_lr_new(r->opt, pair, 2, (const int64_t[]){3});
+    r->sched = optim_sequential_lr(r->opt, pair, 2, (const int64_t[]){3});
     cr_assert_not_null(r->sched, "%s", torch_last_error());
     nn_tensor_dict_free(params);
     nn_tensor_dict_free(decay);

@@ -95,7 +95,7 @@ static void expect_error(tensor *result, torch_status status, const char *messag
 }
 
 Test(linear, errors_leave_state_unchanged) {
-    nn_module *m = nn_linear(3136, 10, true, NULL);
+    nn_module *m = nn_linear(NN_LINEAR_OPTIONS(.in_features = 3136, .out_features = 10));
     cr_assert_not_null(m);
     nn_linear_module *l = nn_as_linear(m);
     tensor *w0 = tensor_clone(l->weight);
@@ -117,13 +117,13 @@ Test(linear, errors_leave_state_unchanged) {
     expect_error(nnf_linear(NULL, w, NULL), TORCH_ERR_INVALID_ARGUMENT, "nnf_linear: input is NULL");
     tensor_free(a), tensor_free(w), tensor_free(b);
 
-    cr_assert_null(nn_linear(0, 10, true, NULL));
+    cr_assert_null(nn_linear(NN_LINEAR_OPTIONS(.in_features = 0, .out_features = 10)));
     cr_assert(strstr(torch_last_error(), "Linear: in_features must be > 0 (got 0)"));
 }
 
 Test(linear, module) {
     torch_generator g = torch_generator_new(3);
-    nn_module *m = nn_linear(3136, 10, true, &g);
+    nn_module *m = nn_linear(NN_LINEAR_OPTIONS(.in_features = 3136, .out_features = 10, .generator = &g));
     char *r = nn_module_repr(m);
     cr_assert_str_eq(r, "Linear(in_features=3136, out_features=10, bias=True)");
     free(r);
@@ -157,7 +157,7 @@ Test(linear, module) {
     tensor_free(x), tensor_free(x2), tensor_free(y), tensor_free(y2);
     nn_module_free(m);
 
-    m = nn_linear(5, 2, false, NULL);
+    m = nn_linear(NN_LINEAR_OPTIONS(.in_features = 5, .out_features = 2, .bias = false));
     r = nn_module_repr(m);
     cr_assert_str_eq(r, "Linear(in_features=5, out_features=2, bias=False)");
     free(r);

@@ -54,7 +54,7 @@ static setup make_setup(void) {
         nn_tensor_dict *d = nn_tensor_dict_new();
         nn_tensor_dict_set(d, "w", s.p[g]);
         if (g == 0)
-            s.opt = optim_sgd_new(d, optim_sgd_options_default(lr_fix_base[0]));
+            s.opt = optim_sgd(d, optim_sgd_options_default(lr_fix_base[0]));
         else
             cr_assert_eq(optim_sgd_add_param_group(s.opt, d, optim_sgd_options_default(lr_fix_base[1])), TORCH_OK);
         nn_tensor_dict_free(d);
@@ -70,7 +70,7 @@ static void free_setup(setup *s) {
 }
 
 static optim_lr_scheduler *make_sched(const fixture_case *c, optim_optimizer *opt) {
-    optim_lr_scheduler *s = c->kind == 0 ? optim_step_lr_new(opt, c->a, c->b) : optim_cosine_annealing_lr_new(opt, c->a, c->b);
+    optim_lr_scheduler *s = c->kind == 0 ? optim_step_lr(opt, c->a, c->b) : optim_cosine_annealing_lr(opt, c->a, c->b);
     cr_assert_not_null(s, "%s", torch_last_error());
     return s;
 }
@@ -109,7 +109,7 @@ Test(lr_scheduler, matches_pytorch_for_20_epochs) {
 /* Hand-checked anchors of the same schedules. */
 Test(lr_scheduler, hand_values) {
     setup s = make_setup();
-    optim_lr_scheduler *st = optim_step_lr_new(s.opt, 3, 0.5);
+    optim_lr_scheduler *st = optim_step_lr(s.opt, 3, 0.5);
     for (int e = 0; e < 6; e++) optim_lr_scheduler_step(st);
     /* epoch 6: two decays */
     cr_assert(fabs(optim_get_lr(s.opt, 0) - 0.025) < 1e-15);
@@ -117,7 +117,7 @@ Test(lr_scheduler, hand_values) {
     free_setup(&s);
 
     s = make_setup();
-    optim_lr_scheduler *cs = optim_cosine_annealing_lr_new(s.opt, 20, 0.0);
+    optim_lr_scheduler *cs = optim_cosine_annealing_lr(s.opt, 20, 0.0);
     for (int e = 0; e < 10; e++) optim_lr_scheduler_step(cs);
     /* halfway: (1 + cos(pi/2)) / 2 = 0.5 of the base */
     cr_assert(fabs(optim_get_lr(s.opt, 0) - 0.05) < 1e-12);
@@ -131,9 +131,9 @@ Test(lr_scheduler, hand_values) {
  * lrs) continues exactly as an uninterrupted run. */
 Test(lr_scheduler, state_round_trip) {
     setup a = make_setup(), b = make_setup();
-    optim_lr_scheduler *sa = optim_cosine_annealing_lr_new(a.opt, 7, 0.001);
+    optim_lr_scheduler *sa = optim_cosine_annealing_lr(a.opt, 7, 0.001);
     for (int e = 0; e < 6; e++) optim_lr_scheduler_step(sa);
-    optim_lr_scheduler *sb = optim_cosine_annealing_lr_new(b.opt, 7, 0.001);
+    optim_lr_scheduler *sb = optim_cosine_annealing_lr(b.opt, 7, 0.001);
     char *st = optim_lr_scheduler_state_json(sa);
     cr_assert_not_null(st);
     cr_assert_not_null(strstr(st, "\"last_epoch\":6"), "%s", st);
@@ -147,7 +147,7 @@ Test(lr_scheduler, state_round_trip) {
         for (int g = 0; g < 2; g++) cr_assert_eq(optim_get_lr(a.opt, g), optim_get_lr(b.opt, g));
     }
     /* a state of another kind is refused and changes nothing */
-    optim_lr_scheduler *other = optim_step_lr_new(b.opt, 2, 0.1);
+    optim_lr_scheduler *other = optim_step_lr(b.opt, 2, 0.1);
     char *so = optim_lr_scheduler_state_json(other);
     cr_assert_eq(optim_lr_scheduler_load_state_json(sb, so), TORCH_ERR_KEY);
     cr_assert_not_null(strstr(torch_last_error(), "scheduler is a StepLR, this scheduler is a CosineAnnealingLR"), "%s",
@@ -163,18 +163,18 @@ Test(lr_scheduler, state_round_trip) {
 
 Test(lr_scheduler, errors) {
     setup s = make_setup();
-    cr_assert_null(optim_step_lr_new(s.opt, 0, 0.1));
+    cr_assert_null(optim_step_lr(s.opt, 0, 0.1));
     cr_assert_eq(torch_last_status(), TORCH_ERR_INVALID_ARGUMENT);
     cr_assert_not_null(strstr(torch_last_error(), "StepLR: step_size must be positive (got 0)"));
-    cr_assert_null(optim_cosine_annealing_lr_new(s.opt, -3, 0));
+    cr_assert_null(optim_cosine_annealing_lr(s.opt, -3, 0));
     cr_assert_not_null(strstr(torch_last_error(), "CosineAnnealingLR: T_max must be positive (got -3)"));
-    cr_assert_null(optim_cosine_annealing_lr_new(NULL, 3, 0));
+    cr_assert_null(optim_cosine_annealing_lr(NULL, 3, 0));
     cr_assert_not_null(strstr(torch_last_error(), "optimizer is NULL"));
-    cr_assert_null(optim_step_lr_new(s.opt, 2, NAN));
+    cr_assert_null(optim_step_lr(s.opt, 2, NAN));
     cr_assert_not_null(strstr(torch_last_error(), "gamma"));
 
     /* a group added after the scheduler was made: refused, lrs unchanged */
-    optim_lr_scheduler *sched = optim_step_lr_new(s.opt, 1, 0.5);
+    optim_lr_scheduler *sched = optim_step_lr(s.opt, 1, 0.5);
     tensor *q = torch_zeros(TORCH_SHAPE(1));
     tensor_set_requires_grad(q, true);
     nn_tensor_dict *d = nn_tensor_dict_new();
@@ -225,9 +225,9 @@ static const warmup_case warmup_cases[LR_FIX_NWARMUP] = {
 };
 
 static optim_lr_scheduler *make_spec(const sched_spec *k, optim_optimizer *opt) {
-    optim_lr_scheduler *s = k->kind == OPTIM_LR_STEP               ? optim_step_lr_new(opt, k->n, k->x)
-                            : k->kind == OPTIM_LR_COSINE_ANNEALING ? optim_cosine_annealing_lr_new(opt, k->n, k->x)
-                                                                   : optim_linear_lr_new(opt, k->x, k->y, k->n);
+    optim_lr_scheduler *s = k->kind == OPTIM_LR_STEP               ? optim_step_lr(opt, k->n, k->x)
+                            : k->kind == OPTIM_LR_COSINE_ANNEALING ? optim_cosine_annealing_lr(opt, k->n, k->x)
+                                                                   : optim_linear_lr(opt, k->x, k->y, k->n);
     cr_assert_not_null(s, "%s", torch_last_error());
     return s;
 }
@@ -241,7 +241,7 @@ static optim_lr_scheduler *make_warmup(const warmup_case *c, optim_optimizer *op
         if (kids) kids[i] = k[i];
     }
     if (!c->sequential) return k[0];
-    optim_lr_scheduler *s = optim_sequential_lr_new(opt, k, c->nkids, c->milestones);
+    optim_lr_scheduler *s = optim_sequential_lr(opt, k, c->nkids, c->milestones);
     cr_assert_not_null(s, "%s: %s", c->name, torch_last_error());
     return s;
 }
@@ -310,7 +310,7 @@ Test(lr_scheduler, warmup_matches_pytorch_for_20_epochs) {
 Test(lr_scheduler, linear_hand_values) {
     static const double want[6] = {0.025, 0.04375, 0.0625, 0.08125, 0.1, 0.1};
     setup s = make_setup();
-    optim_lr_scheduler *lin = optim_linear_lr_new(s.opt, 0.25, 1.0, 4);
+    optim_lr_scheduler *lin = optim_linear_lr(s.opt, 0.25, 1.0, 4);
     cr_assert_not_null(lin, "%s", torch_last_error());
     for (int t = 0; t < 6; t++) {
         if (t > 0) cr_assert_eq(optim_lr_scheduler_step(lin), TORCH_OK);
@@ -346,36 +346,36 @@ static void assert_refused(const void *got, torch_status status, const char *par
 Test(lr_scheduler, linear_errors) {
     setup s = make_setup();
     lr_pair before = lrs_of(s.opt);
-    assert_refused(optim_linear_lr_new(s.opt, 0.0, 1.0, 5), TORCH_ERR_INVALID_ARGUMENT,
+    assert_refused(optim_linear_lr(s.opt, 0.0, 1.0, 5), TORCH_ERR_INVALID_ARGUMENT,
                    "LinearLR: Starting multiplicative factor expected to be greater than 0 and less or equal to 1",
                    "(got 0)");
-    assert_refused(optim_linear_lr_new(s.opt, 1.5, 1.0, 5), TORCH_ERR_INVALID_ARGUMENT,
+    assert_refused(optim_linear_lr(s.opt, 1.5, 1.0, 5), TORCH_ERR_INVALID_ARGUMENT,
                    "LinearLR: Starting multiplicative factor", "(got 1.5)");
-    assert_refused(optim_linear_lr_new(s.opt, NAN, 1.0, 5), TORCH_ERR_INVALID_ARGUMENT,
+    assert_refused(optim_linear_lr(s.opt, NAN, 1.0, 5), TORCH_ERR_INVALID_ARGUMENT,
                    "LinearLR: Starting multiplicative factor", "nan");
-    assert_refused(optim_linear_lr_new(s.opt, 0.5, -0.1, 5), TORCH_ERR_INVALID_ARGUMENT,
+    assert_refused(optim_linear_lr(s.opt, 0.5, -0.1, 5), TORCH_ERR_INVALID_ARGUMENT,
                    "LinearLR: Ending multiplicative factor expected to be between 0 and 1", "(got -0.1)");
-    assert_refused(optim_linear_lr_new(s.opt, 0.5, 1.25, 5), TORCH_ERR_INVALID_ARGUMENT,
+    assert_refused(optim_linear_lr(s.opt, 0.5, 1.25, 5), TORCH_ERR_INVALID_ARGUMENT,
                    "LinearLR: Ending multiplicative factor", "(got 1.25)");
-    assert_refused(optim_linear_lr_new(s.opt, 0.5, NAN, 5), TORCH_ERR_INVALID_ARGUMENT,
+    assert_refused(optim_linear_lr(s.opt, 0.5, NAN, 5), TORCH_ERR_INVALID_ARGUMENT,
                    "LinearLR: Ending multiplicative factor", "nan");
-    assert_refused(optim_linear_lr_new(s.opt, 0.5, 1.0, 0), TORCH_ERR_INVALID_ARGUMENT,
+    assert_refused(optim_linear_lr(s.opt, 0.5, 1.0, 0), TORCH_ERR_INVALID_ARGUMENT,
                    "LinearLR: total_iters must be positive (got 0)", NULL);
-    assert_refused(optim_linear_lr_new(s.opt, 0.5, 1.0, -2), TORCH_ERR_INVALID_ARGUMENT, "LinearLR: total_iters",
+    assert_refused(optim_linear_lr(s.opt, 0.5, 1.0, -2), TORCH_ERR_INVALID_ARGUMENT, "LinearLR: total_iters",
                    "(got -2)");
-    assert_refused(optim_linear_lr_new(NULL, 0.5, 1.0, 5), TORCH_ERR_INVALID_ARGUMENT, "LinearLR: optimizer is NULL",
+    assert_refused(optim_linear_lr(NULL, 0.5, 1.0, 5), TORCH_ERR_INVALID_ARGUMENT, "LinearLR: optimizer is NULL",
                    NULL);
     assert_lrs(s.opt, before, "after refused LinearLRs");
     /* nor did a refused one fix the groups' initial_lr: a schedule built after the lr changed
      * takes the new lr as its base */
     cr_assert_eq(optim_set_lr(s.opt, 0, 0.3), TORCH_OK);
-    optim_lr_scheduler *st = optim_step_lr_new(s.opt, 2, 0.5);
+    optim_lr_scheduler *st = optim_step_lr(s.opt, 2, 0.5);
     cr_assert_not_null(st);
     cr_assert_eq(optim_lr_scheduler_closed_form_lr(st, 0), 0.3);
     cr_assert_eq(optim_lr_scheduler_closed_form_lr(st, 1), lr_fix_base[1]);
     optim_lr_scheduler_free(st);
     /* the limits themselves are accepted: start_factor 1, end_factor 0 (decay to zero) */
-    optim_lr_scheduler *ok = optim_linear_lr_new(s.opt, 1.0, 0.0, 2);
+    optim_lr_scheduler *ok = optim_linear_lr(s.opt, 1.0, 0.0, 2);
     cr_assert_not_null(ok, "%s", torch_last_error());
     cr_assert_eq(optim_lr_scheduler_step(ok), TORCH_OK);
     cr_assert_eq(optim_lr_scheduler_step(ok), TORCH_OK);
@@ -410,7 +410,7 @@ static void assert_seq_refused(optim_optimizer *opt, optim_lr_scheduler *const *
     lr_pair before = lrs_of(opt);
     char *states[4] = {0};
     for (int i = 0; kids && i < n && i < 4; i++) states[i] = kids[i] ? optim_lr_scheduler_state_json(kids[i]) : NULL;
-    assert_refused(optim_sequential_lr_new(opt, kids, n, ms), TORCH_ERR_INVALID_ARGUMENT, "SequentialLR: ", part);
+    assert_refused(optim_sequential_lr(opt, kids, n, ms), TORCH_ERR_INVALID_ARGUMENT, "SequentialLR: ", part);
     assert_lrs(opt, before, part);
     for (int i = 0; i < n && i < 4; i++) {
         if (!states[i]) continue;
@@ -423,10 +423,10 @@ static void assert_seq_refused(optim_optimizer *opt, optim_lr_scheduler *const *
 
 LEAK_CHECKED_TEST(sequential_errors) {
     setup s = make_setup(), other = make_setup();
-    optim_lr_scheduler *lin = optim_linear_lr_new(s.opt, 0.01, 1.0, 3);
-    optim_lr_scheduler *cos = optim_cosine_annealing_lr_new(s.opt, 17, 0.0);
-    optim_lr_scheduler *step = optim_step_lr_new(s.opt, 4, 0.5);
-    optim_lr_scheduler *foreign = optim_step_lr_new(other.opt, 4, 0.5);
+    optim_lr_scheduler *lin = optim_linear_lr(s.opt, 0.01, 1.0, 3);
+    optim_lr_scheduler *cos = optim_cosine_annealing_lr(s.opt, 17, 0.0);
+    optim_lr_scheduler *step = optim_step_lr(s.opt, 4, 0.5);
+    optim_lr_scheduler *foreign = optim_step_lr(other.opt, 4, 0.5);
     cr_assert(lin && cos && step && foreign);
 
     optim_lr_scheduler *two[2] = {lin, cos}, *three[3] = {lin, cos, step};
@@ -458,9 +458,9 @@ LEAK_CHECKED_TEST(sequential_errors) {
 
     /* a SequentialLR owns lin and cos; then: a SequentialLR as a schedule, a schedule that
      * already belongs to one */
-    optim_lr_scheduler *seq = optim_sequential_lr_new(s.opt, two, 2, ms3);
+    optim_lr_scheduler *seq = optim_sequential_lr(s.opt, two, 2, ms3);
     cr_assert_not_null(seq, "%s", torch_last_error());
-    optim_lr_scheduler *lin2 = optim_linear_lr_new(s.opt, 0.5, 1.0, 2);
+    optim_lr_scheduler *lin2 = optim_linear_lr(s.opt, 0.5, 1.0, 2);
     cr_assert_not_null(lin2);
     optim_lr_scheduler *nested[2] = {lin2, seq};
     assert_seq_refused(s.opt, nested, 2, ms3, "the scheduler at index 1 is a SequentialLR itself");
@@ -509,9 +509,9 @@ LEAK_CHECKED_TEST(sequential_errors) {
     tensor_set_requires_grad(q, true);
     nn_tensor_dict *d = nn_tensor_dict_new();
     nn_tensor_dict_set(d, "q", q);
-    optim_lr_scheduler *before_group = optim_linear_lr_new(other.opt, 0.5, 1.0, 2);
+    optim_lr_scheduler *before_group = optim_linear_lr(other.opt, 0.5, 1.0, 2);
     cr_assert_eq(optim_sgd_add_param_group(other.opt, d, optim_sgd_options_default(0.3)), TORCH_OK);
-    optim_lr_scheduler *after_group = optim_cosine_annealing_lr_new(other.opt, 5, 0.0);
+    optim_lr_scheduler *after_group = optim_cosine_annealing_lr(other.opt, 5, 0.0);
     cr_assert(before_group && after_group);
     optim_lr_scheduler *mixed[2] = {before_group, after_group};
     assert_seq_refused(other.opt, mixed, 2, ms3,
@@ -607,8 +607,8 @@ LEAK_CHECKED_TEST(warmup_state_round_trip) {
      * LinearLR(0.5, 0.8, 3) */
     a = make_setup();
     b = make_setup();
-    sa = optim_linear_lr_new(a.opt, 1.0 / 3, 0.9, 10);
-    sb = optim_linear_lr_new(b.opt, 0.5, 0.8, 3);
+    sa = optim_linear_lr(a.opt, 1.0 / 3, 0.9, 10);
+    sb = optim_linear_lr(b.opt, 0.5, 0.8, 3);
     cr_assert(sa && sb);
     assert_exact_resume(sa, &a, sb, &b);
     for (int g = 0; g < 2; g++) cr_assert(close_rel(optim_get_lr(b.opt, g), 0.9 * lr_fix_base[g]));
@@ -649,8 +649,8 @@ LEAK_CHECKED_TEST(warmup_state_refusals) {
     cr_assert_not_null(strstr(good, "\"start_factor\":0.01,"), "%s", good);
 
     /* a StepLR's state into a LinearLR */
-    optim_lr_scheduler *lin = optim_linear_lr_new(t.opt, 0.5, 1.0, 4);
-    optim_lr_scheduler *stp = optim_step_lr_new(t.opt, 2, 0.1);
+    optim_lr_scheduler *lin = optim_linear_lr(t.opt, 0.5, 1.0, 4);
+    optim_lr_scheduler *stp = optim_step_lr(t.opt, 2, 0.1);
     char *step_state = optim_lr_scheduler_state_json(stp);
     assert_load_refused(lin, t.opt, step_state, TORCH_ERR_KEY, "scheduler is a StepLR, this scheduler is a LinearLR");
     free(step_state);

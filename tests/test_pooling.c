@@ -176,7 +176,7 @@ Test(pooling, errors) {
     cr_assert_null(nn_max_pool2d(NN_MAX_POOL2D_OPTIONS(.kernel_size = {3, 3}, .padding = {2, 2})));
     cr_assert(strstr(torch_last_error(), "MaxPool2d: pad should be at most half of kernel size"));
     cr_assert_null(nn_avg_pool2d(NN_AVG_POOL2D_OPTIONS(.kernel_size = {0, 2})));
-    cr_assert_null(nn_adaptive_avg_pool2d(1, 0));
+    cr_assert_null(nn_adaptive_avg_pool2d(NN_ADAPTIVE_AVG_POOL2D_OPTIONS(.output_size = {1, 0})));
     cr_assert(strstr(torch_last_error(), "AdaptiveAvgPool2d: output_size must be > 0 (got (1, 0))"));
 }
 
@@ -200,13 +200,14 @@ Test(pooling, modules) {
     expect_repr(nn_avg_pool2d(nn_avg_pool2d_options_default(2)), "AvgPool2d(kernel_size=2, stride=2, padding=0)");
     expect_repr(nn_avg_pool2d(NN_AVG_POOL2D_OPTIONS(.kernel_size = {3, 2}, .stride = {2, 1})),
                 "AvgPool2d(kernel_size=(3, 2), stride=(2, 1), padding=0)");
-    expect_repr(nn_adaptive_avg_pool2d(1, 1), "AdaptiveAvgPool2d(output_size=(1, 1))");
+    expect_repr(nn_adaptive_avg_pool2d(NN_ADAPTIVE_AVG_POOL2D_OPTIONS(.output_size = {1, 1})),
+                "AdaptiveAvgPool2d(output_size=(1, 1))");
 
     /* Module forward = functional forward; typed views. */
     torch_generator g = torch_generator_new(9);
     tensor *x = torch_randn(&g, TORCH_SHAPE(2, 3, 6, 6));
     nn_module *mods[3] = {nn_max_pool2d(nn_max_pool2d_options_default(2)), nn_avg_pool2d(nn_avg_pool2d_options_default(3)),
-                          nn_adaptive_avg_pool2d(1, 1)};
+                          nn_adaptive_avg_pool2d(NN_ADAPTIVE_AVG_POOL2D_OPTIONS(.output_size = {1, 1}))};
     tensor *want[3] = {nnf_max_pool2d(x, nn_max_pool2d_options_default(2), NULL),
                        nnf_avg_pool2d(x, nn_avg_pool2d_options_default(3)), nnf_adaptive_avg_pool2d(x, 1, 1)};
     for (int k = 0; k < 3; k++) {
@@ -218,7 +219,7 @@ Test(pooling, modules) {
     cr_assert_not_null(nn_as_max_pool2d(mods[0]));
     cr_assert_null(nn_as_max_pool2d(mods[1]));
     cr_assert_eq(nn_as_avg_pool2d(mods[1])->options.stride[0], 3);
-    cr_assert_eq(nn_as_adaptive_avg_pool2d(mods[2])->output_size[1], 1);
+    cr_assert_eq(nn_as_adaptive_avg_pool2d(mods[2])->options.output_size[1], 1);
     /* The global average pool over 6x6 = the mean of each plane, by hand. */
     tensor *y = nn_module_forward(mods[2], x);
     for (int pl = 0; pl < 6; pl++) {

@@ -34,8 +34,8 @@ static nn_module *reference_cnn(torch_generator *g) {
         nn_batch_norm2d(NN_BATCH_NORM_OPTIONS(.num_features = 64)),
         nn_relu(),
         nn_max_pool2d(nn_max_pool2d_options_default(2)),
-        nn_flatten(1, -1),
-        nn_linear(3136, 10, true, g),
+        nn_flatten(NN_FLATTEN_OPTIONS()),
+        nn_linear(NN_LINEAR_OPTIONS(.in_features = 3136, .out_features = 10, .generator = g)),
     };
     return nn_sequential(10, layers);
 }
@@ -101,8 +101,8 @@ Test(sequential, small_cnn_matches_pytorch) {
         nn_conv2d(NN_CONV2D_OPTIONS(.in_channels = 4, .out_channels = 6, .kernel_size = {3, 3}, .padding = {1, 1})),
         nn_relu(),
         nn_avg_pool2d(nn_avg_pool2d_options_default(2)),
-        nn_flatten(1, -1),
-        nn_linear(24, 3, true, NULL),
+        nn_flatten(NN_FLATTEN_OPTIONS()),
+        nn_linear(NN_LINEAR_OPTIONS(.in_features = 24, .out_features = 3)),
     };
     nn_module *m = nn_sequential(9, layers);
     cr_assert_not_null(m, "%s", torch_last_error());
@@ -167,7 +167,7 @@ Test(sequential, append_at_and_nesting) {
 
     nn_module *inner_layers[] = {nn_relu()};
     cr_assert_eq(nn_sequential_append(seq, nn_sequential(1, inner_layers)), TORCH_OK);
-    cr_assert_eq(nn_sequential_append(seq, nn_dropout(0.25, NULL)), TORCH_OK);
+    cr_assert_eq(nn_sequential_append(seq, nn_dropout(NN_DROPOUT_OPTIONS(.p = 0.25))), TORCH_OK);
     cr_assert_eq(nn_sequential_length(seq), 2);
     cr_assert(nn_is_sequential(nn_sequential_at(seq, 0)));
     cr_assert_not_null(nn_as_dropout(nn_sequential_at(seq, -1)));
@@ -210,7 +210,7 @@ Test(sequential, errors_take_ownership) {
     cr_assert_eq(nn_sequential_length(seq), 1, "a refused append changes nothing");
 
     /* A child's error comes out of the Sequential with the child's name in it. */
-    nn_module *lin = nn_linear(5, 2, true, NULL);
+    nn_module *lin = nn_linear(NN_LINEAR_OPTIONS(.in_features = 5, .out_features = 2));
     cr_assert_eq(nn_sequential_append(seq, lin), TORCH_OK);
     tensor *x = torch_zeros(TORCH_SHAPE(3, 4));
     cr_assert_null(nn_module_forward(seq, x));

@@ -56,7 +56,7 @@ static optim_optimizer *make_optimizer(const sgd_fix_run *run, tensor *params[SG
             cr_assert_eq(nn_tensor_dict_set(d, name, params[i]), TORCH_OK);
         }
         if (gi == 0)
-            opt = optim_sgd_new(d, run_options(g));
+            opt = optim_sgd(d, run_options(g));
         else
             cr_assert_eq(optim_sgd_add_param_group(opt, d, run_options(g)), TORCH_OK, "%s", torch_last_error());
         cr_assert_not_null(opt, "%s", torch_last_error());
@@ -111,7 +111,7 @@ Test(sgd, parameter_without_grad_is_skipped_and_gets_no_buffer) {
     optim_sgd_options o = optim_sgd_options_default(0.1);
     o.momentum = 0.9;
     o.weight_decay = 0.1; /* would move p2 if it were not skipped */
-    optim_optimizer *opt = optim_sgd_new(dict, o);
+    optim_optimizer *opt = optim_sgd(dict, o);
     cr_assert_not_null(opt);
     set_grads(params, 0); /* p2 has no gradient at step 0 */
     cr_assert_null(params[2]->grad);
@@ -137,7 +137,7 @@ Test(sgd, hand_computed_dampening_applies_from_the_second_step) {
     o.momentum = 0.5;
     o.dampening = 0.5;
     o.weight_decay = 0.25;
-    optim_optimizer *opt = optim_sgd_new(d, o);
+    optim_optimizer *opt = optim_sgd(d, o);
     cr_assert_not_null(opt);
     p->grad = torch_full(TORCH_SHAPE(1), 2.0f);
     cr_assert_eq(optim_step(opt), TORCH_OK);
@@ -184,7 +184,7 @@ Test(sgd, step_moves_parameters_never_buffers) {
     optim_sgd_options o = optim_sgd_options_default(0.1);
     o.momentum = 0.9;
     o.weight_decay = 1e-2;
-    optim_optimizer *opt = optim_sgd_new(params, o);
+    optim_optimizer *opt = optim_sgd(params, o);
     cr_assert_not_null(opt, "%s", torch_last_error());
     cr_assert_eq(optim_num_params(opt), 2);
     cr_assert_eq(optim_step(opt), TORCH_OK);
@@ -239,23 +239,23 @@ Test(sgd, pytorch_error_messages) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         torch_clear_error();
-        cr_assert_null(optim_sgd_new(d, cases[i].o));
+        cr_assert_null(optim_sgd(d, cases[i].o));
         cr_assert_eq(torch_last_status(), TORCH_ERR_INVALID_ARGUMENT);
         cr_assert_not_null(strstr(torch_last_error(), cases[i].msg), "got: %s", torch_last_error());
     }
     nn_tensor_dict *empty = nn_tensor_dict_new();
-    cr_assert_null(optim_sgd_new(empty, optim_sgd_options_default(0.1)));
+    cr_assert_null(optim_sgd(empty, optim_sgd_options_default(0.1)));
     cr_assert_not_null(strstr(torch_last_error(), "optimizer got an empty parameter list"));
 
     /* a non-leaf */
     tensor *q = torch_mul_scalar(p, 2.0);
     nn_tensor_dict *nl = nn_tensor_dict_new();
     nn_tensor_dict_set(nl, "q", q);
-    cr_assert_null(optim_sgd_new(nl, optim_sgd_options_default(0.1)));
+    cr_assert_null(optim_sgd(nl, optim_sgd_options_default(0.1)));
     cr_assert_not_null(strstr(torch_last_error(), "can't optimize a non-leaf Tensor"), "%s", torch_last_error());
 
     /* the same parameter in two groups; a refused group leaves the optimizer as it was */
-    optim_optimizer *opt = optim_sgd_new(d, optim_sgd_options_default(0.1));
+    optim_optimizer *opt = optim_sgd(d, optim_sgd_options_default(0.1));
     cr_assert_not_null(opt);
     cr_assert_eq(optim_sgd_add_param_group(opt, d, optim_sgd_options_default(0.2)), TORCH_ERR_INVALID_ARGUMENT);
     cr_assert_not_null(strstr(torch_last_error(), "some parameters appear in more than one parameter group"));
@@ -302,7 +302,7 @@ Test(sgd, split_weight_decay_by_ndim_and_groups) {
 
     optim_sgd_options od = optim_sgd_options_default(0.5), on = od;
     od.weight_decay = 1.0;
-    optim_optimizer *opt = optim_sgd_new(decay, od);
+    optim_optimizer *opt = optim_sgd(decay, od);
     cr_assert_eq(optim_sgd_add_param_group(opt, no_decay, on), TORCH_OK);
     /* zero gradients: only weight decay moves a parameter: 1 - 0.5 * (0 + 1 * 1) = 0.5 */
     for (int i = 0; i < 5; i++) t[i]->grad = torch_zeros_like(t[i]);

@@ -79,8 +79,10 @@ Test(sizes, views_cannot_wrap_around_their_storage) {
 }
 
 Test(sizes, modules_refuse_absurd_feature_and_channel_counts) {
-    expect_module_refused(nn_linear(INT64_MAX, 2, true, NULL), TOO_MANY);
-    expect_module_refused(nn_linear((int64_t)1 << 31, (int64_t)1 << 31, false, NULL), TOO_MANY);
+    expect_module_refused(nn_linear(NN_LINEAR_OPTIONS(.in_features = INT64_MAX, .out_features = 2)), TOO_MANY);
+    expect_module_refused(nn_linear(NN_LINEAR_OPTIONS(.in_features = (int64_t)1 << 31,
+                                                      .out_features = (int64_t)1 << 31, .bias = false)),
+                          TOO_MANY);
     expect_module_refused(nn_batch_norm2d(nn_batch_norm_options_default(INT64_MAX)), TOO_MANY);
     expect_module_refused(nn_batch_norm1d(nn_batch_norm_options_default(INT64_MAX)), TOO_MANY);
     expect_module_refused(nn_conv2d(nn_conv2d_options_default((int64_t)1 << 32, (int64_t)1 << 32, 3)), TOO_MANY);

@@ -88,7 +88,7 @@ tensor *nnf_dropout(tensor *input, double p, bool training, torch_generator *gen
 
 static tensor *dropout_forward(nn_module *self, tensor *input) {
     nn_dropout_module *m = (nn_dropout_module *)self;
-    return dropout_impl("Dropout", input, m->p, self->training, m->generator);
+    return dropout_impl("Dropout", input, m->options.p, self->training, m->options.generator);
 }
 
 /* Python's repr of a float: the shortest decimal that reads back the same, with ".0" on integers. */
@@ -102,22 +102,24 @@ static void python_float(double v, char *buf, size_t len) {
 
 static int dropout_extra_repr(const nn_module *self, char *buf, size_t len) {
     char p[40];
-    python_float(((const nn_dropout_module *)self)->p, p, sizeof p);
+    python_float(((const nn_dropout_module *)self)->options.p, p, sizeof p);
     return snprintf(buf, len, "p=%s, inplace=False", p);
 }
 
 static const nn_module_ops dropout_ops = {
     .type_name = "Dropout", .forward = dropout_forward, .extra_repr = dropout_extra_repr};
 
-nn_module *nn_dropout(double p, torch_generator *gen) {
-    if (!(p >= 0.0 && p <= 1.0)) {
-        torch_error(TORCH_ERR_INVALID_ARGUMENT, "Dropout: dropout probability has to be between 0 and 1, but got %g", p);
+nn_dropout_options nn_dropout_options_default(void) { return NN_DROPOUT_OPTIONS(); }
+
+nn_module *nn_dropout(nn_dropout_options options) {
+    if (!(options.p >= 0.0 && options.p <= 1.0)) {
+        torch_error(TORCH_ERR_INVALID_ARGUMENT, "Dropout: dropout probability has to be between 0 and 1, but got %g",
+                    options.p);
         return NULL;
     }
     nn_dropout_module *m = nn_module_alloc(sizeof *m, &dropout_ops);
     if (!m) return NULL;
-    m->p = p;
-    m->generator = gen;
+    m->options = options;
     return &m->base;
 }
 
@@ -127,22 +129,23 @@ nn_dropout_module *nn_as_dropout(nn_module *m) { return m && m->ops == &dropout_
 
 static tensor *flatten_forward(nn_module *self, tensor *input) {
     const nn_flatten_module *m = (const nn_flatten_module *)self;
-    return torch_flatten(input, m->start_dim, m->end_dim);
+    return torch_flatten(input, m->options.start_dim, m->options.end_dim);
 }
 
 static int flatten_extra_repr(const nn_module *self, char *buf, size_t len) {
     const nn_flatten_module *m = (const nn_flatten_module *)self;
-    return snprintf(buf, len, "start_dim=%d, end_dim=%d", m->start_dim, m->end_dim);
+    return snprintf(buf, len, "start_dim=%d, end_dim=%d", m->options.start_dim, m->options.end_dim);
 }
 
 static const nn_module_ops flatten_ops = {
     .type_name = "Flatten", .forward = flatten_forward, .extra_repr = flatten_extra_repr};
 
-nn_module *nn_flatten(int start_dim, int end_dim) {
+nn_flatten_options nn_flatten_options_default(void) { return NN_FLATTEN_OPTIONS(); }
+
+nn_module *nn_flatten(nn_flatten_options options) {
     nn_flatten_module *m = nn_module_alloc(sizeof *m, &flatten_ops);
     if (!m) return NULL;
-    m->start_dim = start_dim;
-    m->end_dim = end_dim;
+    m->options = options;
     return &m->base;
 }
 

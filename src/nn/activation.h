@@ -32,15 +32,25 @@ bool nn_is_relu(const nn_module *m);
  * input itself is returned (retained). p must lie in [0, 1]. */
 tensor *nnf_dropout(tensor *input, double p, bool training, torch_generator *gen);
 
-/* Dropout(p): nnf_dropout with the module's training flag. gen (NULL: this thread's default
- * generator at each forward) is borrowed and must outlive the module. NULL unless 0 <= p <= 1. */
-nn_module *nn_dropout(double p, torch_generator *gen);
+typedef struct nn_dropout_options {
+    double           p;         /* Probability of zeroing an element, in [0, 1]. Default 0.5. Read at every forward. */
+    torch_generator *generator; /* Draws the masks; borrowed and kept, so it must outlive the module.
+                                 * NULL (default): this thread's default generator at each forward. */
+} nn_dropout_options;
+
+/* Named-argument form with PyTorch's defaults: nn_dropout(NN_DROPOUT_OPTIONS(.p = 0.25)). */
+#define NN_DROPOUT_OPTIONS(...) ((nn_dropout_options){.p = 0.5, __VA_ARGS__})
+
+/* The same defaults without the macro: p = 0.5, the default generator. */
+nn_dropout_options nn_dropout_options_default(void);
+
+/* Dropout(p): nnf_dropout with the module's training flag. NULL unless 0 <= p <= 1. */
+nn_module *nn_dropout(nn_dropout_options options);
 
 /* The typed view of a Dropout module. */
 typedef struct nn_dropout_module {
-    nn_module        base;      /* must be first */
-    double           p;         /* probability of zeroing an element; read at every forward */
-    torch_generator *generator; /* borrowed; NULL: this thread's default generator */
+    nn_module          base;    /* must be first */
+    nn_dropout_options options; /* read at every forward */
 } nn_dropout_module;
 
 /* m as a Dropout, or NULL when m is NULL or another type. Borrowed. */
@@ -48,15 +58,24 @@ nn_dropout_module *nn_as_dropout(nn_module *m);
 
 /* ---- Flatten ------------------------------------------------------------------------------------ */
 
-/* Flatten(start_dim, end_dim): torch_flatten(input, start_dim, end_dim) at every forward.
- * PyTorch's defaults are start_dim = 1, end_dim = -1 (keep the batch dim). */
-nn_module *nn_flatten(int start_dim, int end_dim);
+typedef struct nn_flatten_options {
+    int start_dim; /* First dim to flatten; negative counts from the end. Default 1 (keep the batch dim). */
+    int end_dim;   /* Last dim to flatten; negative counts from the end. Default -1. */
+} nn_flatten_options;
+
+/* Named-argument form with PyTorch's defaults: nn_flatten(NN_FLATTEN_OPTIONS()). */
+#define NN_FLATTEN_OPTIONS(...) ((nn_flatten_options){.start_dim = 1, .end_dim = -1, __VA_ARGS__})
+
+/* The same defaults without the macro: start_dim = 1, end_dim = -1. */
+nn_flatten_options nn_flatten_options_default(void);
+
+/* Flatten(start_dim, end_dim): torch_flatten(input, start_dim, end_dim) at every forward. */
+nn_module *nn_flatten(nn_flatten_options options);
 
 /* The typed view of a Flatten module. */
 typedef struct nn_flatten_module {
-    nn_module base;      /* must be first */
-    int       start_dim; /* read at every forward; negative counts from the end */
-    int       end_dim;   /* read at every forward; negative counts from the end */
+    nn_module          base;    /* must be first */
+    nn_flatten_options options; /* read at every forward */
 } nn_flatten_module;
 
 /* m as a Flatten, or NULL when m is NULL or another type. Borrowed. */

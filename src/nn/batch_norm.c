@@ -40,9 +40,9 @@ nn_batch_norm_options nn_batch_norm_options_default(int64_t num_features) {
     return o;
 }
 
-nn_batch_norm *nn_as_batch_norm(nn_module *m) {
+nn_batch_norm_module *nn_as_batch_norm(nn_module *m) {
     if (m && (m->ops == &batch_norm1d_ops || m->ops == &batch_norm2d_ops || m->ops == &batch_norm3d_ops))
-        return (nn_batch_norm *)m;
+        return (nn_batch_norm_module *)m;
     return NULL;
 }
 
@@ -64,7 +64,7 @@ static nn_module *batch_norm_new(const nn_module_ops *ops, int dims, nn_batch_no
     }
     if (check_eps_momentum(name, &o) != TORCH_OK) return NULL;
 
-    nn_batch_norm *bn = nn_module_alloc(sizeof *bn, ops);
+    nn_batch_norm_module *bn = nn_module_alloc(sizeof *bn, ops);
     if (!bn) return NULL;
     bn->options = o;
     bn->dims = dims;
@@ -102,7 +102,7 @@ nn_module *nn_batch_norm3d(nn_batch_norm_options options) { return batch_norm_ne
 /* _BatchNorm.forward: checks with the module's name, then which statistics and which factor. */
 /* The forward, followed by ReLU in the same pass when `relu`. */
 static tensor *batch_norm_run(nn_module *self, tensor *input, bool relu) {
-    nn_batch_norm *bn = nn_as_batch_norm(self);
+    nn_batch_norm_module *bn = nn_as_batch_norm(self);
     TORCH_ASSERT(bn);
     const char *name = self->ops->type_name;
     const nn_batch_norm_options *o = &bn->options;
@@ -183,7 +183,7 @@ tensor *nn_batch_norm_forward_relu(nn_module *m, tensor *input) {
 }
 
 torch_status nn_batch_norm_reset_running_stats(nn_module *m) {
-    nn_batch_norm *bn = nn_as_batch_norm(m);
+    nn_batch_norm_module *bn = nn_as_batch_norm(m);
     if (!bn) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_batch_norm_reset_running_stats: not a BatchNorm module");
     bool grad_mode = torch_set_grad_enabled(false); /* the buffers may have been made to require grad */
     if (bn->running_mean) {
@@ -196,7 +196,7 @@ torch_status nn_batch_norm_reset_running_stats(nn_module *m) {
 }
 
 torch_status nn_batch_norm_reset_parameters(nn_module *m) {
-    nn_batch_norm *bn = nn_as_batch_norm(m);
+    nn_batch_norm_module *bn = nn_as_batch_norm(m);
     if (!bn) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_batch_norm_reset_parameters: not a BatchNorm module");
     nn_batch_norm_reset_running_stats(m);
     if (bn->weight) {
@@ -270,7 +270,7 @@ static void python_float_repr(double v, char *out, size_t len) {
 
 /* "100, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True" (PyTorch's extra_repr). */
 static int batch_norm_extra_repr(const nn_module *self, char *buf, size_t len) {
-    const nn_batch_norm *bn = (const nn_batch_norm *)self;
+    const nn_batch_norm_module *bn = (const nn_batch_norm_module *)self;
     const nn_batch_norm_options *o = &bn->options;
     char eps[40], momentum[40];
     python_float_repr(o->eps, eps, sizeof eps);

@@ -63,7 +63,7 @@ nn_module *nn_batch_norm2d(nn_batch_norm_options options);
 nn_module *nn_batch_norm3d(nn_batch_norm_options options);
 
 /* The typed view of a BatchNorm1d/2d/3d module. */
-typedef struct nn_batch_norm {
+typedef struct nn_batch_norm_module {
     nn_module             base;    /* must be first */
     nn_batch_norm_options options; /* eps, momentum and cumulative_moving_average may be changed between forwards */
     int                   dims;    /* spatial dims: 1, 2 or 3 (accepted input ranks 2-3, 4, 5) */
@@ -71,10 +71,10 @@ typedef struct nn_batch_norm {
     tensor *weight, *bias;                   /* parameters [C] */
     tensor *running_mean, *running_var;      /* buffers [C] */
     tensor *num_batches_tracked;             /* int64 scalar buffer */
-} nn_batch_norm;
+} nn_batch_norm_module;
 
 /* Checked downcast: the BatchNorm view of m, or NULL when m is another module type (or NULL). */
-nn_batch_norm *nn_as_batch_norm(nn_module *m);
+nn_batch_norm_module *nn_as_batch_norm(nn_module *m);
 
 /* nn_module_forward(m, input) followed by ReLU, in one pass (nnf_batch_norm_relu): the same checks
  * and messages, the same running-statistics update, the numbers of the two modules in turn, bit for

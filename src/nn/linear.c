@@ -144,8 +144,8 @@ static torch_status linear_reset_parameters(nn_module *self, torch_generator *ge
 
 static int linear_extra_repr(const nn_module *self, char *buf, size_t len) {
     const nn_linear_module *m = (const nn_linear_module *)self;
-    return snprintf(buf, len, "in_features=%lld, out_features=%lld, bias=%s", (long long)m->in_features,
-                    (long long)m->out_features, m->bias ? "True" : "False");
+    return snprintf(buf, len, "in_features=%lld, out_features=%lld, bias=%s", (long long)m->options.in_features,
+                    (long long)m->options.out_features, m->bias ? "True" : "False");
 }
 
 static const nn_module_ops linear_ops = {
@@ -155,7 +155,12 @@ static const nn_module_ops linear_ops = {
     .extra_repr = linear_extra_repr,
 };
 
-nn_module *nn_linear(int64_t in_features, int64_t out_features, bool bias, torch_generator *gen) {
+nn_linear_options nn_linear_options_default(int64_t in_features, int64_t out_features) {
+    return NN_LINEAR_OPTIONS(.in_features = in_features, .out_features = out_features);
+}
+
+nn_module *nn_linear(nn_linear_options options) {
+    int64_t in_features = options.in_features, out_features = options.out_features;
     if (in_features <= 0 || out_features <= 0) {
         torch_error(TORCH_ERR_INVALID_ARGUMENT, "Linear: %s must be > 0 (got %lld)",
                     in_features <= 0 ? "in_features" : "out_features",
@@ -164,12 +169,12 @@ nn_module *nn_linear(int64_t in_features, int64_t out_features, bool bias, torch
     }
     nn_linear_module *m = nn_module_alloc(sizeof *m, &linear_ops);
     if (!m) return NULL;
-    m->in_features = in_features;
-    m->out_features = out_features;
+    m->options = options;
+    m->options.generator = NULL;
     int64_t wshape[2] = {out_features, in_features};
     m->weight = nn_module_register_parameter(&m->base, "weight", torch_empty(2, wshape));
-    if (m->weight && bias) m->bias = nn_module_register_parameter(&m->base, "bias", torch_empty(1, wshape));
-    if (!m->weight || (bias && !m->bias) || linear_reset_parameters(&m->base, gen) != TORCH_OK) {
+    if (m->weight && options.bias) m->bias = nn_module_register_parameter(&m->base, "bias", torch_empty(1, wshape));
+    if (!m->weight || (options.bias && !m->bias) || linear_reset_parameters(&m->base, options.generator) != TORCH_OK) {
         nn_module_free(&m->base);
         return NULL;
     }

@@ -733,19 +733,25 @@ nn_avg_pool2d_module *nn_as_avg_pool2d(nn_module *m) { return m && m->ops == &av
 
 static tensor *adaptive_avg_pool2d_forward(nn_module *self, tensor *input) {
     const nn_adaptive_avg_pool2d_module *m = (const nn_adaptive_avg_pool2d_module *)self;
-    return adaptive_avg_pool2d_impl("AdaptiveAvgPool2d", input, m->output_size[0], m->output_size[1]);
+    return adaptive_avg_pool2d_impl("AdaptiveAvgPool2d", input, m->options.output_size[0], m->options.output_size[1]);
 }
 
 static int adaptive_avg_pool2d_extra_repr(const nn_module *self, char *buf, size_t len) {
     const nn_adaptive_avg_pool2d_module *m = (const nn_adaptive_avg_pool2d_module *)self;
-    return snprintf(buf, len, "output_size=(%lld, %lld)", (long long)m->output_size[0], (long long)m->output_size[1]);
+    return snprintf(buf, len, "output_size=(%lld, %lld)", (long long)m->options.output_size[0],
+                    (long long)m->options.output_size[1]);
 }
 
 static const nn_module_ops adaptive_avg_pool2d_ops = {.type_name = "AdaptiveAvgPool2d",
                                                       .forward = adaptive_avg_pool2d_forward,
                                                       .extra_repr = adaptive_avg_pool2d_extra_repr};
 
-nn_module *nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w) {
+nn_adaptive_avg_pool2d_options nn_adaptive_avg_pool2d_options_default(int64_t out_h, int64_t out_w) {
+    return NN_ADAPTIVE_AVG_POOL2D_OPTIONS(.output_size = {out_h, out_w});
+}
+
+nn_module *nn_adaptive_avg_pool2d(nn_adaptive_avg_pool2d_options options) {
+    int64_t out_h = options.output_size[0], out_w = options.output_size[1];
     if (out_h <= 0 || out_w <= 0) {
         torch_error(TORCH_ERR_INVALID_ARGUMENT, "AdaptiveAvgPool2d: output_size must be > 0 (got (%lld, %lld))",
                     (long long)out_h, (long long)out_w);
@@ -753,8 +759,7 @@ nn_module *nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w) {
     }
     nn_adaptive_avg_pool2d_module *m = nn_module_alloc(sizeof *m, &adaptive_avg_pool2d_ops);
     if (!m) return NULL;
-    m->output_size[0] = out_h;
-    m->output_size[1] = out_w;
+    m->options = options;
     return &m->base;
 }
 

@@ -88,13 +88,24 @@ nn_avg_pool2d_module *nn_as_avg_pool2d(nn_module *m);
  * global average pool. */
 tensor *nnf_adaptive_avg_pool2d(tensor *input, int64_t out_h, int64_t out_w);
 
-/* AdaptiveAvgPool2d((out_h, out_w)). NULL unless both > 0. */
-nn_module *nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w);
+typedef struct nn_adaptive_avg_pool2d_options {
+    int64_t output_size[2]; /* (out_h, out_w). Required, both > 0; {1, 1} is the global average pool. */
+} nn_adaptive_avg_pool2d_options;
+
+/* Named-argument form (PyTorch has no defaults here):
+ *   nn_adaptive_avg_pool2d(NN_ADAPTIVE_AVG_POOL2D_OPTIONS(.output_size = {1, 1})) */
+#define NN_ADAPTIVE_AVG_POOL2D_OPTIONS(...) ((nn_adaptive_avg_pool2d_options){__VA_ARGS__})
+
+/* The same without the macro. */
+nn_adaptive_avg_pool2d_options nn_adaptive_avg_pool2d_options_default(int64_t out_h, int64_t out_w);
+
+/* AdaptiveAvgPool2d(output_size). NULL unless both sizes are > 0. */
+nn_module *nn_adaptive_avg_pool2d(nn_adaptive_avg_pool2d_options options);
 
 /* The typed view of an AdaptiveAvgPool2d module. */
 typedef struct nn_adaptive_avg_pool2d_module {
-    nn_module base;           /* must be first */
-    int64_t   output_size[2]; /* (out_h, out_w); read at every forward */
+    nn_module                      base;    /* must be first */
+    nn_adaptive_avg_pool2d_options options; /* read at every forward */
 } nn_adaptive_avg_pool2d_module;
 
 /* m as an AdaptiveAvgPool2d, or NULL when m is NULL or another type. Borrowed. */

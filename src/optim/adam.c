@@ -114,11 +114,11 @@ static const optim_state_key state_keys[] = {
 static const optim_ops adam_ops = ADAM_OPS("Adam", update_adam);
 static const optim_ops adamw_ops = ADAM_OPS("AdamW", update_adamw);
 
-optim_optimizer *optim_adam_new(const nn_tensor_dict *params, optim_adam_options options) {
+optim_optimizer *optim_adam(const nn_tensor_dict *params, optim_adam_options options) {
     return optim_new(&adam_ops, "optim_adam", params, &options);
 }
 
-optim_optimizer *optim_adamw_new(const nn_tensor_dict *params, optim_adam_options options) {
+optim_optimizer *optim_adamw(const nn_tensor_dict *params, optim_adam_options options) {
     return optim_new(&adamw_ops, "optim_adamw", params, &options);
 }
 

@@ -50,8 +50,8 @@ optim_adam_options optim_adamw_options_default(void);
 /* Optimizers over params as one group. Errors, as PyTorch: "Invalid learning rate: -1",
  * "Invalid epsilon value: -1", "Invalid beta parameter at index 0: 1",
  * "Invalid weight_decay value: -1", and those of every optimizer (optimizer.h). */
-optim_optimizer *optim_adam_new(const nn_tensor_dict *params, optim_adam_options options);
-optim_optimizer *optim_adamw_new(const nn_tensor_dict *params, optim_adam_options options);
+optim_optimizer *optim_adam(const nn_tensor_dict *params, optim_adam_options options);
+optim_optimizer *optim_adamw(const nn_tensor_dict *params, optim_adam_options options);
 /* Adds a group with its own options to an Adam or AdamW optimizer; unchanged on error. */
 torch_status optim_adam_add_param_group(optim_optimizer *opt, const nn_tensor_dict *params,
                                         optim_adam_options options);

@@ -176,7 +176,7 @@ static optim_lr_scheduler *base_new(const char *fname, optim_optimizer *opt, opt
     return s;
 }
 
-optim_lr_scheduler *optim_step_lr_new(optim_optimizer *opt, int64_t step_size, double gamma) {
+optim_lr_scheduler *optim_step_lr(optim_optimizer *opt, int64_t step_size, double gamma) {
     if (step_size <= 0) {
         torch_error(TORCH_ERR_INVALID_ARGUMENT, "StepLR: step_size must be positive (got %lld)", (long long)step_size);
         return NULL;
@@ -194,7 +194,7 @@ optim_lr_scheduler *optim_step_lr_new(optim_optimizer *opt, int64_t step_size, d
     return s;
 }
 
-optim_lr_scheduler *optim_cosine_annealing_lr_new(optim_optimizer *opt, int64_t T_max, double eta_min) {
+optim_lr_scheduler *optim_cosine_annealing_lr(optim_optimizer *opt, int64_t T_max, double eta_min) {
     if (T_max <= 0) {
         torch_error(TORCH_ERR_INVALID_ARGUMENT, "CosineAnnealingLR: T_max must be positive (got %lld)",
                     (long long)T_max);
@@ -214,8 +214,8 @@ optim_lr_scheduler *optim_cosine_annealing_lr_new(optim_optimizer *opt, int64_t 
     return s;
 }
 
-optim_lr_scheduler *optim_linear_lr_new(optim_optimizer *opt, double start_factor, double end_factor,
-                                        int64_t total_iters) {
+optim_lr_scheduler *optim_linear_lr(optim_optimizer *opt, double start_factor, double end_factor,
+                                    int64_t total_iters) {
     if (!(start_factor > 0.0 && start_factor <= 1.0)) {
         torch_error(TORCH_ERR_INVALID_ARGUMENT,
                     "LinearLR: Starting multiplicative factor expected to be greater than 0 and less or equal to 1 "
@@ -242,8 +242,8 @@ optim_lr_scheduler *optim_linear_lr_new(optim_optimizer *opt, double start_facto
     return s;
 }
 
-optim_lr_scheduler *optim_sequential_lr_new(optim_optimizer *opt, optim_lr_scheduler *const *schedulers, int n,
-                                            const int64_t *milestones) {
+optim_lr_scheduler *optim_sequential_lr(optim_optimizer *opt, optim_lr_scheduler *const *schedulers, int n,
+                                        const int64_t *milestones) {
     static const char *fname = "SequentialLR";
     if (!opt || !schedulers || n < 1) {
         torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: expected an optimizer and at least one scheduler (got %d)",

@@ -4,7 +4,7 @@
  *
  * Ownership: the constructors return an owned scheduler (NULL on error) that borrows the
  * optimizer: free the scheduler (optim_lr_scheduler_free, NULL-safe) before the optimizer.
- * optim_sequential_lr_new takes ownership of the schedulers it is given (on success only):
+ * optim_sequential_lr takes ownership of the schedulers it is given (on success only):
  * freeing the SequentialLR frees them, and they are no longer stepped or freed on their own.
  *
  * Semantics (PyTorch's, which matter when resuming or when something else also changes lr):
@@ -46,24 +46,24 @@ typedef struct optim_lr_scheduler optim_lr_scheduler;
 
 /* StepLR(optimizer, step_size, gamma = 0.1): multiplies lr by gamma every step_size epochs.
  * step_size > 0, gamma finite and >= 0. */
-optim_lr_scheduler *optim_step_lr_new(optim_optimizer *opt, int64_t step_size, double gamma);
+optim_lr_scheduler *optim_step_lr(optim_optimizer *opt, int64_t step_size, double gamma);
 /* CosineAnnealingLR(optimizer, T_max, eta_min = 0): cosine from base lr down to eta_min over
  * T_max epochs. T_max > 0, eta_min finite and >= 0. */
-optim_lr_scheduler *optim_cosine_annealing_lr_new(optim_optimizer *opt, int64_t T_max, double eta_min);
+optim_lr_scheduler *optim_cosine_annealing_lr(optim_optimizer *opt, int64_t T_max, double eta_min);
 /* LinearLR(optimizer, start_factor = 1/3, end_factor = 1, total_iters = 5): the lr goes linearly
  * from base_lr * start_factor to base_lr * end_factor over total_iters epochs, then stays.
  * 0 < start_factor <= 1 (PyTorch 2.x's rule: 1.13 takes 0 and then divides by zero),
  * 0 <= end_factor <= 1, total_iters > 0. */
-optim_lr_scheduler *optim_linear_lr_new(optim_optimizer *opt, double start_factor, double end_factor,
-                                        int64_t total_iters);
+optim_lr_scheduler *optim_linear_lr(optim_optimizer *opt, double start_factor, double end_factor,
+                                    int64_t total_iters);
 /* SequentialLR(optimizer, schedulers, milestones): schedulers[0] until epoch milestones[0], then
  * schedulers[1], ...; n >= 1 schedulers of the same optimizer, none a SequentialLR or already
  * owned by one, and n - 1 strictly increasing milestones > 0. Built after its schedulers (each
  * of which did its initial step), it resets every group's lr to its initial_lr and redoes the
  * first scheduler's initial step, as PyTorch. Takes ownership of the schedulers on success; on
  * error they stay the caller's, unchanged. */
-optim_lr_scheduler *optim_sequential_lr_new(optim_optimizer *opt, optim_lr_scheduler *const *schedulers, int n,
-                                            const int64_t *milestones);
+optim_lr_scheduler *optim_sequential_lr(optim_optimizer *opt, optim_lr_scheduler *const *schedulers, int n,
+                                        const int64_t *milestones);
 void optim_lr_scheduler_free(optim_lr_scheduler *s);
 
 /* One epoch: last_epoch += 1, then every group's lr is updated (see the top). Fails, changing

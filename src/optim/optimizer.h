@@ -3,7 +3,7 @@
  * the per-parameter state as a state_dict.
  *
  * Ownership:
- *   - An optimizer comes from its constructor (optim_sgd_new, optim_adam_new, optim_adamw_new)
+ *   - An optimizer comes from its constructor (optim_sgd, optim_adam, optim_adamw)
  *     as an owned optim_optimizer; optim_free() releases it (NULL does nothing).
  *   - It holds one reference to each parameter tensor it was given (the module's live
  *     parameters, so a step moves the module), copies the parameter names, and owns its state

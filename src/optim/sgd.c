@@ -82,7 +82,7 @@ static const optim_ops sgd_ops = {
     .update = update,
 };
 
-optim_optimizer *optim_sgd_new(const nn_tensor_dict *params, optim_sgd_options options) {
+optim_optimizer *optim_sgd(const nn_tensor_dict *params, optim_sgd_options options) {
     return optim_new(&sgd_ops, "optim_sgd", params, &options);
 }
 

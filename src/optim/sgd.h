@@ -1,7 +1,7 @@
 /* sgd.h — stochastic gradient descent, exactly PyTorch 1.13's torch.optim.SGD, on the
  * optim_optimizer interface (optimizer.h: step, zero_grad, lr, state dicts, freeing).
  *
- * Ownership: as every optimizer (optimizer.h): optim_sgd_new() returns an owned optimizer
+ * Ownership: as every optimizer (optimizer.h): optim_sgd() returns an owned optimizer
  * (NULL on error, torch_last_error() says why) that optim_free() releases.
  *
  * The update, for each parameter p of a group with a gradient (PyTorch's _single_tensor_sgd):
@@ -37,7 +37,7 @@ optim_sgd_options optim_sgd_options_default(double lr);
  * Errors, as PyTorch: "Invalid learning rate: -0.1", "Invalid momentum value: -1",
  * "Invalid weight_decay value: -1", "Nesterov momentum requires a momentum and zero dampening",
  * "optimizer got an empty parameter list", "can't optimize a non-leaf Tensor". */
-optim_optimizer *optim_sgd_new(const nn_tensor_dict *params, optim_sgd_options options);
+optim_optimizer *optim_sgd(const nn_tensor_dict *params, optim_sgd_options options);
 /* Adds a group with its own options (e.g. weight_decay 0 for BatchNorm parameters and biases).
  * A parameter may belong to one group only. On error the optimizer is unchanged. */
 torch_status optim_sgd_add_param_group(optim_optimizer *opt, const nn_tensor_dict *params, optim_sgd_options options);
