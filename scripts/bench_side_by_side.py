@@ -163,7 +163,7 @@ def worker_step(threads, reps, batch, optimizer="sgd"):
 
     def step():
         t0 = pc()
-        opt.zero_grad()
+        opt.zero_grad(set_to_none=True)
         t1 = pc()
         logits = model(x)
         t2 = pc()
@@ -193,7 +193,7 @@ def worker_step(threads, reps, batch, optimizer="sgd"):
     L = len(layers)
     for r in range(-warmup, reps):
         t0 = pc()
-        opt.zero_grad()
+        opt.zero_grad(set_to_none=True)
         zero_t = pc() - t0
         ins, outs, fwd, bwd = [x], [], [0.0] * L, [0.0] * L
         for i, m in enumerate(layers):
@@ -245,7 +245,7 @@ def worker_memory(threads, steps, batch):
     for _ in range(steps):
         x = torch.randn(batch, 1, 28, 28)
         labels = torch.randint(0, 10, (batch,))
-        opt.zero_grad()
+        opt.zero_grad(set_to_none=True)
         F.cross_entropy(model(x), labels).backward()
         opt.step()
     return {"steps": steps, "vmhwm_kb": _vmhwm_kb()}
@@ -296,7 +296,7 @@ def worker_trainer(threads, n_train, n_test, batch, data_dir, eval_batch=1000):
     perm = torch.randperm(n_train)
     for s in range(0, n_train, batch):
         idx = perm[s:s + batch]
-        opt.zero_grad()
+        opt.zero_grad(set_to_none=True)
         F.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
         opt.step()
     model.eval()

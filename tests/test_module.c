@@ -161,6 +161,18 @@ Test(module, zero_grad_drops_every_gradient) {
     nn_module_free(root);
 }
 
+Test(module, zero_grad_in_place_keeps_the_tensors_and_zeroes_them) {
+    nn_module *root = tree_new();
+    tensor *wa = nn_module_get_parameter(root, "a.weight"), *wb = nn_module_get_parameter(root, "inner.b.weight");
+    wa->grad = torch_ones_like(wa);
+    tensor *ga = wa->grad;
+    nn_module_zero_grad_in_place(root); /* wb has no gradient: stays without one */
+    cr_assert_eq(tensor_grad(wa), ga);
+    cr_assert_null(tensor_grad(wb));
+    for (int64_t i = 0; i < ga->numel; i++) cr_assert_eq(tensor_data_f32(ga)[i], 0.0f);
+    nn_module_free(root);
+}
+
 Test(module, reset_parameters_recurses_in_order) {
     nn_module *root = tree_new();
     tensor *wb = nn_module_get_parameter(root, "inner.b.weight");

@@ -146,9 +146,22 @@ Test(sgd, hand_computed_dampening_applies_from_the_second_step) {
     cr_assert_eq(optim_step(opt), TORCH_OK);
     cr_assert_eq(tensor_data_f32(p)[0], -1.1796875f);
     cr_assert_eq(tensor_data_f32(optim_state(opt, 0, "momentum_buffer"))[0], 2.109375f);
-    optim_zero_grad(opt);
-    cr_assert_not_null(p->grad, "zero_grad zeroes in place (PyTorch 1.13's default)");
+    tensor *grad = p->grad;
+    optim_zero_grad_in_place(opt);
+    cr_assert_eq(p->grad, grad, "zero_grad_in_place keeps the gradient tensor");
     cr_assert_eq(tensor_data_f32(p->grad)[0], 0.0f);
+    /* A zero gradient is still a gradient: weight decay and momentum act (step 3, exact):
+     * d = 0 + 0.25 * -1.1796875 = -0.294921875, buf = 0.5 * 2.109375 + 0.5 * d = 0.9072265625,
+     * p = -1.1796875 - 0.5 * buf = -1.63330078125. */
+    cr_assert_eq(optim_step(opt), TORCH_OK);
+    cr_assert_eq(tensor_data_f32(optim_state(opt, 0, "momentum_buffer"))[0], 0.9072265625f);
+    cr_assert_eq(tensor_data_f32(p)[0], -1.63330078125f);
+    /* zero_grad (set_to_none): no gradient, so the next step leaves p and its buffer alone. */
+    optim_zero_grad(opt);
+    cr_assert_null(p->grad, "zero_grad drops the gradient (PyTorch 2.x's set_to_none=True)");
+    cr_assert_eq(optim_step(opt), TORCH_OK);
+    cr_assert_eq(tensor_data_f32(p)[0], -1.63330078125f);
+    cr_assert_eq(tensor_data_f32(optim_state(opt, 0, "momentum_buffer"))[0], 0.9072265625f);
     optim_free(opt);
     nn_tensor_dict_free(d);
     tensor_free(p);

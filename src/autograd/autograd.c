@@ -28,6 +28,10 @@ void tensor_zero_grad(tensor *t) {
     t->grad = NULL;
 }
 
+void tensor_zero_grad_in_place(tensor *t) {
+    if (t && t->grad) tensor_zero_(t->grad);
+}
+
 bool tensor_is_leaf(const tensor *t) { return t && !t->grad_fn; }
 
 /* ---- nodes ------------------------------------------------------------------------------------- */

@@ -36,8 +36,15 @@
 torch_status tensor_set_requires_grad(tensor *t, bool requires_grad);
 /* Borrowed gradient accumulated into a leaf, or NULL. */
 tensor      *tensor_grad(const tensor *t);
-/* Drops the accumulated gradient (PyTorch's zero_grad(set_to_none=True)). */
+/* zero_grad, the one meaning it has in ctorch (PyTorch 2.x's): tensor_zero_grad drops the
+ * accumulated gradient (t->grad = NULL, set_to_none=True), and so do optim_zero_grad and
+ * nn_module_zero_grad for all their parameters. The next backward then writes a fresh gradient
+ * instead of adding to zeros, and optimizers skip a parameter that got no gradient: its weight
+ * decay and momentum are not applied that step, exactly as in PyTorch. The _in_place forms keep
+ * the gradient tensor and zero it (set_to_none=False, PyTorch 1.x's default): for code that holds
+ * a gradient across steps, or that wants a parameter without a gradient to be stepped with 0. */
 void         tensor_zero_grad(tensor *t);
+void         tensor_zero_grad_in_place(tensor *t);
 /* true for tensors not produced by a recorded op. */
 bool         tensor_is_leaf(const tensor *t);
 

@@ -212,6 +212,12 @@ void nn_module_zero_grad(nn_module *m) {
     for (ptrdiff_t i = 0; i < arrlen(m->children); i++) nn_module_zero_grad(m->children[i].value);
 }
 
+void nn_module_zero_grad_in_place(nn_module *m) {
+    if (!m) return;
+    for (ptrdiff_t i = 0; i < arrlen(m->parameters); i++) tensor_zero_grad_in_place(m->parameters[i].value);
+    for (ptrdiff_t i = 0; i < arrlen(m->children); i++) nn_module_zero_grad_in_place(m->children[i].value);
+}
+
 static torch_status reset_tree(nn_module *m, torch_generator *gen) {
     if (m->ops->reset_parameters) {
         torch_status st = m->ops->reset_parameters(m, gen);

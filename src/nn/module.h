@@ -80,8 +80,11 @@ void    nn_module_free(nn_module *m);
 /* Sets the training flag of m and all its children (PyTorch's train(mode)); eval() = train(false). */
 void    nn_module_train(nn_module *m, bool mode);
 void    nn_module_eval(nn_module *m);
-/* Drops the gradients of all parameters (zero_grad(set_to_none=True)). */
+/* Drops the gradients of all parameters (grad = NULL), as PyTorch 2.x's
+ * zero_grad(set_to_none=True); _in_place zeroes them instead (set_to_none=False). What the
+ * difference means: tensor_zero_grad in autograd.h. */
 void    nn_module_zero_grad(nn_module *m);
+void    nn_module_zero_grad_in_place(nn_module *m);
 /* Calls reset_parameters on m and every descendant that has one, in registration order. */
 torch_status nn_module_reset_parameters(nn_module *m, torch_generator *gen);
 

@@ -273,8 +273,12 @@ torch_status optim_step(optim_optimizer *opt) {
 
 void optim_zero_grad(optim_optimizer *opt) {
     if (!opt) return;
-    for (ptrdiff_t i = 0; i < arrlen(opt->params); i++)
-        if (opt->params[i].param->grad) tensor_zero_(opt->params[i].param->grad);
+    for (ptrdiff_t i = 0; i < arrlen(opt->params); i++) tensor_zero_grad(opt->params[i].param);
+}
+
+void optim_zero_grad_in_place(optim_optimizer *opt) {
+    if (!opt) return;
+    for (ptrdiff_t i = 0; i < arrlen(opt->params); i++) tensor_zero_grad_in_place(opt->params[i].param);
 }
 
 /* ---- state dicts ----------------------------------------------------------------------------------- */

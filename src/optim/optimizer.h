@@ -34,9 +34,11 @@ const char *optim_name(const optim_optimizer *opt);
 
 /* One update of every parameter that has a gradient. */
 torch_status optim_step(optim_optimizer *opt);
-/* Zeroes the gradients in place (PyTorch 1.13's default, zero_grad(set_to_none=False)); to drop
- * them instead, use nn_module_zero_grad or tensor_zero_grad. */
+/* Drops the gradient of every parameter it updates (grad = NULL), as PyTorch 2.x's
+ * zero_grad(set_to_none=True); _in_place zeroes them instead (set_to_none=False, PyTorch 1.x's
+ * default). What the difference means: tensor_zero_grad in autograd.h. */
 void optim_zero_grad(optim_optimizer *opt);
+void optim_zero_grad_in_place(optim_optimizer *opt);
 
 /* Number of parameter groups, and of parameters over all groups or in one group (0 if out of
  * range). */
