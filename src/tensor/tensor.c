@@ -351,6 +351,13 @@ tensor *torch_tensor(const float *data, int ndim, const int64_t *shape) {
     return t;
 }
 
+tensor *torch_tensor_int64(const int64_t *data, int ndim, const int64_t *shape) {
+    if (!check_not_null("torch_tensor_int64", data)) return NULL;
+    tensor *t = new_tensor("torch_tensor_int64", TORCH_INT64, ndim, shape);
+    if (t) memcpy(tensor_data_i64(t), data, (size_t)t->numel * sizeof(int64_t));
+    return t;
+}
+
 tensor *torch_scalar(float value) { return filled("torch_scalar", 0, NULL, value); }
 
 tensor *torch_scalar_int64(int64_t value) {

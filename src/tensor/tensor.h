@@ -119,8 +119,11 @@ tensor *torch_full(int ndim, const int64_t *shape, float value);
 tensor *torch_zeros_like(const tensor *t);
 tensor *torch_ones_like(const tensor *t);
 tensor *torch_empty_like(const tensor *t);
-/* Copies numel(shape) floats from data (R torch's torch_tensor(data)). */
+/* Copies numel(shape) values from data (R torch's torch_tensor(data)); the caller keeps data.
+ * _int64 makes an int64 tensor, for class labels and indices:
+ *   tensor *y = torch_tensor_int64((const int64_t[]){3, 0, 7}, TORCH_SHAPE(3)); */
 tensor *torch_tensor(const float *data, int ndim, const int64_t *shape);
+tensor *torch_tensor_int64(const int64_t *data, int ndim, const int64_t *shape);
 /* 0-dim tensors. */
 tensor *torch_scalar(float value);
 tensor *torch_scalar_int64(int64_t value);
@@ -150,6 +153,26 @@ bool     tensor_is_exclusive(const tensor *t);
 bool     tensor_same_shape(const tensor *a, const tensor *b);
 /* Size of dim (negative counts from the end), -1 if out of range. */
 int64_t  tensor_size(const tensor *t, int dim);
+
+/* ---- comparing whole tensors ----------------------------------------------------------------- */
+
+/* torch.equal: true when a and b have the same shape and equal elements (NaN equals nothing, and
+ * 0 equals -0). Tensors of different dtypes compare by value, as PyTorch promotes them (to
+ * float32 for float32 and int64). Shapes that differ give false; so does a NULL argument, with
+ * the error set. */
+bool torch_equal(const tensor *a, const tensor *b);
+
+/* torch.allclose: true when a and b have the same shape and every pair of elements is close:
+ *   a == b,  or  both NaN and equal_nan,  or  |a - b| <= atol + rtol * |b|  with |a - b| finite.
+ * PyTorch's defaults are rtol = 1e-5, atol = 1e-8, equal_nan = false:
+ *   torch_allclose(out, expected, 1e-5, 1e-8, false)
+ * The test is not symmetric (b is the reference). It is evaluated in float32 as PyTorch's CPU
+ * kernel does, so a borderline pair gets PyTorch's answer. Unlike PyTorch, shapes that differ
+ * give false instead of broadcasting: a comparison in a test should not pass because a [3] tensor
+ * broadcasts against a [1]. Empty tensors of one shape are close. false, with the error set, for
+ * a NULL argument, dtypes that differ ("expected both tensors to have the same dtype (got
+ * float32 and int64)") and rtol or atol negative or NaN, with PyTorch's message. */
+bool torch_allclose(const tensor *a, const tensor *b, double rtol, double atol, bool equal_nan);
 
 /* ---- raw views and copies (no autograd; the differentiable ones are in autograd/ops.h) ------- */
 
