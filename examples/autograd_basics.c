@@ -56,10 +56,12 @@ int main(void) {
     tensor_print(tensor_grad(b)); /* summed over the broadcast: shape [1] like b */
 
     /* One step of gradient descent, w -= 0.1 dy/dw, under no-grad so that it is not recorded. */
-    bool prev = torch_set_grad_enabled(false);
-    tensor *step = check(torch_mul_scalar(tensor_grad(w), 0.1));
-    tensor *w_new = check(torch_sub(w, step));
-    torch_set_grad_enabled(prev);
+    tensor *step, *w_new;
+    {
+        TORCH_NO_GRAD_GUARD; /* grad mode off until the closing brace, however the block is left */
+        step = check(torch_mul_scalar(tensor_grad(w), 0.1));
+        w_new = check(torch_sub(w, step));
+    }
     printf("w after one SGD step (lr 0.1) = ");
     tensor_print(w_new);
 

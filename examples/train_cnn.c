@@ -270,7 +270,7 @@ static torch_status train_epoch(nn_module *model, optim_optimizer *opt, data_dat
 
 static torch_status evaluate(nn_module *model, const data_dataset *test, epoch_result *out) {
     nn_module_eval(model);
-    bool grad = torch_set_grad_enabled(false); /* no graph: evaluation needs no backward */
+    TORCH_NO_GRAD_GUARD; /* no graph: evaluation needs no backward (restored on return) */
     data_dataloader *dl = data_dataloader_new(test, 1000, false, NULL);
     torch_status st = dl ? TORCH_OK : torch_last_status();
     int64_t seen = 0, correct = 0;
@@ -292,7 +292,6 @@ static torch_status evaluate(nn_module *model, const data_dataset *test, epoch_r
         tensor_free(y);
     }
     data_dataloader_free(dl);
-    torch_set_grad_enabled(grad);
     out->loss = seen ? loss_sum / (double)seen : NAN;
     out->accuracy = seen ? (double)correct / (double)seen : NAN;
     return st;

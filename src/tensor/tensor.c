@@ -138,6 +138,10 @@ bool torch_set_grad_enabled(bool enabled) {
 
 bool torch_is_grad_enabled(void) { return !grad_disabled; }
 
+bool torch_no_grad_enter(void) { return torch_set_grad_enabled(false); }
+void torch_no_grad_exit(bool previous) { torch_set_grad_enabled(previous); }
+void torch_no_grad_guard_exit_(bool *previous) { torch_set_grad_enabled(*previous); }
+
 uint64_t tensor_version(const tensor *t) { return t->storage->version; }
 void     tensor_bump_version(tensor *t) { t->storage->version++; }
 

@@ -86,6 +86,44 @@ typedef struct tensor {
 bool torch_set_grad_enabled(bool enabled);
 bool torch_is_grad_enabled(void);
 
+/* No-grad scopes: R torch's with_no_grad, PyTorch's `with torch.no_grad()` and C++ NoGradGuard.
+ *
+ * The pitfall they avoid is switching grad mode off and on by hand:
+ *     torch_set_grad_enabled(false);
+ *     tensor *out = nn_module_forward(model, x);
+ *     if (!out) return -1;             <- returns with grad mode still off
+ *     ...
+ *     torch_set_grad_enabled(true);    <- and turns it on for a caller that had it off
+ * After an early return, break or goto, grad mode stays off for the rest of the thread: every
+ * later forward records no graph, and training fails far from the cause, in backward ("element 0
+ * of tensors does not require grad") or with parameters that never move.
+ *
+ * TORCH_NO_GRAD_GUARD; declares a guard: grad mode is off from there to the end of the
+ * enclosing block, and back to what it was when the block is left by any path (return, break,
+ * continue, goto, or the closing brace). Guards nest: each restores the mode it found.
+ *     while (data_dataloader_next(dl, &x, &y) == TORCH_OK && x) {
+ *         TORCH_NO_GRAD_GUARD;
+ *         tensor *logits = nn_module_forward(model, x);
+ *         if (!logits) break;          <- grad mode restored here
+ *         ...
+ *     }                                <- and at the end of every iteration
+ * It needs GCC or Clang (__attribute__((cleanup)); standard C has no destructors). With another
+ * compiler use the pair: torch_no_grad_enter() turns grad mode off and returns the mode it found;
+ * torch_no_grad_exit(previous) restores that mode (never simply "on", so that pairs nest), and
+ * must be called on every path out. */
+bool torch_no_grad_enter(void);
+void torch_no_grad_exit(bool previous);
+
+#if defined(__GNUC__)
+/* The guard's cleanup, called by the compiler when the guard goes out of scope. */
+void torch_no_grad_guard_exit_(bool *previous);
+#define TORCH_NO_GRAD_GUARD        TORCH_NO_GRAD_GUARD_AT_(__COUNTER__)
+#define TORCH_NO_GRAD_GUARD_AT_(n) TORCH_NO_GRAD_GUARD_VAR_(n)
+#define TORCH_NO_GRAD_GUARD_VAR_(n)                                                                \
+    bool torch_no_grad_guard_##n __attribute__((cleanup(torch_no_grad_guard_exit_), unused)) =     \
+        torch_no_grad_enter()
+#endif
+
 /* Version counter (PyTorch's x._version): the number of in-place writes to t's storage, shared by
  * every view of it. A graph node records the version of each tensor it saves, and backward
  * refuses to run with a tensor that was written since, which would give a wrong gradient. Every
