@@ -48,7 +48,7 @@ typedef struct config {
     double      lr, momentum, weight_decay; /* -1: the optimizer's default */
     uint64_t    seed;
     const char *model, *data, *save, *load, *checkpoint, *resume, *log, *schedule, *optimizer;
-    bool        eval_only;
+    bool        eval_only, summary;
     int64_t     limit_train, limit_test;
 } config;
 
@@ -84,6 +84,8 @@ static void usage(FILE *out) {
             "                      and --warmup-epochs as the run that wrote it); the schedule goes\n"
             "                      on with its saved settings, as PyTorch's load_state_dict does\n"
             "  --eval-only         only evaluate (use with --load)\n"
+            "  --summary           print the model's layers, output shapes and parameter counts\n"
+            "                      for a batch of --batch-size images (torchinfo's table), and exit\n"
             "  --log FILE          CSV of per-epoch loss, accuracy and time\n"
             "  --help              this text\n");
 }
@@ -111,7 +113,7 @@ static int parse_args(int argc, char **argv, config *c) {
     *c = (config){.epochs = 2, .batch_size = 64, .lr = -1, .momentum = -1, .weight_decay = -1, .model = "ref",
                   .optimizer = "sgd", .limit_train = -1, .limit_test = -1};
     enum { EPOCHS = 256, BATCH, LR, MOMENTUM, WD, THREADS, SEED, DATA, SAVE, LOAD, CKPT, RESUME, EVAL, LOG, MODEL,
-           SCHEDULE, LIMIT_TRAIN, LIMIT_TEST, OPTIMIZER, WARMUP, HELP };
+           SCHEDULE, LIMIT_TRAIN, LIMIT_TEST, OPTIMIZER, WARMUP, SUMMARY, HELP };
     static const struct option opts[] = {
         {"epochs", required_argument, 0, EPOCHS},     {"batch-size", required_argument, 0, BATCH},
         {"lr", required_argument, 0, LR},             {"momentum", required_argument, 0, MOMENTUM},
@@ -123,7 +125,8 @@ static int parse_args(int argc, char **argv, config *c) {
         {"model", required_argument, 0, MODEL},       {"schedule", required_argument, 0, SCHEDULE},
         {"limit-train", required_argument, 0, LIMIT_TRAIN}, {"limit-test", required_argument, 0, LIMIT_TEST},
         {"optimizer", required_argument, 0, OPTIMIZER}, {"warmup-epochs", required_argument, 0, WARMUP},
-        {"help", no_argument, 0, HELP},               {0, 0, 0, 0}};
+        {"summary", no_argument, 0, SUMMARY},         {"help", no_argument, 0, HELP},
+        {0, 0, 0, 0}};
     long long v;
     for (int o; (o = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
         bool ok = true;
@@ -143,6 +146,7 @@ static int parse_args(int argc, char **argv, config *c) {
         case CKPT: c->checkpoint = optarg; break;
         case RESUME: c->resume = optarg; break;
         case EVAL: c->eval_only = true; break;
+        case SUMMARY: c->summary = true; break;
         case LOG: c->log = optarg; break;
         case MODEL: c->model = optarg; break;
         case SCHEDULE: c->schedule = optarg; break;
@@ -402,6 +406,19 @@ static int fail(const char *what) {
     return 2;
 }
 
+/* --summary: the chosen model for a batch of 1x28x28 images; no data set needed. */
+static int print_summary(const config *c, torch_generator *gen) {
+    nn_module *model = strcmp(c->model, "deep") ? reference_cnn(gen) : deep_cnn(gen);
+    nn_summary *s = model ? nn_module_summary(model, TORCH_SHAPE(c->batch_size, 1, 28, 28)) : NULL;
+    char *table = s ? nn_summary_str(s) : NULL;
+    if (table) fputs(table, stdout);
+    int rc = table ? 0 : fail("summarising the model");
+    free(table);
+    nn_summary_free(s);
+    nn_module_free(model);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     config c;
     int parsed = parse_args(argc, argv, &c);
@@ -418,6 +435,7 @@ int main(int argc, char **argv) {
     FILE *log = NULL;
     int rc = 0;
 
+    if (c.summary) return print_summary(&c, &gen);
     if (!load_data(&c, &gen, &train, &test)) {
         rc = fail("loading data");
         goto done;

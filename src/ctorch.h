@@ -29,6 +29,7 @@
 #include "nn/container.h"
 #include "nn/loss.h"
 #include "nn/init.h"
+#include "nn/summary.h"
 #include "io/io.h"
 #include "data/data.h"
 #include "optim/optimizer.h"

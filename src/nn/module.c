@@ -7,6 +7,7 @@
  * an stb_ds string map (sh_new_strdup) from key to position in its items array.
  */
 #include "module.h"
+#include "module_observer.h"
 
 #include <stb/stb_ds.h>
 #include <stdarg.h>
@@ -176,6 +177,14 @@ nn_module *nn_module_register_module(nn_module *m, const char *name, nn_module *
 
 /* ---- using modules ---------------------------------------------------------------------------- */
 
+static _Thread_local const nn_forward_observer *observer;
+
+const nn_forward_observer *nn_set_forward_observer(const nn_forward_observer *obs) {
+    const nn_forward_observer *previous = observer;
+    observer = obs;
+    return previous;
+}
+
 tensor *nn_module_forward(nn_module *m, tensor *input) {
     if (!m) {
         torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_module_forward: module is NULL");
@@ -185,13 +194,18 @@ tensor *nn_module_forward(nn_module *m, tensor *input) {
         torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: input is NULL", type_name(m));
         return NULL;
     }
-    return m->ops->forward(m, input);
+    if (!observer) return m->ops->forward(m, input);
+    const nn_forward_observer *obs = observer;
+    obs->pre(obs->ctx, m);
+    tensor *output = m->ops->forward(m, input);
+    obs->post(obs->ctx, m, output);
+    return output;
 }
 
 tensor *nn_module_forward_absorbing(nn_module *m, nn_module *next, tensor *input, bool *absorbed) {
     *absorbed = false;
     tensor *output = NULL;
-    if (m && input && next && m->ops->absorb_next && m->ops->absorb_next(m, next, input, &output)) {
+    if (!observer && m && input && next && m->ops->absorb_next && m->ops->absorb_next(m, next, input, &output)) {
         *absorbed = true;
         return output;
     }
@@ -205,6 +219,17 @@ void nn_module_train(nn_module *m, bool mode) {
 }
 
 void nn_module_eval(nn_module *m) { nn_module_train(m, false); }
+
+int64_t nn_module_num_parameters(const nn_module *m, bool trainable_only) {
+    if (!m) return 0;
+    int64_t n = 0;
+    for (ptrdiff_t i = 0; i < arrlen(m->parameters); i++) {
+        const tensor *p = m->parameters[i].value;
+        if (!trainable_only || p->requires_grad) n += p->numel;
+    }
+    for (ptrdiff_t i = 0; i < arrlen(m->children); i++) n += nn_module_num_parameters(m->children[i].value, trainable_only);
+    return n;
+}
 
 void nn_module_zero_grad(nn_module *m) {
     if (!m) return;

@@ -85,6 +85,9 @@ void    nn_module_eval(nn_module *m);
  * difference means: tensor_zero_grad in autograd.h. */
 void    nn_module_zero_grad(nn_module *m);
 void    nn_module_zero_grad_in_place(nn_module *m);
+/* Number of parameter elements of m and its descendants (sum(p.numel() for p in m.parameters())),
+ * or only those that require grad (the trainable ones); 0 for NULL. */
+int64_t nn_module_num_parameters(const nn_module *m, bool trainable_only);
 /* Calls reset_parameters on m and every descendant that has one, in registration order. */
 torch_status nn_module_reset_parameters(nn_module *m, torch_generator *gen);
 

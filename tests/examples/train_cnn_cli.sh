@@ -134,6 +134,11 @@ check bad_resume 2 "^train_cnn: resuming: .*$tmp/bad.ck" "${syn[@]}" "${common[@
 # that a trainer that reads it anyway fails this check instead of filling the machine's memory)
 check resume_not_a_file 2 "^train_cnn: resuming: optim_checkpoint_load: /dev/zero: expected a regular file" \
   timeout 20 "${syn[@]}" "${common[@]}" --epochs 2 --resume /dev/zero
+# --summary prints torchinfo's table (the counts are PyTorch's: tests/test_summary.c) and reads no data.
+check summary_ref 0 '^Total params: 50,282$' env CTORCH_DATA=/nonexistent "$bin" --summary
+check summary_row 0 '^├─Conv2d: 1-5 +\[64, 64, 14, 14\] +18,432$' "$bin" --summary
+check summary_deep 0 '^├─Linear: 1-20 +\[8, 10\] +1,290$' "$bin" --summary --model deep --batch-size 8
+check help_summary 0 "--summary +print the model's layers" "$bin" --help
 
 echo "$passes passed, $fails failed"
 [[ $fails -eq 0 ]]
