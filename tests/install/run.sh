@@ -111,4 +111,25 @@ echo "pkg-config --cflags --libs ctorch: $flags"
       -o "$work/consumer_pkgconfig" $flags
 runs_without_ld_library_path "$work/consumer_pkgconfig"
 
+echo "== the README's programs"
+# Every ```c block of the README with a main() compiles against the installed package under
+# -Werror and runs; the training program among them is main.c (after its header comment).
+mkdir "$work/readme"
+awk -v dir="$work/readme" '/^```c$/ { n++; on = 1; next } /^```$/ { on = 0 } on { print > (dir "/block" n ".c") }' \
+    "$source_dir/README.md"
+programs=0
+for block in "$work"/readme/block*.c; do
+  grep -q '^int main(' "$block" || continue
+  programs=$((programs + 1))
+  # shellcheck disable=SC2086
+  "$cc" -std=c11 -Wall -Wextra -Wpedantic -Werror "$block" -o "${block%.c}" $flags ||
+    fail "README.md's program $(basename "$block") does not compile (above)"
+  env -u LD_LIBRARY_PATH "${block%.c}" >"${block%.c}.out" || fail "README.md's program $(basename "$block") failed"
+done
+[[ $programs -ge 2 ]] || fail "expected at least 2 programs in README.md, found $programs"
+grep -l 'conv_bn_relu' "$work"/readme/block*.c | head -n 1 | xargs -r cat >"$work/readme/training.c"
+diff <(sed '1,/\*\//d' "$here/main.c") "$work/readme/training.c" >&2 ||
+  fail "README.md's training program differs from tests/install/main.c (<)"
+echo "$programs programs compile and run; the training program is main.c"
+
 echo "install_consumer: ok"
