@@ -11,8 +11,9 @@ no_grad, as torchinfo.summary(model, input_size) runs it:
 
 With torchinfo installed (pip's torchinfo; Debian does not package it), the numbers are its own
 (summary(..., verbose=0)). Without it, the same definitions are computed here with forward hooks,
-written from torchinfo 1.8 (layer_info.py, model_statistics.py): parameter counts are numel sums
-of PyTorch's parameters, output shapes are PyTorch's outputs; the fixture says which was used.
+written from torchinfo 1.8 (layer_info.py, model_statistics.py); the fixture says which was used.
+Either way the rows (output shapes, parameter counts) are PyTorch's own, independent of ctorch;
+the byte and mult-add totals follow torchinfo's formulas, which the hook version re-states.
 
 Run: /usr/bin/python3 scripts/make_summary_fixture.py   (from anywhere)
 """
@@ -115,13 +116,20 @@ def summarize_with_hooks(model, shape):
 
 
 def summarize_with_torchinfo(torchinfo, model, shape):
-    stats = torchinfo.summary(model, input_size=shape, verbose=0)
-    rows = [dict(type=l.class_name, depth=l.depth, index=l.depth_index or 0, leaf=l.is_leaf_layer,
-                 params=l.num_params, trainable=l.trainable_params, shape=list(l.output_size))
+    """torchinfo's own numbers, in the fixture's conventions: the model's row has depth index 0
+    (torchinfo numbers it 1 but never prints it), and the input bytes are the tensor's (torchinfo's
+    total_input adds Python's object overhead)."""
+    stats = torchinfo.summary(model, input_size=shape, depth=64, verbose=0)
+    rows = [dict(type=l.class_name, depth=l.depth, index=l.depth_index if l.depth else 0,
+                 leaf=l.is_leaf_layer, params=l.num_params, trainable=l.trainable_params,
+                 shape=list(l.output_size))
             for l in stats.summary_list]
+    input_bytes = 4
+    for d in shape:
+        input_bytes *= d
     totals = dict(params=stats.total_params, trainable=stats.trainable_params,
                   param_bytes=stats.total_param_bytes, fwd_bwd=stats.total_output_bytes,
-                  macs=stats.total_mult_adds, input_bytes=stats.total_input)
+                  macs=stats.total_mult_adds, input_bytes=input_bytes)
     return rows, totals
 
 

@@ -1,6 +1,7 @@
 /* nn_module_num_parameters and nn_module_summary against PyTorch (tests/fixtures/summary_fixture.h,
- * from scripts/make_summary_fixture.py: torchinfo's rows and totals for the examples' models),
- * the table's layout against hand-written lines, and the summary leaving the model as it was. */
+ * from scripts/make_summary_fixture.py): each module's output shape and parameter counts as
+ * PyTorch's forward hooks see them, and the totals by torchinfo's definitions; the table's layout
+ * against hand-written lines; and the summary leaving the model as it was. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,7 @@ static nn_module *build(const char *name, torch_generator *g) {
     return m;
 }
 
-Test(summary, rows_and_totals_match_torchinfo_on_the_examples_models) {
+Test(summary, rows_and_totals_match_pytorch_and_torchinfos_definitions) {
     for (size_t c = 0; c < sizeof summary_fix_cases / sizeof *summary_fix_cases; c++) {
         const summary_fix_case *fx = &summary_fix_cases[c];
         torch_generator g = torch_generator_new(0);
@@ -137,6 +138,42 @@ Test(summary, long_names_widen_the_name_column) {
     memset(divider, '=', 105);
     divider[105] = '\0';
     cr_assert(has_line(t, divider), "55 + 2 * 25 wide:\n%s", t);
+    free(t);
+    nn_summary_free(s);
+    nn_module_free(m);
+}
+
+/* A module whose forward runs its child twice: the second row is torchinfo's "(recursive)", the
+ * child's parameters count once, its mult-adds twice (2 rows x 5 samples x 12 elements). */
+static tensor *twice_forward(nn_module *self, tensor *input) {
+    nn_module *lin = self->children[0].value;
+    tensor *h = nn_module_forward(lin, input);
+    tensor *out = h ? nn_module_forward(lin, h) : NULL;
+    tensor_free(h);
+    return out;
+}
+
+static const nn_module_ops twice_ops = {.type_name = "Twice", .forward = twice_forward};
+
+Test(summary, a_module_run_twice_counts_once) {
+    nn_module *m = nn_module_alloc(sizeof(nn_module), &twice_ops);
+    cr_assert_not_null(nn_module_register_module(m, "lin", nn_linear(NN_LINEAR_OPTIONS(.in_features = 3, .out_features = 3))));
+    nn_summary *s = nn_module_summary(m, TORCH_SHAPE(5, 3));
+    cr_assert_not_null(s, "%s", torch_last_error());
+    cr_assert_eq(s->num_rows, 3);
+    cr_assert_not(s->rows[1].recursive);
+    cr_assert(s->rows[2].recursive);
+    cr_assert_eq(s->total_params, 12);
+    cr_assert_eq(s->mult_adds, 2 * 5 * 12);
+    char *t = nn_summary_str(s);
+    const char *lines[] = {
+        "Twice                                    [5, 3]                    --",
+        "├─Linear: 1-1                            [5, 3]                    12",
+        "├─Linear: 1-2                            [5, 3]                    (recursive)",
+        "Total params: 12",
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof *lines; i++)
+        cr_assert(has_line(t, lines[i]), "missing line \"%s\" in\n%s", lines[i], t);
     free(t);
     nn_summary_free(s);
     nn_module_free(m);

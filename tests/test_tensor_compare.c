@@ -91,8 +91,12 @@ Test(compare, allclose_evaluates_in_float32_like_pytorch) {
     /* The difference of two huge values of opposite sign overflows float32 to inf: not close,
      * whatever rtol (torch.isclose(tensor([3.4e38]), tensor([-3.4e38]), rtol=10) is False). */
     cr_assert_not(close1(3.4e38f, -3.4e38f, 10.0, 0, false));
-    /* A tolerance past float's range is inf, and then everything finite is close. */
+    /* A tolerance past float's range is inf: then a finite pair is close when b != 0, but not
+     * when b == 0, since inf * 0 is NaN (torch.isclose(tensor([-3.]), tensor([1e30]),
+     * rtol=1e300) is True; with tensor([0.]) it is False, even with atol=1e300 too). */
     cr_assert(close1(-3.0f, 1e30f, 1e300, 0, false));
+    cr_assert_not(close1(-3.0f, 0.0f, 1e300, 0, false));
+    cr_assert_not(close1(-3.0f, 0.0f, 1e300, 1e300, false));
 }
 
 Test(compare, allclose_nan_and_inf) {

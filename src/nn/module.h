@@ -10,7 +10,7 @@
  *     pointer, now borrowed by the caller, or NULL after freeing the argument on failure, so an
  *     error path never leaks. A NULL argument fails too, keeping the error of the call that
  *     returned it: register_parameter(m, "weight", torch_empty(...)) reports why torch_empty failed.
- *   - Getters (nn_module_get_parameter, the typed views like nn_as_batch_norm2d(m)->weight)
+ *   - Getters (nn_module_get_parameter, the typed views like nn_as_batch_norm(m)->weight)
  *     return borrowed pointers, valid until the module is freed.
  *   - nn_module_forward() returns a new tensor reference owned by the caller (see autograd.h).
  *   - An nn_tensor_dict (state_dict, parameters) owns its key strings and one reference to each
@@ -59,7 +59,7 @@ typedef struct nn_named_module {
     nn_module *value;
 } nn_named_module;
 
-/* Embed first in every module type: `typedef struct { nn_module base; ... } nn_batch_norm2d;` */
+/* Embed first in every module type: `typedef struct { nn_module base; ... } nn_batch_norm_module;` */
 struct nn_module {
     const nn_module_ops *ops;
     bool                 training;   /* true after construction, as in PyTorch */

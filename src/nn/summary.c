@@ -26,7 +26,7 @@ static void watch_pre(void *ctx, nn_module *m) {
     while (arrlen(w->counts) <= depth) arrput(w->counts, 0);
     w->counts[depth]++;
     nn_summary_row row = {
-        .type_name = m->ops->type_name,
+        .type_name = m->ops->type_name ? m->ops->type_name : "Module", /* as module.c names it */
         .depth = depth,
         .depth_index = depth > 0 ? w->counts[depth] : 0,
         .is_leaf = arrlen(m->children) == 0,
@@ -68,17 +68,22 @@ static void restore_modes(nn_module *m, const bool *modes, ptrdiff_t *at) {
 
 /* ---- totals ----------------------------------------------------------------------------------- */
 
+/* a * b and a + b for counts >= 0, saturating at INT64_MAX. */
+static int64_t sat_mul(int64_t a, int64_t b) { return a == 0 || b <= INT64_MAX / a ? a * b : INT64_MAX; }
+static int64_t sat_add(int64_t a, int64_t b) { return b <= INT64_MAX - a ? a + b : INT64_MAX; }
+
 /* torchinfo's LayerInfo.calculate_macs for a leaf: each weight or bias element is used once per
  * output position of a convolution (N * H_out * W_out), once per sample otherwise. */
 static int64_t leaf_mult_adds(const nn_summary_row *row, const nn_module *m) {
     if (row->ndim == 0) return 0;
     int64_t per_element = row->shape[0];
     if (strstr(row->type_name, "Conv"))
-        for (int d = 2; d < row->ndim; d++) per_element *= row->shape[d];
+        for (int d = 2; d < row->ndim; d++) per_element = sat_mul(per_element, row->shape[d]);
     int64_t macs = 0;
     for (ptrdiff_t i = 0; i < arrlen(m->parameters); i++) {
         const char *name = m->parameters[i].name;
-        if (!strcmp(name, "weight") || !strcmp(name, "bias")) macs += per_element * m->parameters[i].value->numel;
+        if (!strcmp(name, "weight") || !strcmp(name, "bias"))
+            macs = sat_add(macs, sat_mul(per_element, m->parameters[i].value->numel));
     }
     return macs;
 }
@@ -89,13 +94,13 @@ static void add_totals(nn_summary *s, nn_module *const *modules) {
         nn_module *m = modules[r];
         if (row->is_leaf) {
             row->mult_adds = row->num_params > 0 ? leaf_mult_adds(row, m) : 0;
-            s->mult_adds += row->mult_adds;
-            s->activation_bytes += row->output_bytes;
-            if (row->num_params > 0) s->forward_backward_bytes += 2 * row->output_bytes;
+            s->mult_adds = sat_add(s->mult_adds, row->mult_adds);
+            s->activation_bytes = sat_add(s->activation_bytes, row->output_bytes);
+            if (row->num_params > 0)
+                s->forward_backward_bytes = sat_add(s->forward_backward_bytes, sat_mul(2, row->output_bytes));
         }
-        bool seen = false; /* a module run twice counts its parameters once (torchinfo's "recursive") */
-        for (int64_t q = 0; q < r && !seen; q++) seen = modules[q] == m;
-        if (seen) continue;
+        for (int64_t q = 0; q < r && !row->recursive; q++) row->recursive = modules[q] == m;
+        if (row->recursive) continue;
         for (ptrdiff_t i = 0; i < arrlen(m->parameters); i++) {
             const tensor *p = m->parameters[i].value;
             s->total_params += p->numel;
@@ -261,11 +266,16 @@ static void put_row_name(text *t, const nn_summary_row *row, int width) {
     put_padded(t, name, width);
 }
 
-/* torchinfo's num_params_to_str: "--" without parameters, "(288)" when none is trainable; a
- * container shows only the parameters that are its own. */
+/* torchinfo's num_params_to_str: "--" without parameters, "(recursive)" for a module seen
+ * before, "(288)" when none is trainable; a container shows only the parameters that are its
+ * own, if any. */
 static void row_params(const nn_summary_row *row, int64_t own, char *out, size_t len) {
     int64_t n = row->is_leaf ? row->num_params : own;
-    if (row->num_params == 0 || n == 0) {
+    if (row->num_params > 0 && row->recursive) {
+        snprintf(out, len, "(recursive)");
+        return;
+    }
+    if (row->num_params == 0 || n <= 0) {
         snprintf(out, len, "--");
         return;
     }

@@ -5,11 +5,17 @@
  * says why) that nn_summary_free releases, rows included; the rows' type names are static.
  * nn_summary_str returns a malloc'ed string the caller frees.
  *
- * How it is made, as torchinfo makes it: one forward of an input of zeros of the given shape,
- * in eval mode and without grad, watching every module's forward (BatchNorm and ReLU run
- * unfused, so each gets its row). Nothing of the model changes: running statistics are not
- * updated in eval mode, and each module's training flag is restored afterwards, also when the
- * forward fails (then the message is the failing layer's, e.g. a shape the model refuses).
+ * How it is made, as torchinfo makes it: one forward of an input of the given shape in eval mode
+ * and without grad, watching every module's forward (BatchNorm and ReLU run unfused, so each gets
+ * its row). The input is zeros where torchinfo draws torch.rand: shapes and counts do not depend
+ * on the values. Nothing of the model changes: running statistics are not updated in eval mode,
+ * and each module's training flag is restored afterwards, also when the forward fails (then the
+ * message is the failing layer's, e.g. a shape the model refuses).
+ *
+ * Where it differs from torchinfo's defaults: every depth is listed (torchinfo stops at depth 3),
+ * and param_bytes counts every parameter that total_params counts (torchinfo counts those of leaf
+ * layers only); both agree with torchinfo for a model whose containers hold no parameters of
+ * their own and that nests no deeper than 3.
  *
  *   nn_summary *s = nn_module_summary(model, TORCH_SHAPE(64, 1, 28, 28));
  *   char *table = nn_summary_str(s);
@@ -28,6 +34,7 @@ typedef struct nn_summary_row {
     int         depth;            /* 0 for the model itself, 1 for its children, ... */
     int64_t     depth_index;      /* torchinfo's "1-3": this is the 3rd row at depth 1 (0 at depth 0) */
     bool        is_leaf;          /* the module has no children */
+    bool        recursive;        /* the module ran before in this forward: its parameters count once */
     int         ndim;             /* the output's shape */
     int64_t     shape[TORCH_MAX_DIMS];
     int64_t     num_params;       /* of the module and its descendants */
@@ -46,15 +53,16 @@ typedef struct nn_summary {
     /* torchinfo's "Forward/backward pass size": twice (output and its gradient) the output
      * bytes of each leaf layer with parameters. */
     int64_t forward_backward_bytes;
-    /* The bytes of every leaf layer's output for this input, parameter-free layers included
-     * (ReLU, pools): the activations one forward makes. */
+    /* The sum of every leaf layer's output bytes for this input, parameter-free layers included
+     * (ReLU, pools; an output that is a view, such as Flatten's, counts again). */
     int64_t activation_bytes;
     /* torchinfo's "Total mult-adds": per leaf with parameters, each weight or bias element
      * times N*H_out*W_out for a convolution, times N (the output's first dim) otherwise. */
     int64_t mult_adds;
 } nn_summary;
 
-/* Summarises m for an input of the given shape (batch dim included). */
+/* Summarises m for an input of the given shape (batch dim included). Counts that would pass
+ * INT64_MAX (mult-adds of an enormous input) saturate there. */
 nn_summary *nn_module_summary(nn_module *m, int ndim, const int64_t *input_shape);
 
 /* torchinfo's table (its default columns, Output Shape and Param #), with one line more,

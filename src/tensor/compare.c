@@ -3,18 +3,15 @@
 
 #include <math.h>
 
-/* Contiguous aliases of a and b when both exist and their shapes agree. *same_shape tells a
- * shape mismatch (no error: the answer is simply false) from a failure (error set). */
-static bool contiguous_pair(const char *fname, const tensor *a, const tensor *b, tensor **ca, tensor **cb,
-                            bool *same_shape) {
+/* Contiguous aliases of a and b, or false: when either is NULL or memory runs out (error set),
+ * and when their shapes differ (no error: the answer is simply false). */
+static bool contiguous_pair(const char *fname, const tensor *a, const tensor *b, tensor **ca, tensor **cb) {
     *ca = *cb = NULL;
-    *same_shape = false;
     if (!a || !b) {
         torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fname, a ? "other" : "input");
         return false;
     }
     if (!tensor_same_shape(a, b)) return false;
-    *same_shape = true;
     *ca = tensor_contiguous(a);
     *cb = *ca ? tensor_contiguous(b) : NULL;
     if (*cb) return true;
@@ -30,8 +27,7 @@ static float as_f32(const tensor *t, int64_t i) {
 
 bool torch_equal(const tensor *a, const tensor *b) {
     tensor *ca, *cb;
-    bool same_shape;
-    if (!contiguous_pair("torch_equal", a, b, &ca, &cb, &same_shape)) return false;
+    if (!contiguous_pair("torch_equal", a, b, &ca, &cb)) return false;
     bool equal = true;
     if (ca->dtype == TORCH_INT64 && cb->dtype == TORCH_INT64) {
         const int64_t *x = tensor_data_i64(ca), *y = tensor_data_i64(cb);
@@ -55,8 +51,10 @@ static bool close_f32(float a, float b, float rtol, float atol, bool equal_nan) 
     return isfinite(actual) && actual <= allowed;
 }
 
-/* For int64: the difference is taken in int64 (exactly, in unsigned arithmetic) and compared
- * with the float32 allowance, as ATen promotes int64 <= float32 to float32. */
+/* For int64: the difference is compared with the float32 allowance, as ATen promotes
+ * int64 <= float32 to float32. One deliberate difference: the difference is exact (unsigned
+ * arithmetic), where ATen's int64 subtraction wraps, which makes INT64_MIN close to INT64_MAX
+ * with rtol = 1 there. */
 static bool close_i64(int64_t a, int64_t b, float rtol, float atol) {
     if (a == b) return true;
     uint64_t diff = a > b ? (uint64_t)a - (uint64_t)b : (uint64_t)b - (uint64_t)a;
@@ -83,8 +81,7 @@ bool torch_allclose(const tensor *a, const tensor *b, double rtol, double atol, 
         return false;
     }
     tensor *ca, *cb;
-    bool same_shape;
-    if (!contiguous_pair(fname, a, b, &ca, &cb, &same_shape)) return false;
+    if (!contiguous_pair(fname, a, b, &ca, &cb)) return false;
     float rt = tolerance_f32(rtol), at = tolerance_f32(atol);
     bool close = true;
     if (ca->dtype == TORCH_INT64) {

@@ -107,8 +107,11 @@ bool torch_is_grad_enabled(void);
  *         if (!logits) break;          <- grad mode restored here
  *         ...
  *     }                                <- and at the end of every iteration
- * It needs GCC or Clang (__attribute__((cleanup)); standard C has no destructors). With another
- * compiler use the pair: torch_no_grad_enter() turns grad mode off and returns the mode it found;
+ * It is a declaration: put it at the start of a braced block (not right after a label, and not
+ * as the unbraced body of an if or a loop), and never jump into its scope with goto or a switch
+ * case, which would skip its start. It needs GCC or Clang (__attribute__((cleanup)); standard C
+ * has no destructors); with another compiler it stops the build with a message. There, use the
+ * pair: torch_no_grad_enter() turns grad mode off and returns the mode it found;
  * torch_no_grad_exit(previous) restores that mode (never simply "on", so that pairs nest), and
  * must be called on every path out. */
 bool torch_no_grad_enter(void);
@@ -122,6 +125,9 @@ void torch_no_grad_guard_exit_(bool *previous);
 #define TORCH_NO_GRAD_GUARD_VAR_(n)                                                                \
     bool torch_no_grad_guard_##n __attribute__((cleanup(torch_no_grad_guard_exit_), unused)) =     \
         torch_no_grad_enter()
+#else
+#define TORCH_NO_GRAD_GUARD                                                                        \
+    _Static_assert(0, "TORCH_NO_GRAD_GUARD needs GCC or Clang: use torch_no_grad_enter/exit")
 #endif
 
 /* Version counter (PyTorch's x._version): the number of in-place writes to t's storage, shared by
@@ -196,8 +202,8 @@ int64_t  tensor_size(const tensor *t, int dim);
 
 /* torch.equal: true when a and b have the same shape and equal elements (NaN equals nothing, and
  * 0 equals -0). Tensors of different dtypes compare by value, as PyTorch promotes them (to
- * float32 for float32 and int64). Shapes that differ give false; so does a NULL argument, with
- * the error set. */
+ * float32 for float32 and int64). Shapes that differ give false; so do a NULL argument and out
+ * of memory (a non-contiguous argument is copied first), with the error set. */
 bool torch_equal(const tensor *a, const tensor *b);
 
 /* torch.allclose: true when a and b have the same shape and every pair of elements is close:
@@ -207,9 +213,11 @@ bool torch_equal(const tensor *a, const tensor *b);
  * The test is not symmetric (b is the reference). It is evaluated in float32 as PyTorch's CPU
  * kernel does, so a borderline pair gets PyTorch's answer. Unlike PyTorch, shapes that differ
  * give false instead of broadcasting: a comparison in a test should not pass because a [3] tensor
- * broadcasts against a [1]. Empty tensors of one shape are close. false, with the error set, for
- * a NULL argument, dtypes that differ ("expected both tensors to have the same dtype (got
- * float32 and int64)") and rtol or atol negative or NaN, with PyTorch's message. */
+ * broadcasts against a [1]. Empty tensors of one shape are close. int64 tensors compare their
+ * exact difference (ATen's wraps around at the int64 limits). false, with the error set, for a
+ * NULL argument, dtypes that differ ("expected both tensors to have the same dtype (got float32
+ * and int64)"), rtol or atol negative or NaN (PyTorch's message), and out of memory (a
+ * non-contiguous argument is copied first). */
 bool torch_allclose(const tensor *a, const tensor *b, double rtol, double atol, bool equal_nan);
 
 /* ---- raw views and copies (no autograd; the differentiable ones are in autograd/ops.h) ------- */

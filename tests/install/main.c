@@ -40,6 +40,7 @@ int main(void) {
 
     /* 16 noise images; the odd ones are brighter (+1), and their label is 1. */
     tensor *x = torch_randn(&gen, TORCH_SHAPE(16, 1, 8, 8));
+    if (!x) return fail();
     int64_t labels[16];
     for (int i = 0; i < 16; i++) {
         labels[i] = i % 2;

@@ -130,6 +130,9 @@ done
 grep -l 'conv_bn_relu' "$work"/readme/block*.c | head -n 1 | xargs -r cat >"$work/readme/training.c"
 diff <(sed '1,/\*\//d' "$here/main.c") "$work/readme/training.c" >&2 ||
   fail "README.md's training program differs from tests/install/main.c (<)"
+grep -q '1306 parameters; eval output independent of the batch: yes; all 16 classified right: yes' \
+    "$work/readme/$(basename "$(grep -l 'conv_bn_relu' "$work"/readme/block*.c | head -n 1)" .c).out" ||
+  fail "the training program's last line is not the README's"
 echo "$programs programs compile and run; the training program is main.c"
 
 echo "install_consumer: ok"
