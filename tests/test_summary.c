@@ -69,6 +69,11 @@ static bool has_line(const char *table, const char *line) {
     return false;
 }
 
+/* Each of lines[] is a whole line of table. */
+static void expect_lines(const char *table, const char *const *lines, size_t n) {
+    for (size_t i = 0; i < n; i++) cr_assert(has_line(table, lines[i]), "missing line \"%s\" in\n%s", lines[i], table);
+}
+
 Test(summary, table_is_torchinfos_layout) {
     torch_generator g = torch_generator_new(0);
     nn_module *m = build("frozen", &g);
@@ -95,8 +100,7 @@ Test(summary, table_is_torchinfos_layout) {
         "Params size (MB): 0.20",
         "Estimated Total Size (MB): 38.94",
     };
-    for (size_t i = 0; i < sizeof lines / sizeof *lines; i++)
-        cr_assert(has_line(t, lines[i]), "missing line \"%s\" in\n%s", lines[i], t);
+    expect_lines(t, lines, sizeof lines / sizeof *lines);
     free(t);
     nn_summary_free(s);
     nn_module_free(m);
@@ -119,8 +123,7 @@ Test(summary, nested_containers_draw_the_tree) {
         "Total params: 26",
         "Total mult-adds: 130", /* 5 * 16 + 5 * 10: below 1000, no unit */
     };
-    for (size_t i = 0; i < sizeof lines / sizeof *lines; i++)
-        cr_assert(has_line(t, lines[i]), "missing line \"%s\" in\n%s", lines[i], t);
+    expect_lines(t, lines, sizeof lines / sizeof *lines);
     free(t);
     nn_summary_free(s);
     nn_module_free(m);
@@ -172,8 +175,7 @@ Test(summary, a_module_run_twice_counts_once) {
         "├─Linear: 1-2                            [5, 3]                    (recursive)",
         "Total params: 12",
     };
-    for (size_t i = 0; i < sizeof lines / sizeof *lines; i++)
-        cr_assert(has_line(t, lines[i]), "missing line \"%s\" in\n%s", lines[i], t);
+    expect_lines(t, lines, sizeof lines / sizeof *lines);
     free(t);
     nn_summary_free(s);
     nn_module_free(m);
