@@ -24,7 +24,7 @@ set(CTORCH_LAYER_DEPS_data tensor io)
 set(CTORCH_LAYER_DEPS_optim tensor autograd nn io)
 # Private headers (not installed) that the layers above theirs may include too: the library's
 # internals, not its API.
-set(CTORCH_INTERNAL_HEADERS tensor/simd.h)
+set(CTORCH_INTERNAL_HEADERS tensor/simd.h tensor/text.h)
 
 # The quoted includes of file, resolved to paths relative to src (as written when they leave it).
 function(_ctorch_includes src file out)

@@ -3,7 +3,7 @@
  * Layers, each including only the layers it is built on (checked by the build, see
  * cmake/ctorchLayers.cmake):
  *   tensor/    storage, shapes, creation, raw kernels, generator, status codes
- *   autograd/  the graph, backward, differentiable ops, gradcheck           (on tensor)
+ *   autograd/  the graph, backward, differentiable ops, gradcheck, DOT pictures (on tensor)
  *   nn/        modules (BatchNorm2d, ...), functional ops (nnf_*), state_dict (on autograd)
  *   io/        safetensors files, module save/load, atomic writes, JSON     (on nn)
  *   data/      IDX files, data sets, the mini-batch loader                  (on tensor, io)
@@ -20,6 +20,7 @@
 #include "autograd/autograd.h"
 #include "autograd/ops.h"
 #include "autograd/gradcheck.h"
+#include "autograd/dot.h"
 #include "nn/module.h"
 #include "nn/batch_norm.h"
 #include "nn/conv.h"
@@ -30,6 +31,7 @@
 #include "nn/loss.h"
 #include "nn/init.h"
 #include "nn/summary.h"
+#include "nn/module_dot.h"
 #include "io/io.h"
 #include "data/data.h"
 #include "optim/optimizer.h"

@@ -45,6 +45,7 @@ static void node_release_saved(ag_node *n) {
         if (n->fn->free_ctx) n->fn->free_ctx(n->ctx);
         else free(n->ctx);
         n->ctx = NULL;
+        n->ctx_bytes = 0;
     }
 }
 
@@ -98,6 +99,7 @@ ag_node *ag_record(const ag_function *fn, tensor *output, int n_inputs, tensor *
         tensor *in = inputs[i];
         ag_edge *e = &n->inputs[i];
         if (!in) continue;
+        e->storage_id = tensor_storage_id(in);
         e->ndim = in->ndim;
         for (int d = 0; d < in->ndim; d++) e->shape[d] = in->shape[d];
         if (in->grad_fn) {

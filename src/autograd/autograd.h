@@ -89,6 +89,8 @@ typedef struct ag_edge {
     tensor  *leaf; /* owned reference: the input itself when it is a leaf requiring grad, else NULL */
     int      ndim; /* the input's shape, so that a broadcast gradient can be summed back */
     int64_t  shape[TORCH_MAX_DIMS];
+    uint64_t storage_id; /* tensor_storage_id() of the input, 0 when the input was NULL: names a
+                            constant input in a graph picture (autograd/dot.h) */
 } ag_edge;
 
 struct ag_node {
@@ -103,6 +105,7 @@ struct ag_node {
     double   scalars[4];
     int64_t  ints[TORCH_MAX_DIMS + 2];
     void    *ctx;                 /* op-specific, freed by fn->free_ctx (or free) */
+    size_t   ctx_bytes;           /* what ctx holds for backward, for graph pictures (0: not said) */
     int      out_ndim;            /* the output's shape */
     int64_t  out_shape[TORCH_MAX_DIMS];
     /* backward bookkeeping */

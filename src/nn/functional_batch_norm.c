@@ -649,6 +649,7 @@ static tensor *batch_norm_impl(const char *fname, bool relu, tensor *input, tens
             return NULL;
         }
         node->ctx = ctx;
+        node->ctx_bytes = BN_CTX_BYTES(C);
         recorded = true;
     }
 

@@ -206,6 +206,7 @@ tensor *nnf_cross_entropy(tensor *input, tensor *target) {
             y = NULL;
         } else {
             node->ctx = lse; /* freed with free() by the node */
+            node->ctx_bytes = (size_t)N * sizeof *lse;
             lse = NULL;
         }
     }

@@ -8,6 +8,7 @@
  */
 #include "module.h"
 #include "module_observer.h"
+#include "../tensor/text.h"
 
 #include <stb/stb_ds.h>
 #include <stdarg.h>
@@ -302,42 +303,15 @@ nn_module *nn_module_get_child(const nn_module *m, const char *key) {
 
 /* ---- repr ------------------------------------------------------------------------------------- */
 
-/* A growing string; `failed` sticks after the first out-of-memory. */
-typedef struct strbuf {
-    char  *s;
-    size_t len, cap;
-    bool   failed;
-} strbuf;
-
-static void sb_append_n(strbuf *b, const char *s, size_t n) {
-    if (b->failed) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (!p) {
-            b->failed = true;
-            return;
-        }
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void sb_append(strbuf *b, const char *s) { sb_append_n(b, s, strlen(s)); }
-
 /* Appends s with every line after the first indented by `indent` spaces (PyTorch's _addindent). */
-static void sb_append_indented(strbuf *b, const char *s, int indent) {
+static void append_indented(torch_text *b, const char *s, int indent) {
     const char *nl;
     while ((nl = strchr(s, '\n')) != NULL) {
-        sb_append_n(b, s, (size_t)(nl - s) + 1);
-        for (int i = 0; i < indent; i++) sb_append_n(b, " ", 1);
+        torch_text_append_n(b, s, (size_t)(nl - s) + 1);
+        for (int i = 0; i < indent; i++) torch_text_append_n(b, " ", 1);
         s = nl + 1;
     }
-    sb_append(b, s);
+    torch_text_append(b, s);
 }
 
 /* The module's extra_repr as a malloc'ed string ("" when it has none); NULL on out-of-memory. */
@@ -360,36 +334,36 @@ static char *extra_repr_string(const nn_module *m) {
 /* PyTorch's Module.__repr__:
  *   Name(extra)                       one extra line and no children
  *   Name(\n  extra lines\n  (child): repr\n)   otherwise, children indented by 2 */
-static void repr_into(const nn_module *m, strbuf *b) {
+static void repr_into(const nn_module *m, torch_text *b) {
     char *extra = extra_repr_string(m);
     if (!extra) {
         b->failed = true;
         return;
     }
-    sb_append(b, type_name(m));
-    sb_append(b, "(");
+    torch_text_append(b, type_name(m));
+    torch_text_append(b, "(");
     bool has_children = arrlen(m->children) > 0;
     bool multi_line_extra = strchr(extra, '\n') != NULL;
     if (extra[0] && !has_children && !multi_line_extra) {
-        sb_append(b, extra);
+        torch_text_append(b, extra);
     } else if (extra[0] || has_children) {
         if (extra[0]) {
-            sb_append(b, "\n  ");
-            sb_append_indented(b, extra, 2);
+            torch_text_append(b, "\n  ");
+            append_indented(b, extra, 2);
         }
         for (ptrdiff_t i = 0; i < arrlen(m->children); i++) {
-            strbuf child = {0};
+            torch_text child = {0};
             repr_into(m->children[i].value, &child);
             if (child.failed) b->failed = true;
-            sb_append(b, "\n  (");
-            sb_append(b, m->children[i].name);
-            sb_append(b, "): ");
-            if (child.s) sb_append_indented(b, child.s, 2);
+            torch_text_append(b, "\n  (");
+            torch_text_append(b, m->children[i].name);
+            torch_text_append(b, "): ");
+            if (child.s) append_indented(b, child.s, 2);
             free(child.s);
         }
-        sb_append(b, "\n");
+        torch_text_append(b, "\n");
     }
-    sb_append(b, ")");
+    torch_text_append(b, ")");
     free(extra);
 }
 
@@ -398,14 +372,11 @@ char *nn_module_repr(const nn_module *m) {
         torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_module_repr: module is NULL");
         return NULL;
     }
-    strbuf b = {0};
+    torch_text b = {0};
     repr_into(m, &b);
-    if (b.failed) {
-        free(b.s);
-        torch_error(TORCH_ERR_OUT_OF_MEMORY, "nn_module_repr: out of memory");
-        return NULL;
-    }
-    return b.s;
+    char *repr = torch_text_take(&b);
+    if (!repr) torch_error(TORCH_ERR_OUT_OF_MEMORY, "nn_module_repr: out of memory");
+    return repr;
 }
 
 void nn_module_print(const nn_module *m) {

@@ -3,10 +3,10 @@
  * formatting.py, layer_info.py). */
 #include "summary.h"
 
+#include "../tensor/text.h"
 #include "module_observer.h"
 
 #include <stb/stb_ds.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,23 +174,8 @@ void nn_summary_free(nn_summary *s) {
 
 enum { NAME_WIDTH = 40, COLUMN_WIDTH = 25, NAME_ALIGN = 5 };
 
-typedef struct text {
-    char *buf; /* stb_ds */
-} text;
-
-static void put(text *t, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    size_t at = arrlen(t->buf);
-    arrsetlen(t->buf, at + (size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(t->buf + at, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    arrsetlen(t->buf, at + (size_t)n); /* drop the NUL; added back at the end */
-}
+/* torch_text_printf, shortened: the table below is made of these. */
+#define put torch_text_printf
 
 /* Characters, not bytes: the tree's box-drawing characters take three bytes each in UTF-8. */
 static int visible_length(const char *s) {
@@ -200,7 +185,7 @@ static int visible_length(const char *s) {
 }
 
 /* Python's f"{s:<width} ". */
-static void put_padded(text *t, const char *s, int width) {
+static void put_padded(torch_text *t, const char *s, int width) {
     put(t, "%s", s);
     for (int n = visible_length(s); n < width; n++) put(t, " ");
     put(t, " ");
@@ -221,7 +206,7 @@ static void group_thousands(int64_t n, char *out, size_t len) {
 
 /* torchinfo's format_output_num: ": 50,282", " (MB): 0.20", " (M): 123.46": a whole value prints
  * as an integer, any other with two decimals, both with thousands separators. */
-static void put_number(text *t, double value, const char *unit) {
+static void put_number(torch_text *t, double value, const char *unit) {
     char fixed[64], whole[48];
     snprintf(fixed, sizeof fixed, "%.2f", value);
     char *dot = strchr(fixed, '.');
@@ -233,7 +218,7 @@ static void put_number(text *t, double value, const char *unit) {
 }
 
 /* torchinfo's automatic unit for counts (mult-adds): none, K, M, G or T. */
-static void put_count_auto(text *t, const char *label, int64_t n) {
+static void put_count_auto(torch_text *t, const char *label, int64_t n) {
     static const struct {
         double      factor;
         const char *unit;
@@ -256,7 +241,7 @@ static void row_title(const nn_summary_row *row, char *out, size_t len) {
 }
 
 /* The title behind its place in the tree: "├─" at depth 1, "│    " per level and "└─" below. */
-static void put_row_name(text *t, const nn_summary_row *row, int width) {
+static void put_row_name(torch_text *t, const nn_summary_row *row, int width) {
     char title[256], name[1024] = "";
     row_title(row, title, sizeof title);
     size_t at = 0;
@@ -300,7 +285,7 @@ char *nn_summary_str(const nn_summary *s) {
     if (longest >= width) width = (longest + NAME_ALIGN - 1) / NAME_ALIGN * NAME_ALIGN;
     int total_width = width + 2 * COLUMN_WIDTH;
 
-    text t = {0};
+    torch_text t = {0};
     char divider[512];
     int dw = total_width < (int)sizeof divider - 1 ? total_width : (int)sizeof divider - 1;
     memset(divider, '=', (size_t)dw);
@@ -348,14 +333,7 @@ char *nn_summary_str(const nn_summary *s) {
     }
     put(&t, "%s\n", divider);
 
-    size_t n = arrlen(t.buf);
-    char *out = malloc(n + 1);
-    if (!out) {
-        torch_error(TORCH_ERR_OUT_OF_MEMORY, "nn_summary_str: out of memory");
-    } else {
-        memcpy(out, t.buf, n);
-        out[n] = '\0';
-    }
-    arrfree(t.buf);
+    char *out = torch_text_take(&t);
+    if (!out) torch_error(TORCH_ERR_OUT_OF_MEMORY, "nn_summary_str: out of memory");
     return out;
 }

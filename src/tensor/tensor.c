@@ -12,6 +12,7 @@ struct torch_storage {
     size_t capacity; /* what was allocated (>= nbytes, a multiple of STORAGE_ALIGN) */
     int    refcount;
     uint64_t version; /* in-place writes so far (tensor_version) */
+    uint64_t id;      /* tensor_storage_id: unique for the process, never reused */
 };
 
 /* 64-byte alignment: a cache line, and a full AVX-512 vector for the kernels above. */
@@ -99,6 +100,9 @@ void torch_empty_cache(void) {
     mtx_unlock(&cache.lock);
 }
 
+/* Storage ids start at 1, so that 0 can mean "no tensor". */
+static _Atomic uint64_t storage_ids;
+
 static torch_storage *storage_new(size_t nbytes) {
     torch_storage *s = malloc(sizeof *s);
     if (!s) return NULL;
@@ -116,6 +120,7 @@ static torch_storage *storage_new(size_t nbytes) {
     s->nbytes = nbytes;
     s->refcount = 1;
     s->version = 0;
+    s->id = ++storage_ids;
     return s;
 }
 
@@ -144,6 +149,7 @@ void torch_no_grad_guard_exit_(bool *previous) { torch_set_grad_enabled(*previou
 
 uint64_t tensor_version(const tensor *t) { return t->storage->version; }
 void     tensor_bump_version(tensor *t) { t->storage->version++; }
+uint64_t tensor_storage_id(const tensor *t) { return t->storage->id; }
 
 torch_status torch_check_inplace(const char *fname, const tensor *t) {
     if (!t) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: input is NULL", fname);

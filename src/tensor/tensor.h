@@ -138,6 +138,12 @@ void torch_no_grad_guard_exit_(bool *previous);
 uint64_t tensor_version(const tensor *t);
 void     tensor_bump_version(tensor *t);
 
+/* Identity of t's storage (PyTorch's x.untyped_storage().data_ptr(), without reuse): the same for t
+ * and every view of it, and never given to another storage during the process, so it still
+ * identifies a tensor after the tensor was freed (how a graph picture names the constant inputs
+ * of its nodes without keeping them alive). Never 0. */
+uint64_t tensor_storage_id(const tensor *t);
+
 /* ---- lifetime -------------------------------------------------------------------------------- */
 
 /* Adds a reference and returns t (NULL-safe). */
