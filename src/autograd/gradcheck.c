@@ -99,6 +99,16 @@ static const char *label(const char *const *names, int i, char *buf, size_t len)
     return buf;
 }
 
+/* "[1, 0, 2]": the coordinates of flat row-major index k in t's shape. */
+static const char *coordinates(const tensor *t, int64_t k, char *buf, size_t len) {
+    int64_t idx[TORCH_MAX_DIMS];
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        idx[d] = k % t->shape[d];
+        k /= t->shape[d];
+    }
+    return torch_shape_str(t->ndim, idx, buf, len);
+}
+
 /* The analytic pass: the gradients of L = sum(fn(inputs) * r) through tensor_backward, with
  * grad mode on. analytic[i] receives input i's gradient (owned; NULL when none reached it). The
  * inputs' own .grad are set aside first and put back after, whatever happens. *r_out receives
@@ -146,7 +156,7 @@ torch_status torch_gradcheck(torch_gradcheck_fn fn, void *user, int n_inputs, te
     tensor **analytic = NULL, *r = NULL;
     double worst_ratio = -1.0;
     int64_t checked = 0;
-    char who[80];
+    char who[40];
 
     torch_status st = check_args(fn, n_inputs, inputs, options);
     if (st == TORCH_OK && !(analytic = calloc((size_t)n_inputs, sizeof *analytic)))
@@ -199,16 +209,19 @@ torch_status torch_gradcheck(torch_gradcheck_fn fn, void *user, int n_inputs, te
     } else if (st == TORCH_OK) {
         const double err = fabs(res.analytic - res.numeric);
         res.passed = worst_ratio <= 1.0;
+        char where[96];
         label(names, res.worst_input, who, sizeof who);
+        coordinates(inputs[res.worst_input], res.worst_index, where, sizeof where);
         if (res.passed)
             snprintf(res.message, sizeof res.message,
-                     "gradcheck: passed (%lld elements); worst: input %s index %lld: analytic %.6g vs numeric %.6g "
-                     "(abs err %.1e)",
-                     (long long)checked, who, (long long)res.worst_index, res.analytic, res.numeric, err);
+                     "gradcheck: passed (%lld elements); worst: input %s element %s (index %lld): analytic %.6g vs "
+                     "numeric %.6g (abs err %.1e)",
+                     (long long)checked, who, where, (long long)res.worst_index, res.analytic, res.numeric, err);
         else
             snprintf(res.message, sizeof res.message,
-                     "gradcheck: input %s index %lld: analytic %.6g vs numeric %.6g (abs err %.1e, tolerance %.1e)",
-                     who, (long long)res.worst_index, res.analytic, res.numeric, err,
+                     "gradcheck: input %s element %s (index %lld): analytic %.6g vs numeric %.6g (abs err %.1e, "
+                     "tolerance %.1e)",
+                     who, where, (long long)res.worst_index, res.analytic, res.numeric, err,
                      options.atol + options.rtol * fabs(res.numeric));
         if (!res.passed) st = torch_error(TORCH_ERR_INVALID_STATE, "%s", res.message);
     } else {

@@ -45,7 +45,9 @@ typedef struct torch_gradcheck_result {
     int64_t worst_index; /* its flat row-major index in that input */
     double  analytic;    /* the two gradients at the worst element */
     double  numeric;
-    char    message[256]; /* "gradcheck: input 'x' index 17: analytic 0.1234 vs numeric 0.1301 (abs err 6.7e-03)" */
+    /* "gradcheck: input 'x' element [1, 0, 2] (index 17): analytic 0.1234 vs numeric 0.1301 (abs err
+     * 6.7e-03, tolerance 2.3e-03)": the element furthest outside its tolerance, by coordinates */
+    char    message[384];
 } torch_gradcheck_result;
 
 /* Compares analytic and numeric gradients of fn at inputs (n_inputs of them; names[i] labels
