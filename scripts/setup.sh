@@ -6,8 +6,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# graphviz renders the autograd-graph pictures (examples/batch_norm_explained, test_dot_render);
+# without it they are written as DOT files and those tests are skipped.
 packages=(build-essential cmake pkg-config libopenblas-dev libstb-dev libcriterion-dev
-          libcjson-dev zlib1g-dev)
+          libcjson-dev zlib1g-dev graphviz)
 dataset=1
 for arg in "$@"; do
   case $arg in
