@@ -191,6 +191,39 @@ Test(dot, a_tensor_used_twice_is_one_node_and_unlabelled_tensors_are_named_by_ki
     tensor_free(c);
 }
 
+Test(dot, two_views_of_one_storage_are_two_constants_and_an_alias_saved_twice_counts_once) {
+    /* c[0] and c[1]: same storage, same shape, different elements. */
+    const float cv[] = {1, 2, 3, 4, 5, 6};
+    tensor *c = torch_tensor(cv, TORCH_SHAPE(2, 3));
+    tensor *w = leaf((const float[]){1, 2, 3}, 3, true);
+    tensor *c0 = torch_select(c, 0, 0), *c1 = torch_select(c, 0, 1);
+    tensor *wc = torch_mul(w, c0), *y = torch_add(wc, c1);
+    torch_dot_label label = {c, "c", TORCH_DOT_INPUT};
+    char *dot = torch_make_dot(y, (torch_make_dot_options){.labels = &label, .n_labels = 1});
+    parsed p;
+    parse(dot, &p);
+    int views = 0;
+    for (int n = 0; n < p.n_nodes; n++) views += strcmp(p.label[n], "c\\ninput [3]\\nno grad") == 0;
+    cr_expect_eq(views, 2, "%s", dot); /* both named by their storage */
+    cr_expect_eq(p.n_nodes, 6, "%s", dot); /* output, Add, Mul, w, c[0], c[1] */
+    free(dot);
+
+    /* w * w saves w twice (once per operand): two saved boxes, 12 bytes counted once. */
+    tensor *ww = torch_mul(w, w);
+    dot = torch_make_dot(ww, (torch_make_dot_options){.show_saved = true});
+    parse(dot, &p);
+    cr_expect_eq(p.n_saved_edges, 2, "%s", dot);
+    cr_expect_str_eq(p.title, "output [3]: 1 op, 1 leaf tensor requiring grad, 0 constants, saved for backward 12 B");
+    free(dot);
+    tensor_free(ww);
+    tensor_free(y);
+    tensor_free(wc);
+    tensor_free(c0);
+    tensor_free(c1);
+    tensor_free(w);
+    tensor_free(c);
+}
+
 Test(dot, a_root_without_graph_is_drawn_alone) {
     tensor *x = leaf((const float[]){1, 2}, 2, false);
     char *dot = torch_make_dot(x, (torch_make_dot_options){.root_name = "a \"quoted\\\" name"});
@@ -199,6 +232,11 @@ Test(dot, a_root_without_graph_is_drawn_alone) {
     cr_expect_eq(p.n_nodes, 1);
     cr_expect_eq(p.n_edges, 0);
     node(&p, "a \\\"quoted\\\\\\\" name\\n[2]\\nno grad"); /* quotes and backslashes escaped */
+    free(dot);
+    /* A newline becomes DOT's \n, another control character a space: one line per statement. */
+    dot = torch_make_dot(x, (torch_make_dot_options){.root_name = "two\nlines\tand a tab"});
+    parse(dot, &p);
+    node(&p, "two\\nlines and a tab\\n[2]\\nno grad");
     free(dot);
     tensor_free(x);
 }
@@ -232,6 +270,10 @@ Test(dot, bad_arguments_are_refused_with_a_message) {
     cr_expect_eq(torch_last_status(), TORCH_ERR_INVALID_ARGUMENT);
     cr_expect_null(nn_module_make_dot(NULL, e.loss, NULL, false));
     cr_expect_str_eq(torch_last_error(), "nn_module_make_dot: module is NULL");
+    nn_module *relu = nn_relu();
+    cr_expect_null(nn_module_make_dot(relu, NULL, NULL, false));
+    cr_expect_str_eq(torch_last_error(), "nn_module_make_dot: root is NULL");
+    nn_module_free(relu);
     expr_free(&e);
 }
 

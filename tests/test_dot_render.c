@@ -66,7 +66,9 @@ static char *expression_dot(tensor **keep) {
     tensor_set_requires_grad(b, true);
     tensor *wx = torch_mul(w, x), *h = torch_add(wx, b), *loss = torch_sum(h, 0, NULL, false);
     torch_dot_label labels[] = {{w, "w", TORCH_DOT_PARAMETER}, {b, "b", TORCH_DOT_PARAMETER}, {x, "x", TORCH_DOT_INPUT}};
-    char *dot = torch_make_dot(loss, (torch_make_dot_options){.labels = labels, .n_labels = 3, .show_saved = true});
+    /* A root name with a quote, a backslash and a newline: escaped, Graphviz must still read it. */
+    char *dot = torch_make_dot(loss, (torch_make_dot_options){.labels = labels, .n_labels = 3, .show_saved = true,
+                                                              .root_name = "loss \"L\" \\ sum\nof w x + b"});
     cr_assert_not_null(dot);
     tensor_free(wx);
     tensor_free(h);
@@ -89,17 +91,19 @@ Test(dot_render, graphviz_finds_our_nodes_and_edges) {
     cr_assert_not_null(f);
     char line[1024];
     int nodes = 0, edges = 0;
-    bool saved_label = false;
+    bool saved_label = false, root_label = false;
     while (fgets(line, sizeof line, f)) {
         nodes += strncmp(line, "node ", 5) == 0;
         edges += strncmp(line, "edge ", 5) == 0;
         saved_label = saved_label || strstr(line, "\"saved x\\n[3] float32, 12 B\"") != NULL;
+        root_label = root_label || strstr(line, "\"loss \\\"L\\\" \\\\ sum\\nof w x + b\\n[]\\nrequires grad\"") != NULL;
     }
     fclose(f);
     /* output, Sum, Add, Mul, w, b, x and the saved x; 6 data edges and the saved tensor's. */
     cr_expect_eq(nodes, 8);
     cr_expect_eq(edges, 7);
     cr_expect(saved_label, "Graphviz read the saved tensor's label");
+    cr_expect(root_label, "Graphviz read the escaped root label");
     free(dot);
     tensor_free(loss);
     scratch_free(&s);

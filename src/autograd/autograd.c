@@ -99,6 +99,7 @@ ag_node *ag_record(const ag_function *fn, tensor *output, int n_inputs, tensor *
         tensor *in = inputs[i];
         ag_edge *e = &n->inputs[i];
         if (!in) continue;
+        e->tensor_id = in->id;
         e->storage_id = tensor_storage_id(in);
         e->ndim = in->ndim;
         for (int d = 0; d < in->ndim; d++) e->shape[d] = in->shape[d];

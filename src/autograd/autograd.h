@@ -89,8 +89,10 @@ typedef struct ag_edge {
     tensor  *leaf; /* owned reference: the input itself when it is a leaf requiring grad, else NULL */
     int      ndim; /* the input's shape, so that a broadcast gradient can be summed back */
     int64_t  shape[TORCH_MAX_DIMS];
-    uint64_t storage_id; /* tensor_storage_id() of the input, 0 when the input was NULL: names a
-                            constant input in a graph picture (autograd/dot.h) */
+    /* Who the input was, for graph pictures (autograd/dot.h), which must name a constant input
+     * without keeping it alive: its tensor->id and tensor_storage_id(); both 0 for a NULL input. */
+    uint64_t tensor_id;
+    uint64_t storage_id;
 } ag_edge;
 
 struct ag_node {

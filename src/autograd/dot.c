@@ -1,32 +1,58 @@
 /* dot.c — torch_make_dot: the autograd graph as Graphviz DOT (see dot.h for what is drawn). */
 #include "dot.h"
 
-#include <stb/stb_ds.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../tensor/text.h"
 
-/* A DOT node already drawn: an op node, a leaf requiring grad, or a constant input (matched by
- * storage and shape, since only those are left of it). */
+/* A DOT node already drawn: an op node, a leaf requiring grad, or a constant input (by the id of
+ * its tensor struct, since the edge keeps nothing else of it). */
 typedef struct drawn {
     const ag_node *node;
     const tensor  *leaf;
-    uint64_t       storage;
-    int            ndim;
-    const int64_t *shape;
+    uint64_t       tensor_id;
     int            id;
 } drawn;
+
+/* A saved tensor already counted in the total: the same storage range saved twice (w * w saves w
+ * twice) is kept once. */
+typedef struct counted {
+    uint64_t storage;
+    int64_t  offset, numel;
+} counted;
 
 typedef struct walk {
     torch_text                    out;
     const torch_make_dot_options *o;
-    drawn                        *seen;  /* stb_ds */
-    const ag_node               **queue; /* stb_ds: op nodes met, drawn in this order */
+    drawn                        *seen;    /* n_seen of cap_seen */
+    const ag_node               **queue;   /* op nodes met, drawn in this order: n_queue of cap_queue */
+    counted                      *counted; /* n_counted of cap_counted */
+    size_t                        n_seen, cap_seen, n_queue, cap_queue, n_counted, cap_counted;
+    bool                          failed;  /* out of memory: the picture is abandoned */
     int                           next_id;
     int                           n_ops, n_leaves, n_constants;
     size_t                        saved_bytes;
 } walk;
+
+/* array (n elements of `size` bytes, room for *cap) with room for one more: itself or a larger
+ * copy; NULL when out of memory (array untouched, w->failed set). */
+static void *grow(walk *w, void *array, size_t *cap, size_t n, size_t size) {
+    if (w->failed) return NULL;
+    if (n < *cap) return array;
+    size_t new_cap = *cap ? 2 * *cap : 16;
+    void *p = realloc(array, new_cap * size);
+    if (!p) w->failed = true;
+    else *cap = new_cap;
+    return p;
+}
+
+static void enqueue(walk *w, const ag_node *n) {
+    const ag_node **queue = grow(w, w->queue, &w->cap_queue, w->n_queue, sizeof *queue);
+    if (!queue) return;
+    w->queue = queue;
+    w->queue[w->n_queue++] = n;
+}
 
 static const char *role_name(torch_dot_role role) {
     switch (role) {
@@ -46,11 +72,14 @@ static const torch_dot_label *find_label(const walk *w, const tensor *t, uint64_
     return NULL;
 }
 
-/* s as the inside of a DOT string: quotes and backslashes escaped. */
+/* s as the inside of a DOT string: quotes and backslashes escaped, a newline as DOT's \\n, other
+ * control characters as spaces. */
 static void put_escaped(torch_text *out, const char *s) {
     for (; *s; s++) {
-        if (*s == '"' || *s == '\\') torch_text_append_n(out, "\\", 1);
-        torch_text_append_n(out, s, 1);
+        if (*s == '\n') torch_text_append(out, "\\n");
+        else if ((unsigned char)*s < 0x20 || *s == 0x7f) torch_text_append(out, " ");
+        else if (*s == '"' || *s == '\\') torch_text_printf(out, "\\%c", *s);
+        else torch_text_append_n(out, s, 1);
     }
 }
 
@@ -66,24 +95,38 @@ static const char *bytes_str(size_t n, char *buf, size_t len) {
     return buf;
 }
 
-/* The id of an op node, a leaf or a constant; a new one (queued, for an op node) if unseen. */
+/* The id of an op node (node), or of the leaf or constant input of edge e; a new one if unseen
+ * (*is_new; -1 when out of memory). */
 static int id_of(walk *w, const ag_node *node, const ag_edge *e, bool *is_new) {
-    for (ptrdiff_t i = 0; i < arrlen(w->seen); i++) {
+    for (size_t i = 0; i < w->n_seen; i++) {
         const drawn *d = &w->seen[i];
-        bool same = node ? d->node == node
-                  : e->leaf ? d->leaf == e->leaf
-                  : !d->node && !d->leaf && d->storage == e->storage_id && d->ndim == e->ndim &&
-                        memcmp(d->shape, e->shape, sizeof *e->shape * (size_t)e->ndim) == 0;
+        bool same = node ? d->node == node : e->leaf ? d->leaf == e->leaf : !d->node && !d->leaf && d->tensor_id == e->tensor_id;
         if (same) {
             *is_new = false;
             return d->id;
         }
     }
-    drawn d = {.node = node, .id = w->next_id++};
-    if (!node) d = (drawn){.leaf = e->leaf, .storage = e->storage_id, .ndim = e->ndim, .shape = e->shape, .id = d.id};
-    arrput(w->seen, d);
     *is_new = true;
+    drawn *seen = grow(w, w->seen, &w->cap_seen, w->n_seen, sizeof *seen);
+    if (!seen) return -1;
+    w->seen = seen;
+    drawn d = {.node = node, .id = w->next_id++};
+    if (!node) d = (drawn){.leaf = e->leaf, .tensor_id = e->tensor_id, .id = d.id};
+    w->seen[w->n_seen++] = d;
     return d.id;
+}
+
+/* Adds a saved tensor's bytes to the total unless the same storage range was counted. */
+static void count_saved(walk *w, const tensor *s, size_t nbytes) {
+    const counted c = {tensor_storage_id(s), s->offset, s->numel};
+    for (size_t i = 0; i < w->n_counted; i++)
+        if (w->counted[i].storage == c.storage && w->counted[i].offset == c.offset && w->counted[i].numel == c.numel)
+            return;
+    counted *all = grow(w, w->counted, &w->cap_counted, w->n_counted, sizeof *all);
+    if (!all) return;
+    w->counted = all;
+    w->counted[w->n_counted++] = c;
+    w->saved_bytes += nbytes;
 }
 
 /* A leaf requiring grad (e->leaf) or a constant input, drawn once. */
@@ -123,7 +166,7 @@ static void draw_saved(walk *w, const ag_node *n, int id) {
         torch_text_printf(&w->out, "\\n%s %s, %s\", fillcolor=orange];\n", shape_str(s->ndim, s->shape, shape, sizeof shape),
                           torch_dtype_name(s->dtype), bytes_str(nbytes, bytes, sizeof bytes));
         torch_text_printf(&w->out, "  s%d_%d -> n%d [style=dotted, arrowhead=none];\n", id, i, id);
-        w->saved_bytes += nbytes;
+        count_saved(w, s, nbytes);
     }
     if (n->ctx) {
         torch_text_printf(&w->out, "  x%d [label=\"ctx (op state)\\n%s\", fillcolor=orange];\n", id,
@@ -146,7 +189,8 @@ static void draw_node(walk *w, const ag_node *n, int id) {
         if (!e->storage_id) continue; /* an absent optional input (a bias of NULL) */
         bool is_new;
         const int in = id_of(w, e->node, e, &is_new);
-        if (is_new && e->node) arrput(w->queue, e->node);
+        if (in < 0) return;
+        if (is_new && e->node) enqueue(w, e->node);
         else if (is_new) draw_input(w, e, in);
         torch_text_printf(&w->out, "  %c%d -> n%d;\n", e->node ? 'n' : e->leaf ? 'l' : 'c', in, id);
     }
@@ -184,10 +228,10 @@ char *torch_make_dot(const tensor *root, torch_make_dot_options options) {
         bool is_new;
         const int id = id_of(&w, root->grad_fn, NULL, &is_new);
         torch_text_printf(&w.out, "  n%d -> t0;\n", id);
-        arrput(w.queue, root->grad_fn);
+        enqueue(&w, root->grad_fn);
     }
     /* Breadth first: the nodes are drawn in the order of their ids, nearest the root first. */
-    for (ptrdiff_t head = 0; head < arrlen(w.queue); head++) {
+    for (size_t head = 0; head < w.n_queue && !w.failed; head++) {
         bool is_new;
         draw_node(&w, w.queue[head], id_of(&w, w.queue[head], NULL, &is_new));
     }
@@ -200,9 +244,11 @@ char *torch_make_dot(const tensor *root, torch_make_dot_options options) {
     if (options.show_saved)
         torch_text_printf(&w.out, ", saved for backward %s", bytes_str(w.saved_bytes, bytes, sizeof bytes));
     torch_text_append(&w.out, "\";\n}\n");
-    arrfree(w.seen);
-    arrfree(w.queue);
-    char *dot = torch_text_take(&w.out);
+    free(w.seen);
+    free(w.queue);
+    free(w.counted);
+    if (w.failed) torch_text_free(&w.out);
+    char *dot = w.failed ? NULL : torch_text_take(&w.out);
     if (!dot) torch_error(TORCH_ERR_OUT_OF_MEMORY, "torch_make_dot: out of memory");
     return dot;
 }

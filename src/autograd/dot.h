@@ -22,8 +22,9 @@
  *
  * Why buffers are rarely in the picture: in training mode BatchNorm writes running_mean and
  * running_var as a side effect of its forward; they are not inputs of any node. In eval mode
- * the composite BatchNorm (nnf_batch_norm_composite) reads them as constant inputs, and the
- * fused one copies them into its ctx.
+ * the composite BatchNorm (nnf_batch_norm_composite) reads running_mean as a constant input
+ * (running_var only through invstd, a constant computed from it without grad), and the fused one
+ * copies what it needs of both into its ctx.
  */
 #ifndef CTORCH_AUTOGRAD_DOT_H
 #define CTORCH_AUTOGRAD_DOT_H

@@ -156,7 +156,7 @@ torch_status torch_gradcheck(torch_gradcheck_fn fn, void *user, int n_inputs, te
     tensor **analytic = NULL, *r = NULL;
     double worst_ratio = -1.0;
     int64_t checked = 0;
-    char who[40];
+    char who[80];
 
     torch_status st = check_args(fn, n_inputs, inputs, options);
     if (st == TORCH_OK && !(analytic = calloc((size_t)n_inputs, sizeof *analytic)))

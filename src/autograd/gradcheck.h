@@ -47,7 +47,7 @@ typedef struct torch_gradcheck_result {
     double  numeric;
     /* "gradcheck: input 'x' element [1, 0, 2] (index 17): analytic 0.1234 vs numeric 0.1301 (abs err
      * 6.7e-03, tolerance 2.3e-03)": the element furthest outside its tolerance, by coordinates */
-    char    message[384];
+    char    message[512];
 } torch_gradcheck_result;
 
 /* Compares analytic and numeric gradients of fn at inputs (n_inputs of them; names[i] labels

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 
 char *nn_module_make_dot(const nn_module *m, const tensor *root, const tensor *input, bool show_saved) {
-    if (!m) {
-        torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_module_make_dot: module is NULL");
+    if (!m || !root) {
+        torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_module_make_dot: %s is NULL", m ? "root" : "module");
         return NULL;
     }
     nn_tensor_dict *params = nn_module_named_parameters(m);

@@ -175,7 +175,7 @@ void nn_summary_free(nn_summary *s) {
 enum { NAME_WIDTH = 40, COLUMN_WIDTH = 25, NAME_ALIGN = 5 };
 
 /* torch_text_printf, shortened: the table below is made of these. */
-#define put torch_text_printf
+#define put(...) torch_text_printf(__VA_ARGS__)
 
 /* Characters, not bytes: the tree's box-drawing characters take three bytes each in UTF-8. */
 static int visible_length(const char *s) {

@@ -250,6 +250,9 @@ static void set_contiguous_strides(tensor *t) {
     }
 }
 
+/* Serial numbers of tensor structs (tensor.id), from 1. */
+static _Atomic uint64_t tensor_ids;
+
 /* A tensor struct sharing `storage` (retained), with no autograd state. */
 static tensor *tensor_wrap(torch_storage *storage, torch_dtype dtype, int ndim, const int64_t *shape,
                            const int64_t *stride, int64_t offset) {
@@ -259,6 +262,7 @@ static tensor *tensor_wrap(torch_storage *storage, torch_dtype dtype, int ndim, 
         return NULL;
     }
     t->storage = storage;
+    t->id = ++tensor_ids;
     storage->refcount++;
     t->offset = offset;
     t->ndim = ndim;

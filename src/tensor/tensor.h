@@ -64,6 +64,9 @@ typedef struct tensor {
     int64_t        numel;
     torch_dtype    dtype;
     int            refcount;
+    uint64_t       id;               /* this struct's serial number, never reused in the process (a
+                                        view is a new struct: a new id; its storage is shared:
+                                        tensor_storage_id) */
 
     /* Autograd state. The autograd layer sets these; this layer only releases them. */
     bool           requires_grad;    /* a leaf the user wants gradients for, or an op output */
