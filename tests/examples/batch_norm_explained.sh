@@ -3,8 +3,8 @@
 #   - it exits 0, its three gradients agree (twice: training and eval), dx vanishes for a
 #     uniform upstream gradient, and gradcheck passes the right backward and reports the broken one;
 #   - it writes the four graph pictures, and renders them when Graphviz is installed (otherwise it
-#     says how); the DOT files are the ones docs/images holds, byte for byte, and so are the PNGs
-#     when this Graphviz is the one the doc names;
+#     says how); the DOT files are the ones docs/images holds, byte for byte (the PNGs there are
+#     renderings of them; their pixels depend on the fonts a machine has, so they are not compared);
 #   - docs/batch_norm.md quotes its whole output: every line matches this run (six-decimal numbers
 #     to within 1e-5 + 1e-6 |x|, the room float rounding on another CPU may take; measured
 #     differences, printed as 1.2e-07, to within 1e-6; the "picture:" lines, which depend on
@@ -38,29 +38,18 @@ expect gradcheck_passes_the_right_backward 1 "gradcheck: passed (16 elements)"
 expect gradcheck_reports_the_broken_backward 1 "status invalid state: the broken backward is reported"
 expect broken_element_named 1 "gradcheck: input 'x' element ["
 
-# The pictures: DOT always, PNG when Graphviz is there, the same PNG with the doc's Graphviz.
+# The pictures: DOT always, PNG when Graphviz is there.
 doc="$src/docs/batch_norm.md"
-graphviz=""
-command -v dot >/dev/null && graphviz=$(dot -V 2>&1 | sed -n 's/.*version \([0-9.]*\).*/\1/p')
-same_graphviz=0
-[[ -n $graphviz ]] && tr '\n' ' ' <"$doc" | grep -qF "rendered by Graphviz $graphviz " && same_graphviz=1
 for name in bn_fused bn_composite bn_composite_eval cnn_train_step; do
   if cmp -s "$pictures/$name.dot" "$src/docs/images/$name.dot"; then pass
   else fail "docs/images/$name.dot is not what the program writes (bash scripts/update_batch_norm_doc.sh)"; fi
-  if [[ -n $graphviz ]]; then
+  if command -v dot >/dev/null; then
     if [[ $(head -c 4 "$pictures/$name.png" | od -An -c | tr -d ' ') == '211PNG' ]]; then pass
     else fail "$name.png was not rendered"; fi
-    if ((same_graphviz)); then
-      if cmp -s "$pictures/$name.png" "$src/docs/images/$name.png"; then pass
-      else fail "docs/images/$name.png is not what Graphviz $graphviz renders (bash scripts/update_batch_norm_doc.sh)"; fi
-    fi
   else
     expect "how_to_render_$name" 1 "apt-get install graphviz, then dot -Tpng bn_graphs/$name.dot"
   fi
 done
-if [[ -n $graphviz ]] && ((!same_graphviz)); then
-  echo "note: Graphviz $graphviz is not the version docs/batch_norm.md names: PNG bytes not compared"
-fi
 
 # The doc's copy of the output, between its markers, without the code fence.
 sed -n '/<!-- batch_norm_explained output: begin -->/,/<!-- batch_norm_explained output: end -->/p' "$doc" |
