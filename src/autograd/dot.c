@@ -83,10 +83,6 @@ static void put_escaped(torch_text *out, const char *s) {
     }
 }
 
-static const char *shape_str(int ndim, const int64_t *shape, char *buf, size_t len) {
-    return torch_shape_str(ndim, shape, buf, len);
-}
-
 /* "64 B", "3.1 KiB", "12.3 MiB". */
 static const char *bytes_str(size_t n, char *buf, size_t len) {
     if (n < 1024) snprintf(buf, len, "%zu B", n);
@@ -134,7 +130,7 @@ static void draw_input(walk *w, const ag_edge *e, int id) {
     char shape[96];
     const tensor *t = e->leaf;
     const torch_dot_label *l = find_label(w, t, e->storage_id);
-    shape_str(e->ndim, e->shape, shape, sizeof shape);
+    torch_shape_str(e->ndim, e->shape, shape, sizeof shape);
     torch_text_printf(&w->out, "  %c%d [label=\"", t ? 'l' : 'c', id);
     if (l && strcmp(l->name, role_name(l->role)) == 0) {
         torch_text_printf(&w->out, "%s %s", l->name, shape); /* "input [2, 2]", not "input\\ninput [2, 2]" */
@@ -163,7 +159,7 @@ static void draw_saved(walk *w, const ag_node *n, int id) {
             torch_text_printf(&w->out, " ");
             put_escaped(&w->out, l->name);
         }
-        torch_text_printf(&w->out, "\\n%s %s, %s\", fillcolor=orange];\n", shape_str(s->ndim, s->shape, shape, sizeof shape),
+        torch_text_printf(&w->out, "\\n%s %s, %s\", fillcolor=orange];\n", torch_shape_str(s->ndim, s->shape, shape, sizeof shape),
                           torch_dtype_name(s->dtype), bytes_str(nbytes, bytes, sizeof bytes));
         torch_text_printf(&w->out, "  s%d_%d -> n%d [style=dotted, arrowhead=none];\n", id, i, id);
         count_saved(w, s, nbytes);
@@ -182,7 +178,7 @@ static void draw_node(walk *w, const ag_node *n, int id) {
     w->n_ops++;
     torch_text_printf(&w->out, "  n%d [label=\"", id);
     put_escaped(&w->out, ag_function_name(n->fn));
-    torch_text_printf(&w->out, "\\n%s%s\", fillcolor=lightgrey];\n", shape_str(n->out_ndim, n->out_shape, shape, sizeof shape),
+    torch_text_printf(&w->out, "\\n%s%s\", fillcolor=lightgrey];\n", torch_shape_str(n->out_ndim, n->out_shape, shape, sizeof shape),
                       n->released ? "\\nsaved state freed by backward" : "");
     for (int i = 0; i < n->n_inputs; i++) {
         const ag_edge *e = &n->inputs[i];
@@ -215,7 +211,7 @@ char *torch_make_dot(const tensor *root, torch_make_dot_options options) {
     walk w = {.o = &options};
     char shape[96], bytes[32];
     const char *root_name = options.root_name ? options.root_name : "output";
-    shape_str(root->ndim, root->shape, shape, sizeof shape);
+    torch_shape_str(root->ndim, root->shape, shape, sizeof shape);
 
     torch_text_append(&w.out, "digraph autograd {\n"
                               "  node [shape=box, style=filled, fontname=\"Helvetica\", fontsize=10];\n"
