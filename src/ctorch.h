@@ -32,6 +32,7 @@
 #include "nn/init.h"
 #include "nn/summary.h"
 #include "nn/module_dot.h"
+#include "nn/fuse.h"
 #include "io/io.h"
 #include "data/data.h"
 #include "optim/optimizer.h"
@@ -39,5 +40,6 @@
 #include "optim/adam.h"
 #include "optim/lr_scheduler.h"
 #include "optim/checkpoint.h"
+#include "optim/update_bn.h"
 
 #endif /* CTORCH_H */

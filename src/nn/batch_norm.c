@@ -3,6 +3,7 @@
  * nnf_batch_norm in functional_batch_norm.c. */
 #include "batch_norm.h"
 #include "activation.h" /* nn_is_relu: the module BatchNorm absorbs */
+#include "batch_norm_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -36,7 +37,8 @@ nn_batch_norm_options nn_batch_norm_options_default(int64_t num_features) {
                                .momentum = 0.1,
                                .cumulative_moving_average = false,
                                .affine = true,
-                               .track_running_stats = true};
+                               .track_running_stats = true,
+                               .ghost_batch_size = 0};
     return o;
 }
 
@@ -46,12 +48,15 @@ nn_batch_norm_module *nn_as_batch_norm(nn_module *m) {
     return NULL;
 }
 
-/* eps and momentum may change between forwards, so the forward checks them again. */
+/* eps, momentum and ghost_batch_size may change between forwards, so the forward checks them again. */
 static torch_status check_eps_momentum(const char *name, const nn_batch_norm_options *o) {
     if (!(o->eps > 0) || isinf(o->eps))
         return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: eps must be > 0 (got %g)", name, o->eps);
     if (!o->cumulative_moving_average && !(o->momentum >= 0 && o->momentum <= 1))
         return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: momentum must be in [0, 1] (got %g)", name, o->momentum);
+    if (o->ghost_batch_size < 0)
+        return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: ghost_batch_size must be >= 0 (0: off) (got %lld)", name,
+                           (long long)o->ghost_batch_size);
     return TORCH_OK;
 }
 
@@ -127,34 +132,44 @@ static tensor *batch_norm_run(nn_module *self, tensor *input, bool relu) {
         return NULL;
     }
     if (check_eps_momentum(name, o) != TORCH_OK) return NULL;
-    const bool tracking = bn->running_mean != NULL;
-    const bool batch_stats = self->training || !tracking;
+    /* A frozen module behaves as in eval mode whatever its training flag. */
+    const bool tracking = bn->running_mean != NULL, training = self->training && bn->frozen == NN_BATCH_NORM_UNFROZEN;
+    const bool batch_stats = training || !tracking;
     if (batch_stats && input->numel / input->shape[1] == 1) {
         char buf[128];
         torch_error(TORCH_ERR_SHAPE, "%s: Expected more than 1 value per channel when training, got input size %s", name,
                     torch_shape_str(input->ndim, input->shape, buf, sizeof buf));
         return NULL;
     }
+    const int64_t ghost = batch_stats ? o->ghost_batch_size : 0, N = input->shape[0];
+    if (ghost > N) {
+        torch_error(TORCH_ERR_SHAPE, "%s: ghost_batch_size %lld is larger than the batch (got %lld)", name,
+                    (long long)ghost, (long long)N);
+        return NULL;
+    }
 
-    /* 2. The factor uses the count after this batch: 1/num_batches_tracked for the cumulative average. */
-    const bool update = self->training && tracking;
+    /* 2. The factor uses the count after this batch: 1/num_batches_tracked for the cumulative
+     *    average, sub-batch after sub-batch for ghost batches. */
+    const bool update = training && tracking;
     int64_t *count = tracking ? tensor_data_i64(bn->num_batches_tracked) : NULL;
-    double factor = 0.0;
     if (update && *count < 0) { /* written by the user: loading refuses it */
         torch_error(TORCH_ERR_INVALID_STATE,
                     "%s: num_batches_tracked is %lld, expected a count >= 0 (nn_batch_norm_reset_running_stats "
                     "resets it)", name, (long long)*count);
         return NULL;
     }
-    if (update) factor = o->cumulative_moving_average ? 1.0 / ((double)*count + 1.0) : o->momentum;
+    const bn_update how = {.momentum = update ? o->momentum : 0.0,
+                           .cumulative = update && o->cumulative_moving_average,
+                           .count = update ? *count : 0};
 
-    /* 3. Compute (updates the running statistics in place on success), then count the batch. */
-    tensor *(*fn)(tensor *, tensor *, tensor *, tensor *, tensor *, bool, double, double) =
-        relu ? nnf_batch_norm_relu : nnf_batch_norm;
-    tensor *y = fn(input, update || !batch_stats ? bn->running_mean : NULL, update || !batch_stats ? bn->running_var : NULL,
-                   bn->weight, bn->bias, batch_stats, factor, o->eps);
+    /* 3. Compute (updates the running statistics in place on success), then count the batches. */
+    const char *fname = ghost ? name : relu ? "nnf_batch_norm_relu" : "nnf_batch_norm";
+    tensor *y = bn_forward(fname, relu, input, update || !batch_stats ? bn->running_mean : NULL,
+                           update || !batch_stats ? bn->running_var : NULL, bn->weight, bn->bias, batch_stats, how,
+                           o->eps, ghost);
     if (y && update) {
-        if (*count < INT64_MAX) *count += 1; /* saturates: 2^63 batches is "as many as can be" */
+        const int64_t batches = ghost ? (N + ghost - 1) / ghost : 1;
+        *count = *count <= INT64_MAX - batches ? *count + batches : INT64_MAX; /* saturates: 2^63 is "as many as can be" */
         tensor_bump_version(bn->num_batches_tracked);
     }
     return y;
@@ -180,6 +195,41 @@ tensor *nn_batch_norm_forward_relu(nn_module *m, tensor *input) {
         return NULL;
     }
     return batch_norm_run(m, input, true);
+}
+
+torch_status nn_batch_norm_freeze(nn_module *model, nn_batch_norm_freeze_mode mode, int64_t *frozen_count) {
+    if (!model) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_batch_norm_freeze: model is NULL");
+    if (mode != NN_BATCH_NORM_UNFROZEN && mode != NN_BATCH_NORM_FREEZE_STATS && mode != NN_BATCH_NORM_FREEZE_ALL)
+        return torch_error(TORCH_ERR_INVALID_ARGUMENT,
+                           "nn_batch_norm_freeze: mode must be NN_BATCH_NORM_UNFROZEN, _FREEZE_STATS or _FREEZE_ALL "
+                           "(got %d)", (int)mode);
+    nn_module_list *all = nn_module_named_modules(model);
+    if (!all) return torch_last_status();
+    /* Check every module first: a refused call changes none. */
+    torch_status st = TORCH_OK;
+    for (int64_t i = 0; i < all->count && st == TORCH_OK; i++) {
+        const nn_batch_norm_module *bn = nn_as_batch_norm(all->items[i].value);
+        if (bn && mode != NN_BATCH_NORM_UNFROZEN && !bn->running_mean)
+            st = torch_error(TORCH_ERR_INVALID_ARGUMENT,
+                             "nn_batch_norm_freeze: %s%s%s%s has no running statistics to freeze "
+                             "(track_running_stats=False)",
+                             bn->base.ops->type_name, *all->items[i].name ? " '" : "", all->items[i].name,
+                             *all->items[i].name ? "'" : "");
+    }
+    int64_t n = 0;
+    for (int64_t i = 0; i < all->count && st == TORCH_OK; i++) {
+        nn_batch_norm_module *bn = nn_as_batch_norm(all->items[i].value);
+        if (!bn) continue;
+        bn->frozen = mode;
+        if (bn->weight) { /* cannot fail: parameters are leaves */
+            tensor_set_requires_grad(bn->weight, mode != NN_BATCH_NORM_FREEZE_ALL);
+            tensor_set_requires_grad(bn->bias, mode != NN_BATCH_NORM_FREEZE_ALL);
+        }
+        n++;
+    }
+    nn_module_list_free(all);
+    if (frozen_count && st == TORCH_OK) *frozen_count = n;
+    return st;
 }
 
 torch_status nn_batch_norm_reset_running_stats(nn_module *m) {
@@ -278,8 +328,14 @@ static int batch_norm_extra_repr(const nn_module *self, char *buf, size_t len) {
         snprintf(momentum, sizeof momentum, "None");
     else
         python_float_repr(o->momentum, momentum, sizeof momentum);
-    /* affine and tracking as built: the registered tensors, not options changed later */
-    return snprintf(buf, len, "%lld, eps=%s, momentum=%s, affine=%s, track_running_stats=%s",
+    /* affine and tracking as built: the registered tensors, not options changed later; the
+     * variants only when used, so that a plain module reads as PyTorch's */
+    char ghost[48] = "";
+    if (o->ghost_batch_size > 0) snprintf(ghost, sizeof ghost, ", ghost_batch_size=%lld", (long long)o->ghost_batch_size);
+    const char *frozen = bn->frozen == NN_BATCH_NORM_FREEZE_ALL     ? ", frozen=all"
+                         : bn->frozen == NN_BATCH_NORM_FREEZE_STATS ? ", frozen=stats"
+                                                                    : "";
+    return snprintf(buf, len, "%lld, eps=%s, momentum=%s, affine=%s, track_running_stats=%s%s%s",
                     (long long)o->num_features, eps, momentum, bn->weight ? "True" : "False",
-                    bn->running_mean ? "True" : "False");
+                    bn->running_mean ? "True" : "False", ghost, frozen);
 }

@@ -25,6 +25,20 @@
  *     running_var  = (1 - f) * running_var  + f * var * M / (M - 1)     (unbiased)
  *   eval with tracking normalises with the running statistics and never changes them.
  *   The training flag decides, not the grad mode: a no-grad scope still updates the statistics.
+ *
+ * Variants (none in PyTorch itself; the state_dict keys stay those above, so a model saves and
+ * loads as with plain BatchNorm):
+ *   - ghost batches (Hoffer et al. 2017, options.ghost_batch_size = G > 0): where batch statistics
+ *     are used, the N rows are split into ceil(N / G) sub-batches as torch.tensor_split splits
+ *     them (sizes as equal as can be, the first N % ceil(N / G) one row longer: N = 70, G = 32
+ *     gives 24, 23, 23), and each is normalised with its own statistics. The running statistics
+ *     are updated once per sub-batch, in order, and num_batches_tracked grows by their number:
+ *     exactly what calling plain BatchNorm on each sub-batch in turn would do (with the cumulative
+ *     average, sub-batch g gets factor 1 / (num_batches_tracked + g + 1)). Training needs
+ *     N >= G; eval with running statistics ignores G.
+ *   - frozen (nn_batch_norm_freeze): detectron2's FrozenBatchNorm2d inside a training loop.
+ *   - precise statistics: optim_update_bn (optim/update_bn.h).
+ *   - folded into the convolution before it for inference: nn_module_fuse_eval_ (nn/fuse.h).
  */
 #ifndef CTORCH_NN_BATCH_NORM_H
 #define CTORCH_NN_BATCH_NORM_H
@@ -39,6 +53,7 @@ typedef struct nn_batch_norm_options {
     bool    cumulative_moving_average; /* PyTorch's momentum=None, R's momentum=NULL: factor 1/num_batches_tracked. Default false. */
     bool    affine;                    /* Learnable weight (ones) and bias (zeros). Default true. No effect if changed after construction. */
     bool    track_running_stats;       /* running_mean/running_var/num_batches_tracked buffers. Default true. No effect if changed after construction. */
+    int64_t ghost_batch_size;          /* Ghost batch normalization over sub-batches of this many rows (see the top). Default 0: off; >= 0. */
 } nn_batch_norm_options;
 
 /* The defaults above for num_features channels (the warning-free way to build options). */
@@ -53,6 +68,7 @@ nn_batch_norm_options nn_batch_norm_options_default(int64_t num_features);
                              .cumulative_moving_average = false,                                   \
                              .affine = true,                                                       \
                              .track_running_stats = true,                                          \
+                             .ghost_batch_size = 0,                                                \
                              __VA_ARGS__})
 
 /* BatchNorm1d: input (N, C) or (N, C, L). */
@@ -62,11 +78,21 @@ nn_module *nn_batch_norm2d(nn_batch_norm_options options);
 /* BatchNorm3d: input (N, C, D, H, W). */
 nn_module *nn_batch_norm3d(nn_batch_norm_options options);
 
+/* What a frozen BatchNorm keeps fixed (nn_batch_norm_freeze). */
+typedef enum nn_batch_norm_freeze_mode {
+    NN_BATCH_NORM_UNFROZEN = 0,   /* plain BatchNorm: the training flag decides (the default) */
+    NN_BATCH_NORM_FREEZE_STATS,   /* normalise with the running statistics, never update them, even in
+                                   * training mode; weight and bias still learn */
+    NN_BATCH_NORM_FREEZE_ALL,     /* FREEZE_STATS, and weight and bias stop requiring grad: a constant
+                                   * per-channel affine map (detectron2's FrozenBatchNorm2d) */
+} nn_batch_norm_freeze_mode;
+
 /* The typed view of a BatchNorm1d/2d/3d module. */
 typedef struct nn_batch_norm_module {
     nn_module             base;    /* must be first */
-    nn_batch_norm_options options; /* eps, momentum and cumulative_moving_average may be changed between forwards */
+    nn_batch_norm_options options; /* eps, momentum, cumulative_moving_average and ghost_batch_size may be changed between forwards */
     int                   dims;    /* spatial dims: 1, 2 or 3 (accepted input ranks 2-3, 4, 5) */
+    nn_batch_norm_freeze_mode frozen; /* set by nn_batch_norm_freeze; read at every forward */
     /* Borrowed views of the registered tensors, NULL when absent (affine / track_running_stats off). */
     tensor *weight, *bias;                   /* parameters [C] */
     tensor *running_mean, *running_var;      /* buffers [C] */
@@ -80,6 +106,17 @@ nn_batch_norm_module *nn_as_batch_norm(nn_module *m);
  * and messages, the same running-statistics update, the numbers of the two modules in turn, bit for
  * bit. nn_sequential calls it for a BatchNorm module directly followed by a ReLU module. */
 tensor *nn_batch_norm_forward_relu(nn_module *m, tensor *input);
+
+/* Freezes (or, with NN_BATCH_NORM_UNFROZEN, unfreezes) every BatchNorm module of model, model
+ * itself included, in place: detectron2's FrozenBatchNorm2d.convert_frozen_batchnorm without
+ * changing the module type, so state_dict keys, repr type and the training flag stay. A frozen
+ * module normalises with its running statistics whatever the training flag -- its forward and
+ * backward are those of eval mode -- and no forward changes its buffers. FREEZE_ALL also sets
+ * requires_grad = false on weight and bias (an optimizer then skips them: their grad stays NULL);
+ * STATS and UNFROZEN set it back to true. Every BatchNorm must track running statistics; on
+ * error (a NULL model, a bad mode, a BatchNorm without running statistics, named by its key)
+ * nothing changes. *frozen_count (may be NULL) gets how many BatchNorm modules were set. */
+torch_status nn_batch_norm_freeze(nn_module *model, nn_batch_norm_freeze_mode mode, int64_t *frozen_count);
 
 /* running_mean <- 0, running_var <- 1, num_batches_tracked <- 0 (no-op without tracking). */
 torch_status nn_batch_norm_reset_running_stats(nn_module *m);
@@ -104,6 +141,16 @@ tensor *nnf_batch_norm(tensor *input, tensor *running_mean, tensor *running_var,
  * BatchNorm module directly followed by a ReLU module. */
 tensor *nnf_batch_norm_relu(tensor *input, tensor *running_mean, tensor *running_var, tensor *weight, tensor *bias,
                             bool training, double momentum, double eps);
+
+/* Ghost batch normalization (Hoffer et al. 2017) as a function: in training, nnf_batch_norm applied
+ * to each of input.tensor_split(ceil(N / ghost_batch_size)) in turn, the outputs concatenated --
+ * with the same numbers, in one pass over memory and one NativeBatchNormBackward0 node whose
+ * analytic backward treats each sub-batch as its own batch. The running statistics (if given)
+ * are updated once per sub-batch, in order, each time with factor momentum. Not training: exactly
+ * nnf_batch_norm. ghost_batch_size must be > 0 and, in training, at most N, with more than one
+ * value per channel in every sub-batch. */
+tensor *nnf_ghost_batch_norm(tensor *input, tensor *running_mean, tensor *running_var, tensor *weight, tensor *bias,
+                             bool training, double momentum, double eps, int64_t ghost_batch_size);
 
 /* The same function composed of differentiable primitives (torch_mean, torch_var, torch_sub,
  * torch_rsqrt, torch_mul, torch_add, torch_reshape), so that autograd derives the gradient by

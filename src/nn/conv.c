@@ -31,7 +31,9 @@
  */
 #include "conv.h"
 
+#include "batch_norm.h" /* the module a Conv2d folds (conv2d_fold_next) */
 #include "conv_kernels.h"
+#include "fuse.h"
 #include "init.h"
 
 #include <limits.h>
@@ -411,11 +413,20 @@ static int conv2d_extra_repr(const nn_module *self, char *buf, size_t len) {
                     o->bias ? "" : ", bias=False");
 }
 
+/* A BatchNorm2d after a Conv2d folds into it for inference (fuse.h). */
+static bool conv2d_fold_next(const nn_module *self, const nn_module *next, nn_module **folded) {
+    const nn_batch_norm_module *bn = nn_as_batch_norm((nn_module *)next);
+    if (!bn || bn->dims != 2) return false;
+    *folded = nn_utils_fuse_conv_bn_eval(self, next);
+    return true;
+}
+
 static const nn_module_ops conv2d_ops = {
     .type_name = "Conv2d",
     .forward = conv2d_module_forward,
     .reset_parameters = conv2d_reset_parameters,
     .extra_repr = conv2d_extra_repr,
+    .fold_next = conv2d_fold_next,
 };
 
 nn_conv2d_options nn_conv2d_options_default(int64_t in_channels, int64_t out_channels, int64_t kernel_size) {

@@ -1,8 +1,9 @@
 /* functional_batch_norm.c — nnf_batch_norm: per-channel statistics, the fused forward, its
  * analytic backward (one NativeBatchNormBackward0 node), the same followed by ReLU in the same
- * passes (nnf_batch_norm_relu). The composite teaching reference, nnf_batch_norm_composite, is in
- * functional_batch_norm_composite.c; the argument checks both use are declared in
- * batch_norm_checks.h.
+ * passes (nnf_batch_norm_relu), and ghost batch normalization (nnf_ghost_batch_norm): the same
+ * kernels run on each sub-batch in turn, one node holding each sub-batch's statistics. The
+ * composite teaching reference, nnf_batch_norm_composite, is in functional_batch_norm_composite.c;
+ * the argument checks both use are declared in batch_norm_internal.h.
  *
  * Layout: an (N, C, *) input is seen as (N, C, S) with S = prod(*): N * C planes of S contiguous
  * floats, plane p = n * C + c belonging to channel c. Channel c has M = N * S values.
@@ -51,7 +52,7 @@
 #include "../autograd/ops.h"
 #include "../tensor/parallel.h"
 #include "../tensor/simd.h"
-#include "batch_norm_checks.h"
+#include "batch_norm_internal.h"
 
 /* Below this many input elements the kernels stay on one thread (the fork costs more). */
 #define BN_PARALLEL_MIN 32768
@@ -65,16 +66,31 @@
  * backward took twice as long, its short scattered planes defeating the hardware prefetcher. */
 #define BN_CHANNEL_MIN 1024
 
-/* What the backward needs besides the saved input and weight. */
+/* What the backward needs besides the saved input and weight, per (sub-)batch: one block for
+ * nnf_batch_norm, one per ghost sub-batch after another for nnf_ghost_batch_norm, all of
+ * BN_CTX_BYTES(C) (ctx_block). */
 typedef struct bn_ctx {
-    int64_t N, C, S;
+    int64_t N, C, S;  /* this block's batch: N rows of C planes of S values */
+    int64_t groups;   /* how many blocks the node holds (1 unless ghost); the same in each */
     bool    training; /* batch statistics (true) or constant running statistics (false) */
     bool    relu;     /* a ReLU follows (nnf_batch_norm_relu) */
     double  data[];   /* mean[C], invstd[C], then the forward's C bn_normalise (ctx_normalise) */
 } bn_ctx;
 
-/* Bytes of a bn_ctx for C channels. */
+/* Bytes of a bn_ctx block for C channels (a multiple of 8, so that blocks follow one another). */
 #define BN_CTX_BYTES(C) (sizeof(bn_ctx) + 4 * (size_t)(C) * sizeof(double))
+
+static bn_ctx *ctx_block(const bn_ctx *ctx, int64_t g) {
+    return (bn_ctx *)((char *)ctx + (size_t)g * BN_CTX_BYTES(ctx->C));
+}
+
+/* Rows [*first, *first + *rows) of sub-batch g when N rows are split into G as torch.tensor_split
+ * splits them: sizes as equal as can be, the first N % G sub-batches one row longer. */
+static void sub_batch(int64_t N, int64_t G, int64_t g, int64_t *first, int64_t *rows) {
+    const int64_t q = N / G, r = N % G;
+    *first = g * q + (g < r ? g : r);
+    *rows = q + (g < r);
+}
 
 /* ---- SIMD --------------------------------------------------------------------------------------- */
 
@@ -423,7 +439,7 @@ static void plane_scale(float *restrict dx /* (S) */, const float *restrict dy /
     for (; i < S; i++) dx[i] = (float)(GRAD1(dy, x, relu_k, i) * a);
 }
 
-/* ---- checks shared by the fused and the composite versions (batch_norm_checks.h) ------------- */
+/* ---- checks shared by the fused and the composite versions (batch_norm_internal.h) ------------- */
 
 static torch_status check_vector(const char *fname, const char *what, const tensor *t, int64_t C) {
     if (!t) return TORCH_OK;
@@ -600,25 +616,56 @@ static const ag_function batch_norm_relu_function = {
     .free_ctx = NULL,
 };
 
-/* nnf_batch_norm, followed by ReLU when `relu`. */
-static tensor *batch_norm_impl(const char *fname, bool relu, tensor *input, tensor *running_mean, tensor *running_var,
-                               tensor *weight, tensor *bias, bool training, double momentum, double eps) {
-    if (bn_check_args(fname, input, running_mean, running_var, weight, bias, training, momentum, eps) != TORCH_OK)
+/* The ghost batch's own checks (after bn_check_args): a size in [1, N], and more than one value per
+ * channel in every sub-batch (the smallest has floor(N / G) rows). */
+static torch_status check_ghost(const char *fname, const tensor *input, int64_t ghost_batch_size, int64_t G) {
+    const int64_t N = input->shape[0];
+    if (ghost_batch_size < 0)
+        return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: ghost_batch_size must be > 0 (got %lld)", fname,
+                           (long long)ghost_batch_size);
+    if (ghost_batch_size > N)
+        return torch_error(TORCH_ERR_SHAPE, "%s: ghost_batch_size %lld is larger than the batch (got %lld)", fname,
+                           (long long)ghost_batch_size, (long long)N);
+    if (N / G * torch_shape_numel(input->ndim - 2, input->shape + 2) == 1) {
+        int64_t shape[TORCH_MAX_DIMS];
+        for (int d = 0; d < input->ndim; d++) shape[d] = input->shape[d];
+        shape[0] = N / G;
+        char buf[128];
+        return torch_error(TORCH_ERR_SHAPE,
+                           "%s: Expected more than 1 value per channel when training, got a sub-batch of size %s "
+                           "(ghost_batch_size %lld splits %lld rows into %lld)",
+                           fname, torch_shape_str(input->ndim, shape, buf, sizeof buf), (long long)ghost_batch_size,
+                           (long long)N, (long long)G);
+    }
+    return TORCH_OK;
+}
+
+tensor *bn_forward(const char *fname, bool relu, tensor *input, tensor *running_mean, tensor *running_var,
+                   tensor *weight, tensor *bias, bool training, bn_update update, double eps, int64_t ghost_batch_size) {
+    if (bn_check_args(fname, input, running_mean, running_var, weight, bias, training,
+                      update.cumulative ? 0.0 : update.momentum, eps) != TORCH_OK)
         return NULL;
     const int64_t N = input->shape[0], C = input->shape[1];
     const int64_t S = N * C > 0 ? input->numel / (N * C) : torch_shape_numel(input->ndim - 2, input->shape + 2);
-    const int64_t M = N * S;
+    /* G sub-batches, of `rows` or `rows` + 1 rows (one, of N rows, without ghost batches) */
+    const bool ghost = training && ghost_batch_size != 0;
+    const int64_t G = ghost && ghost_batch_size > 0 ? (N + ghost_batch_size - 1) / ghost_batch_size : 1;
+    if (ghost && check_ghost(fname, input, ghost_batch_size, G) != TORCH_OK) return NULL;
+    const int64_t rows = N / G, longest = rows + (N % G != 0);
 
-    /* 1. Allocate: a contiguous input, the output, ctx (mean, invstd, constants) and scratch:
-     *    per-plane partials (training with planes of BN_PLANE_MIN values or more), m2 (C). */
+    /* 1. Allocate: a contiguous input, the output, ctx (mean, invstd, constants per sub-batch) and
+     *    scratch: per-plane partials (training with planes of BN_PLANE_MIN values or more), reused
+     *    by each sub-batch in turn, and m2 (C per sub-batch). */
     tensor *x = tensor_contiguous(input);
     tensor *y = x ? torch_empty(input->ndim, input->shape) : NULL;
-    const size_t n_part = partials_needed(training, N, C, S);
+    const size_t n_part = partials_needed(training, longest, C, S) > partials_needed(training, rows, C, S)
+                              ? partials_needed(training, longest, C, S)
+                              : partials_needed(training, rows, C, S);
     bn_ctx *ctx = NULL;
     bn_partial *scratch = NULL;
     if (y) {
-        ctx = malloc(BN_CTX_BYTES(C));
-        scratch = scratch_alloc(n_part, (size_t)C * sizeof(double));
+        ctx = malloc((size_t)G * BN_CTX_BYTES(C));
+        scratch = scratch_alloc(n_part, (size_t)(G * C) * sizeof(double));
         if (!ctx || !scratch) torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", fname);
     }
     if (!ctx || !scratch) {
@@ -628,13 +675,19 @@ static tensor *batch_norm_impl(const char *fname, bool relu, tensor *input, tens
         tensor_free(x);
         return NULL;
     }
-    *ctx = (bn_ctx){.N = N, .C = C, .S = S, .training = training, .relu = relu};
-    double *mean = ctx->data, *invstd = ctx->data + C, *m2 = (double *)(scratch + n_part);
-    bn_normalise *k = ctx_normalise(ctx);
+    double *m2_all = (double *)(scratch + n_part);
 
-    /* 2. Compute: the batch statistics or the running ones, and y. */
-    batch_norm_forward_kernel(tensor_data_f32(y), tensor_data_f32(x), N, C, S, weight, bias, running_mean, running_var,
-                              training, eps, mean, invstd, m2, n_part ? scratch : NULL, k, relu);
+    /* 2. Compute, sub-batch by sub-batch: the batch statistics or the running ones, and y. */
+    for (int64_t g = 0; g < G; g++) {
+        int64_t first, n;
+        sub_batch(N, G, g, &first, &n);
+        bn_ctx *b = (bn_ctx *)((char *)ctx + (size_t)g * BN_CTX_BYTES(C)); /* ctx_block, before ctx->C is set */
+        *b = (bn_ctx){.N = n, .C = C, .S = S, .groups = G, .training = training, .relu = relu};
+        const size_t part_g = partials_needed(training, n, C, S);
+        batch_norm_forward_kernel(tensor_data_f32(y) + first * C * S, tensor_data_f32(x) + first * C * S, n, C, S,
+                                  weight, bias, running_mean, running_var, training, eps, b->data, b->data + C,
+                                  m2_all + g * C, part_g ? scratch : NULL, ctx_normalise(b), relu);
+    }
 
     /* 3. Record the node: the last step that can fail. */
     tensor *inputs[3] = {input, weight, bias};
@@ -649,12 +702,18 @@ static tensor *batch_norm_impl(const char *fname, bool relu, tensor *input, tens
             return NULL;
         }
         node->ctx = ctx;
-        node->ctx_bytes = BN_CTX_BYTES(C);
+        node->ctx_bytes = (size_t)G * BN_CTX_BYTES(C);
         recorded = true;
     }
 
-    /* 4. Commit: the running statistics, with the unbiased variance (an empty batch changes nothing). */
-    if (training && running_mean && M > 1) {
+    /* 4. Commit: the running statistics, with the unbiased variance, one sub-batch after the other as
+     *    separate calls would (an empty batch changes nothing). */
+    for (int64_t g = 0; training && running_mean && g < G; g++) {
+        const bn_ctx *b = ctx_block(ctx, g);
+        const int64_t M = b->N * S;
+        if (M <= 1) continue;
+        const double momentum = update.cumulative ? 1.0 / ((double)update.count + (double)g + 1.0) : update.momentum;
+        const double *mean = b->data, *m2 = m2_all + g * C;
         float *rm = tensor_data_f32(running_mean), *rv = tensor_data_f32(running_var);
         const int64_t sm = running_mean->stride[0], sv = running_var->stride[0];
         for (int64_t c = 0; c < C; c++) {
@@ -672,14 +731,25 @@ static tensor *batch_norm_impl(const char *fname, bool relu, tensor *input, tens
 
 tensor *nnf_batch_norm(tensor *input, tensor *running_mean, tensor *running_var, tensor *weight, tensor *bias,
                        bool training, double momentum, double eps) {
-    return batch_norm_impl("nnf_batch_norm", false, input, running_mean, running_var, weight, bias, training, momentum,
-                           eps);
+    return bn_forward("nnf_batch_norm", false, input, running_mean, running_var, weight, bias, training,
+                      (bn_update){.momentum = momentum}, eps, 0);
 }
 
 tensor *nnf_batch_norm_relu(tensor *input, tensor *running_mean, tensor *running_var, tensor *weight, tensor *bias,
                             bool training, double momentum, double eps) {
-    return batch_norm_impl("nnf_batch_norm_relu", true, input, running_mean, running_var, weight, bias, training,
-                           momentum, eps);
+    return bn_forward("nnf_batch_norm_relu", true, input, running_mean, running_var, weight, bias, training,
+                      (bn_update){.momentum = momentum}, eps, 0);
+}
+
+tensor *nnf_ghost_batch_norm(tensor *input, tensor *running_mean, tensor *running_var, tensor *weight, tensor *bias,
+                             bool training, double momentum, double eps, int64_t ghost_batch_size) {
+    if (ghost_batch_size <= 0) {
+        torch_error(TORCH_ERR_INVALID_ARGUMENT, "nnf_ghost_batch_norm: ghost_batch_size must be > 0 (got %lld)",
+                    (long long)ghost_batch_size);
+        return NULL;
+    }
+    return bn_forward("nnf_ghost_batch_norm", false, input, running_mean, running_var, weight, bias, training,
+                      (bn_update){.momentum = momentum}, eps, ghost_batch_size);
 }
 
 /* ---- backward ----------------------------------------------------------------------------------- */
@@ -795,16 +865,21 @@ static tensor *vector_from(const double *v, int64_t C) {
 static torch_status batch_norm_backward(ag_node *node, const tensor *grad_output, tensor **grad_inputs) {
     const bn_ctx *ctx = node->ctx;
     const tensor *x = node->saved[0], *weight = node->saved[1];
-    const int64_t C = ctx->C;
+    const int64_t C = ctx->C, S = ctx->S, G = ctx->groups;
     const bool need_dx = ag_node_needs_grad(node, 0), need_dw = ag_node_needs_grad(node, 1),
                need_db = ag_node_needs_grad(node, 2);
     const bool need_sums = need_dw || need_db || (need_dx && ctx->training);
-    const size_t n_part = need_sums ? partials_needed(ctx->training, ctx->N, C, ctx->S) : 0;
+    size_t n_part = 0; /* for the longest sub-batch: the scratch is reused by each in turn */
+    for (int64_t g = 0; need_sums && g < G; g++) {
+        const size_t p = partials_needed(ctx->training, ctx_block(ctx, g)->N, C, S);
+        if (p > n_part) n_part = p;
+    }
     tensor *dy = tensor_contiguous(grad_output), *dx = NULL;
-    bn_partial *scratch = NULL; /* per-plane partials (n_part), dgamma (C), dbeta (C), constants (C) */
+    /* per-plane partials (n_part), dgamma (C), dbeta (C), one sub-batch's dgamma and dbeta (2 C), constants (C) */
+    bn_partial *scratch = NULL;
     torch_status st = dy ? TORCH_OK : torch_last_status();
     if (st == TORCH_OK && need_dx && !(dx = torch_empty(x->ndim, x->shape))) st = torch_last_status();
-    if (st == TORCH_OK && !(scratch = scratch_alloc(n_part, (size_t)C * (2 * sizeof(double) + sizeof(bn_dx)))))
+    if (st == TORCH_OK && !(scratch = scratch_alloc(n_part, (size_t)C * (4 * sizeof(double) + sizeof(bn_dx)))))
         st = torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", ag_function_name(node->fn));
     if (st != TORCH_OK) {
         tensor_free(dx);
@@ -813,10 +888,22 @@ static torch_status batch_norm_backward(ag_node *node, const tensor *grad_output
     }
     double *sums = (double *)(scratch + n_part);
     double *dgamma = need_dw ? sums : NULL, *dbeta = need_db ? sums + C : NULL;
-    bn_dx *k = (bn_dx *)(sums + 2 * C);
-    batch_norm_backward_kernel(dx ? tensor_data_f32(dx) : NULL, dgamma, dbeta, tensor_data_f32(dy),
-                               ctx->relu ? ctx_normalise(ctx) : NULL, tensor_data_f32(x), weight, ctx,
-                               n_part ? scratch : NULL, k);
+    bn_dx *k = (bn_dx *)(sums + 4 * C);
+    for (int64_t g = 0, first = 0; g < G; g++) {
+        /* a ghost sub-batch's own dgamma and dbeta, added to the totals in sub-batch order */
+        const bn_ctx *b = ctx_block(ctx, g);
+        double *dg = G == 1 ? dgamma : (dgamma ? sums + 2 * C : NULL), *db = G == 1 ? dbeta : (dbeta ? sums + 3 * C : NULL);
+        const int64_t off = first * C * S;
+        const bool part = partials_needed(b->training, b->N, C, S) && need_sums;
+        batch_norm_backward_kernel(dx ? tensor_data_f32(dx) + off : NULL, dg, db, tensor_data_f32(dy) + off,
+                                   b->relu ? ctx_normalise(b) : NULL, tensor_data_f32(x) + off, weight, b,
+                                   part ? scratch : NULL, k);
+        for (int64_t c = 0; G > 1 && c < C; c++) {
+            if (dgamma) dgamma[c] = g ? dgamma[c] + dg[c] : dg[c];
+            if (dbeta) dbeta[c] = g ? dbeta[c] + db[c] : db[c];
+        }
+        first += b->N;
+    }
     tensor *dw = need_dw ? vector_from(dgamma, C) : NULL, *db = need_db ? vector_from(dbeta, C) : NULL;
     free(scratch);
     tensor_free(dy);

@@ -2,7 +2,7 @@
  * differentiable primitives (torch_mean, torch_var, torch_sub, torch_rsqrt, ...), so that autograd
  * derives its backward from theirs: the teaching reference the fused nnf_batch_norm
  * (functional_batch_norm.c) is tested against. Both refuse the same calls with the same messages
- * (batch_norm_checks.h); this one records a graph of many nodes instead of one.
+ * (batch_norm_internal.h); this one records a graph of many nodes instead of one.
  *
  * Ownership as in batch_norm.h: the result is a new reference (or NULL with the error set); the
  * arguments are borrowed; every intermediate is freed before returning.
@@ -10,7 +10,7 @@
 #include "batch_norm.h"
 
 #include "../autograd/ops.h"
-#include "batch_norm_checks.h"
+#include "batch_norm_internal.h"
 
 /* Frees a list of intermediates (NULL entries allowed). */
 static void free_all(tensor **ts, int n) {

@@ -449,6 +449,50 @@ torch_status nn_tensor_dict_set(nn_tensor_dict *d, const char *key, tensor *valu
     return TORCH_OK;
 }
 
+/* ---- the module tree ---------------------------------------------------------------------------- */
+
+/* Appends m as `name`, then its children's trees under "<name>.<child>" (pre-order). */
+static torch_status list_modules(nn_module *m, const char *name, nn_module_list *l) {
+    char *owned = copy_string(name);
+    if (!owned) return torch_error(TORCH_ERR_OUT_OF_MEMORY, "nn_module_named_modules: out of memory");
+    nn_named_module e = {.name = owned, .value = m};
+    arrput(l->items, e);
+    l->count = arrlen(l->items);
+    torch_status st = TORCH_OK;
+    for (ptrdiff_t i = 0; i < arrlen(m->children) && st == TORCH_OK; i++) {
+        char *p1 = join_key(name, *name ? "." : ""), *key = p1 ? join_key(p1, m->children[i].name) : NULL;
+        st = key ? list_modules(m->children[i].value, key, l)
+                 : torch_error(TORCH_ERR_OUT_OF_MEMORY, "nn_module_named_modules: out of memory");
+        free(p1);
+        free(key);
+    }
+    return st;
+}
+
+nn_module_list *nn_module_named_modules(nn_module *m) {
+    if (!m) {
+        torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_module_named_modules: module is NULL");
+        return NULL;
+    }
+    nn_module_list *l = calloc(1, sizeof *l);
+    if (!l) {
+        torch_error(TORCH_ERR_OUT_OF_MEMORY, "nn_module_named_modules: out of memory");
+        return NULL;
+    }
+    if (list_modules(m, "", l) != TORCH_OK) {
+        nn_module_list_free(l);
+        return NULL;
+    }
+    return l;
+}
+
+void nn_module_list_free(nn_module_list *l) {
+    if (!l) return;
+    for (ptrdiff_t i = 0; i < arrlen(l->items); i++) free(l->items[i].name);
+    arrfree(l->items);
+    free(l);
+}
+
 /* What to collect while walking the tree. */
 enum { COLLECT_PARAMETERS = 1, COLLECT_BUFFERS = 2, COLLECT_PERSISTENT_ONLY = 4 };
 

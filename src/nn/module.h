@@ -13,6 +13,7 @@
  *   - Getters (nn_module_get_parameter, the typed views like nn_as_batch_norm(m)->weight)
  *     return borrowed pointers, valid until the module is freed.
  *   - nn_module_forward() returns a new tensor reference owned by the caller (see autograd.h).
+ *   - An nn_module_list (named_modules) owns its name strings and borrows the modules.
  *   - An nn_tensor_dict (state_dict, parameters) owns its key strings and one reference to each
  *     tensor; the tensors are the module's live ones (writing them writes the module), as with
  *     PyTorch's state_dict(). Free it with nn_tensor_dict_free().
@@ -46,6 +47,11 @@ typedef struct nn_module_ops {
      * container runs the two in turn. Containers stay generic: only the absorbing module knows
      * the pair. nn_module_forward_absorbing() is the call containers make. */
     bool (*absorb_next)(nn_module *self, nn_module *next, tensor *input, tensor **output);
+    /* (optional) folding for inference (nn_module_fuse_eval_): when self can fold next into itself
+     * (a Conv2d the BatchNorm2d after it), returns true with *folded a new module computing
+     * next(self(x)) as the two do in eval mode, or NULL with the error set when this pair cannot
+     * fold (say why); returns false, touching nothing, for a module it does not fold. */
+    bool (*fold_next)(const nn_module *self, const nn_module *next, nn_module **folded);
 } nn_module_ops;
 
 typedef struct nn_named_tensor {
@@ -95,6 +101,16 @@ torch_status nn_module_reset_parameters(nn_module *m, torch_generator *gen);
 tensor    *nn_module_get_parameter(const nn_module *m, const char *key);
 tensor    *nn_module_get_buffer(const nn_module *m, const char *key);
 nn_module *nn_module_get_child(const nn_module *m, const char *key);
+
+/* Every module of the tree (PyTorch's named_modules()): m itself first, named "", then each
+ * child's tree under "<child>." in registration order, e.g. "", "0", "1", "1.0", ... The list
+ * owns its name strings; the modules are borrowed from m. NULL on error. */
+typedef struct nn_module_list {
+    int64_t          count;
+    nn_named_module *items; /* count entries: owned name, borrowed module */
+} nn_module_list;
+nn_module_list *nn_module_named_modules(nn_module *m);
+void            nn_module_list_free(nn_module_list *l);
 
 /* PyTorch's repr, e.g.
  *   Sequential(

@@ -7,8 +7,8 @@
  * a check allocates nothing, keeps no pointer, and changes no tensor. It returns TORCH_OK or the
  * status it set with torch_error().
  */
-#ifndef CTORCH_NN_BATCH_NORM_CHECKS_H
-#define CTORCH_NN_BATCH_NORM_CHECKS_H
+#ifndef CTORCH_NN_BATCH_NORM_INTERNAL_H
+#define CTORCH_NN_BATCH_NORM_INTERNAL_H
 
 #include "batch_norm.h"
 
@@ -22,4 +22,22 @@ torch_status bn_check_args(const char *fname, const tensor *input, const tensor 
                            const tensor *running_var, const tensor *weight, const tensor *bias, bool training,
                            double momentum, double eps);
 
-#endif /* CTORCH_NN_BATCH_NORM_CHECKS_H */
+/* How training updates the running statistics: with factor `momentum` for every (sub-)batch, or,
+ * with `cumulative`, with 1 / (count + g + 1) for sub-batch g = 0, 1, ... (the module's
+ * num_batches_tracked before the call is `count`): the cumulative average over all batches. */
+typedef struct bn_update {
+    double  momentum;
+    bool    cumulative;
+    int64_t count;
+} bn_update;
+
+/* The fused batch norm behind nnf_batch_norm, nnf_batch_norm_relu and nnf_ghost_batch_norm (fname
+ * names the caller in messages): with `relu`, followed by ReLU; in training with ghost_batch_size
+ * > 0, over the sub-batches input.tensor_split(ceil(N / ghost_batch_size)) one after the other,
+ * exactly as that many nnf_batch_norm calls (one NativeBatchNormBackward0 node either way).
+ * Checks: bn_check_args, and for ghost batches ghost_batch_size <= N and more than one value per
+ * channel in every sub-batch. */
+tensor *bn_forward(const char *fname, bool relu, tensor *input, tensor *running_mean, tensor *running_var,
+                   tensor *weight, tensor *bias, bool training, bn_update update, double eps, int64_t ghost_batch_size);
+
+#endif /* CTORCH_NN_BATCH_NORM_INTERNAL_H */

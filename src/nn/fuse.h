@@ -1,0 +1,38 @@
+/* fuse.h — folding BatchNorm into the convolution before it, for inference (PyTorch's
+ * torch.nn.utils.fuse_conv_bn_eval, and torch.fx's fuse(model) for a whole model).
+ *
+ * In eval mode a BatchNorm2d is a per-channel affine map with constants, s = gamma / sqrt(running_var
+ * + eps) and t = beta - running_mean * s, so after a convolution y = W * x + b it folds into it:
+ *     bn(conv(x)) = s (W * x + b) + t = (s W) * x + (s (b - running_mean) + beta)
+ *     W'[o] = s[o] W[o],   b'[o] = s[o] (b[o] - running_mean[o]) + beta[o]   (b = 0 without bias)
+ * One layer instead of two: no pass over the activations for the BatchNorm, no tensor between
+ * them. s and b' are computed in double and rounded once (PyTorch rounds each float32 step).
+ *
+ * Ownership:
+ *   - nn_utils_fuse_conv_bn_eval borrows conv and bn and returns a new, owned Conv2d (NULL with the
+ *     error set); free it with nn_module_free().
+ *   - nn_module_fuse_eval_ changes model in place: the folded pairs' modules are freed, and
+ *     pointers to them (from nn_sequential_at, for instance) dangle afterwards.
+ */
+#ifndef CTORCH_NN_FUSE_H
+#define CTORCH_NN_FUSE_H
+
+#include "module.h"
+
+/* A new Conv2d computing bn(conv(x)) in eval mode: conv's options with bias = true, weight W' and
+ * bias b' above, in eval mode. Both must be in eval mode ("Fusion only for eval!", as PyTorch
+ * says), bn a BatchNorm2d with running statistics and conv->out_channels features. */
+nn_module *nn_utils_fuse_conv_bn_eval(const nn_module *conv, const nn_module *bn);
+
+/* Folds, in place, every BatchNorm of model into the module before it, in every Sequential of the
+ * tree (the pairs a module's fold_next accepts: Conv2d followed by BatchNorm2d), so that model
+ * computes what it computed in eval mode without BatchNorm layers. The Sequentials shrink and
+ * renumber their children, as torch.fx's fuse drops the BatchNorm nodes: a reference CNN
+ * Conv-BN-ReLU-Pool-Conv-BN-... becomes Conv-ReLU-Pool-Conv-..., state_dict keys "0.weight",
+ * "0.bias", "3.weight", ... Refused, changing nothing, when any module of model is in training
+ * mode, or when a BatchNorm does not fold (not directly after a Conv2d, without running
+ * statistics, a channel count that differs), the message naming the module by its key.
+ * *folded_count (may be NULL) gets the number of BatchNorm layers folded (0 leaves model as it was). */
+torch_status nn_module_fuse_eval_(nn_module *model, int64_t *folded_count);
+
+#endif /* CTORCH_NN_FUSE_H */
