@@ -582,3 +582,60 @@ Test(batch_norm_variants, fold_nested_sequential_with_bias_and_no_affine) {
     tensor_free(yf), tensor_free(y), tensor_free(x);
     nn_module_free(m);
 }
+
+/* ---- deep copies (what a folded copy and the train/eval experiments start from) ---------------------- */
+
+Test(batch_norm_variants, clone_is_an_independent_deep_copy) {
+    nn_module *m = parity_model();
+    cr_assert_eq(nn_batch_norm_freeze(nn_sequential_at(m, 5), NN_BATCH_NORM_FREEZE_ALL, NULL), TORCH_OK);
+    nn_module_eval(m);
+    nn_module_train(nn_sequential_at(m, 1), true);
+    torch_manual_seed(5);
+    const uint64_t expected = torch_generator_next(torch_default_generator());
+    torch_manual_seed(5);
+    nn_module *c = nn_module_clone(m);
+    cr_assert_not_null(c, "%s", torch_last_error());
+    cr_expect_eq(torch_generator_next(torch_default_generator()), expected, "cloning drew random numbers");
+
+    nn_tensor_dict *a = nn_module_state_dict(m), *b = nn_module_state_dict(c);
+    cr_assert_eq(a->count, b->count);
+    for (int64_t i = 0; i < a->count; i++) {
+        cr_expect_str_eq(a->items[i].name, b->items[i].name);
+        cr_expect(bitwise_equal(a->items[i].value, b->items[i].value), "%s differs", a->items[i].name);
+        cr_expect(a->items[i].value != b->items[i].value, "%s is shared", a->items[i].name);
+        cr_expect_eq(a->items[i].value->requires_grad, b->items[i].value->requires_grad, "%s", a->items[i].name);
+    }
+    char *ra = nn_module_repr(m), *rb = nn_module_repr(c);
+    cr_expect_str_eq(ra, rb);
+    cr_expect(strstr(rb, "frozen=all"), "%s", rb);
+    free(ra), free(rb);
+    cr_expect(!c->training && nn_sequential_at(c, 1)->training, "training flags not copied");
+
+    /* the same numbers, then independent */
+    nn_module_eval(m), nn_module_eval(c);
+    nn_tensor_dict *batch = parity_load(PARITY_BATCH, NULL);
+    tensor *images = parity_get(batch, "images");
+    tensor *ya = nn_module_forward(m, images), *yb = nn_module_forward(c, images);
+    cr_expect(bitwise_equal(ya, yb), "the copy computes something else");
+    tensor_fill_(nn_module_get_buffer(c, "1.running_var"), 4.0);
+    cr_expect(bitwise_equal(nn_module_get_buffer(m, "1.running_var"), nn_tensor_dict_get(a, "1.running_var")));
+
+    /* a folded copy leaves the model as it was */
+    int64_t n = 0;
+    nn_module *f = nn_module_fuse_eval(m, &n);
+    cr_assert_not_null(f, "%s", torch_last_error());
+    cr_expect_eq(n, 2);
+    cr_expect_eq(nn_sequential_length(m), 10);
+    cr_expect_eq(nn_sequential_length(f), 8);
+    tensor *yf = nn_module_forward(f, images);
+    expect_close("folded copy vs model", yf, ya);
+    nn_module_train(nn_sequential_at(m, 0), true);
+    cr_expect_null(nn_module_fuse_eval(m, NULL));
+    cr_expect_str_eq(torch_last_error(), "nn_module_fuse_eval: Fusion only for eval! (Conv2d '0' is in training mode: "
+                                         "call nn_module_eval first)");
+    tensor_free(yf), tensor_free(yb), tensor_free(ya);
+    nn_module_free(f);
+    nn_tensor_dict_free(batch), nn_tensor_dict_free(b), nn_tensor_dict_free(a);
+    nn_module_free(c);
+    nn_module_free(m);
+}

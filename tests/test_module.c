@@ -459,3 +459,38 @@ Test(module, forward_dispatches) {
     tensor_free(x);
     nn_module_free(t);
 }
+
+/* ---- the module tree and deep copies ---------------------------------------------------------------- */
+
+Test(module, named_modules_in_pre_order) {
+    nn_module *root = tree_new();
+    nn_module_list *l = nn_module_named_modules(root);
+    cr_assert_not_null(l);
+    const char *names[] = {"", "a", "inner", "inner.b"};
+    cr_assert_eq(l->count, 4);
+    for (int i = 0; i < 4; i++) cr_expect_str_eq(l->items[i].name, names[i]);
+    cr_expect(l->items[0].value == root && l->items[3].value == nn_module_get_child(root, "inner.b"));
+    nn_module_list_free(l);
+    cr_expect_null(nn_module_named_modules(NULL));
+    nn_module_list_free(NULL);
+    nn_module_free(root);
+}
+
+Test(module, clone_refuses_what_it_cannot_copy) {
+    nn_module *root = tree_new();
+    cr_expect_null(nn_module_clone(root));
+    cr_expect_str_eq(torch_last_error(), "nn_module_clone: Box cannot be copied: its type has no new_like");
+    nn_module *layers[] = {nn_relu(), toy_new(2, false)};
+    nn_module *seq = nn_sequential(2, layers);
+    cr_expect_null(nn_module_clone(seq));
+    cr_expect_str_eq(torch_last_error(), "nn_module_clone: Toy '1' cannot be copied: its type has no new_like");
+    nn_module *seq2 = nn_sequential(1, (nn_module *[]){nn_relu()});
+    cr_assert_not_null(nn_module_register_buffer(seq2, "extra", torch_scalar(1.0f), true));
+    cr_expect_null(nn_module_clone(seq2));
+    cr_expect_str_eq(torch_last_error(), "nn_module_clone: Sequential cannot be copied: it has 1 buffers, its "
+                                         "constructor makes 0");
+    cr_expect_null(nn_module_clone(NULL));
+    nn_module_free(seq2);
+    nn_module_free(seq);
+    nn_module_free(root);
+}

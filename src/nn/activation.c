@@ -19,7 +19,12 @@ static tensor *relu_forward(nn_module *self, tensor *input) {
     return nnf_relu(input);
 }
 
-static const nn_module_ops relu_ops = {.type_name = "ReLU", .forward = relu_forward};
+static nn_module *relu_new_like(const nn_module *self) {
+    (void)self;
+    return nn_relu();
+}
+
+static const nn_module_ops relu_ops = {.type_name = "ReLU", .forward = relu_forward, .new_like = relu_new_like};
 
 nn_module *nn_relu(void) { return nn_module_alloc(sizeof(nn_module), &relu_ops); }
 
@@ -106,8 +111,10 @@ static int dropout_extra_repr(const nn_module *self, char *buf, size_t len) {
     return snprintf(buf, len, "p=%s, inplace=False", p);
 }
 
+static nn_module *dropout_new_like(const nn_module *self) { return nn_dropout(((const nn_dropout_module *)self)->options); }
+
 static const nn_module_ops dropout_ops = {
-    .type_name = "Dropout", .forward = dropout_forward, .extra_repr = dropout_extra_repr};
+    .type_name = "Dropout", .forward = dropout_forward, .extra_repr = dropout_extra_repr, .new_like = dropout_new_like};
 
 nn_dropout_options nn_dropout_options_default(void) { return NN_DROPOUT_OPTIONS(); }
 
@@ -137,8 +144,10 @@ static int flatten_extra_repr(const nn_module *self, char *buf, size_t len) {
     return snprintf(buf, len, "start_dim=%d, end_dim=%d", m->options.start_dim, m->options.end_dim);
 }
 
+static nn_module *flatten_new_like(const nn_module *self) { return nn_flatten(((const nn_flatten_module *)self)->options); }
+
 static const nn_module_ops flatten_ops = {
-    .type_name = "Flatten", .forward = flatten_forward, .extra_repr = flatten_extra_repr};
+    .type_name = "Flatten", .forward = flatten_forward, .extra_repr = flatten_extra_repr, .new_like = flatten_new_like};
 
 nn_flatten_options nn_flatten_options_default(void) { return NN_FLATTEN_OPTIONS(); }
 

@@ -14,22 +14,26 @@ static tensor *batch_norm_forward(nn_module *self, tensor *input);
 static torch_status batch_norm_reset_parameters_op(nn_module *self, torch_generator *gen);
 static int batch_norm_extra_repr(const nn_module *self, char *buf, size_t len);
 static bool batch_norm_absorb_next(nn_module *self, nn_module *next, tensor *input, tensor **output);
+static nn_module *batch_norm_new_like(const nn_module *self);
 
 static const nn_module_ops batch_norm1d_ops = {.type_name = "BatchNorm1d",
                                                .forward = batch_norm_forward,
                                                .reset_parameters = batch_norm_reset_parameters_op,
                                                .extra_repr = batch_norm_extra_repr,
-                                               .absorb_next = batch_norm_absorb_next};
+                                               .absorb_next = batch_norm_absorb_next,
+                                               .new_like = batch_norm_new_like};
 static const nn_module_ops batch_norm2d_ops = {.type_name = "BatchNorm2d",
                                                .forward = batch_norm_forward,
                                                .reset_parameters = batch_norm_reset_parameters_op,
                                                .extra_repr = batch_norm_extra_repr,
-                                               .absorb_next = batch_norm_absorb_next};
+                                               .absorb_next = batch_norm_absorb_next,
+                                               .new_like = batch_norm_new_like};
 static const nn_module_ops batch_norm3d_ops = {.type_name = "BatchNorm3d",
                                                .forward = batch_norm_forward,
                                                .reset_parameters = batch_norm_reset_parameters_op,
                                                .extra_repr = batch_norm_extra_repr,
-                                               .absorb_next = batch_norm_absorb_next};
+                                               .absorb_next = batch_norm_absorb_next,
+                                               .new_like = batch_norm_new_like};
 
 nn_batch_norm_options nn_batch_norm_options_default(int64_t num_features) {
     nn_batch_norm_options o = {.num_features = num_features,
@@ -103,6 +107,15 @@ static nn_module *batch_norm_new(const nn_module_ops *ops, int dims, nn_batch_no
 nn_module *nn_batch_norm1d(nn_batch_norm_options options) { return batch_norm_new(&batch_norm1d_ops, 1, options); }
 nn_module *nn_batch_norm2d(nn_batch_norm_options options) { return batch_norm_new(&batch_norm2d_ops, 2, options); }
 nn_module *nn_batch_norm3d(nn_batch_norm_options options) { return batch_norm_new(&batch_norm3d_ops, 3, options); }
+
+static nn_module *batch_norm_new_like(const nn_module *self) {
+    const nn_batch_norm_module *bn = (const nn_batch_norm_module *)self;
+    nn_batch_norm_options o = bn->options;
+    o.affine = bn->weight != NULL, o.track_running_stats = bn->running_mean != NULL; /* as built */
+    nn_module *m = batch_norm_new(self->ops, bn->dims, o);
+    if (m) nn_as_batch_norm(m)->frozen = bn->frozen;
+    return m;
+}
 
 /* _BatchNorm.forward: checks with the module's name, then which statistics and which factor. */
 /* The forward, followed by ReLU in the same pass when `relu`. */

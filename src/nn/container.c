@@ -24,7 +24,13 @@ static tensor *sequential_forward(nn_module *self, tensor *input) {
     return cur == input ? tensor_retain(input) : cur;
 }
 
-static const nn_module_ops sequential_ops = {.type_name = "Sequential", .forward = sequential_forward};
+static nn_module *sequential_new_like(const nn_module *self) {
+    (void)self;
+    return nn_sequential(0, NULL);
+}
+
+static const nn_module_ops sequential_ops = {
+    .type_name = "Sequential", .forward = sequential_forward, .new_like = sequential_new_like};
 
 bool nn_is_sequential(const nn_module *m) { return m && m->ops == &sequential_ops; }
 

@@ -421,12 +421,22 @@ static bool conv2d_fold_next(const nn_module *self, const nn_module *next, nn_mo
     return true;
 }
 
+/* nn_conv2d with self's options; the initial values come from a generator of its own (they are
+ * overwritten), so that copying draws nothing from the caller's streams. */
+static nn_module *conv2d_new_like(const nn_module *self) {
+    torch_generator scratch = torch_generator_new(0);
+    nn_conv2d_options o = ((const nn_conv2d_module *)self)->options;
+    o.generator = &scratch;
+    return nn_conv2d(o);
+}
+
 static const nn_module_ops conv2d_ops = {
     .type_name = "Conv2d",
     .forward = conv2d_module_forward,
     .reset_parameters = conv2d_reset_parameters,
     .extra_repr = conv2d_extra_repr,
     .fold_next = conv2d_fold_next,
+    .new_like = conv2d_new_like,
 };
 
 nn_conv2d_options nn_conv2d_options_default(int64_t in_channels, int64_t out_channels, int64_t kernel_size) {

@@ -77,8 +77,7 @@ typedef struct fold {
     nn_module *folded;
 } fold;
 
-torch_status nn_module_fuse_eval_(nn_module *model, int64_t *folded_count) {
-    const char *fname = "nn_module_fuse_eval_";
+static torch_status fuse_in_place(const char *fname, nn_module *model, int64_t *folded_count) {
     if (!model) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: model is NULL", fname);
     nn_module_list *all = nn_module_named_modules(model);
     if (!all) return torch_last_status();
@@ -161,4 +160,21 @@ torch_status nn_module_fuse_eval_(nn_module *model, int64_t *folded_count) {
     if (folded_count) *folded_count = arrlen(folds);
     arrfree(folds);
     return TORCH_OK;
+}
+
+torch_status nn_module_fuse_eval_(nn_module *model, int64_t *folded_count) {
+    return fuse_in_place("nn_module_fuse_eval_", model, folded_count);
+}
+
+nn_module *nn_module_fuse_eval(const nn_module *model, int64_t *folded_count) {
+    if (!model) {
+        torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_module_fuse_eval: model is NULL");
+        return NULL;
+    }
+    nn_module *copy = nn_module_clone(model);
+    if (copy && fuse_in_place("nn_module_fuse_eval", copy, folded_count) != TORCH_OK) {
+        nn_module_free(copy);
+        return NULL;
+    }
+    return copy;
 }

@@ -1,5 +1,6 @@
 /* fuse.h — folding BatchNorm into the convolution before it, for inference (PyTorch's
- * torch.nn.utils.fuse_conv_bn_eval, and torch.fx's fuse(model) for a whole model).
+ * torch.nn.utils.fuse_conv_bn_eval, and torch.fx's fuse(model) for a whole model, as a copy or in
+ * place).
  *
  * In eval mode a BatchNorm2d is a per-channel affine map with constants, s = gamma / sqrt(running_var
  * + eps) and t = beta - running_mean * s, so after a convolution y = W * x + b it folds into it:
@@ -11,6 +12,8 @@
  * Ownership:
  *   - nn_utils_fuse_conv_bn_eval borrows conv and bn and returns a new, owned Conv2d (NULL with the
  *     error set); free it with nn_module_free().
+ *   - nn_module_fuse_eval borrows model and returns a new, owned model (a deep copy, folded); free
+ *     it with nn_module_free().
  *   - nn_module_fuse_eval_ changes model in place: the folded pairs' modules are freed, and
  *     pointers to them (from nn_sequential_at, for instance) dangle afterwards.
  */
@@ -23,6 +26,11 @@
  * bias b' above, in eval mode. Both must be in eval mode ("Fusion only for eval!", as PyTorch
  * says), bn a BatchNorm2d with running statistics and conv->out_channels features. */
 nn_module *nn_utils_fuse_conv_bn_eval(const nn_module *conv, const nn_module *bn);
+
+/* A folded copy of model, which stays as it was (torch.fx.experimental.optimization.fuse(model)):
+ * nn_module_clone, then nn_module_fuse_eval_ on the copy, with the same checks and messages
+ * (prefixed "nn_module_fuse_eval"). NULL with the error set. */
+nn_module *nn_module_fuse_eval(const nn_module *model, int64_t *folded_count);
 
 /* Folds, in place, every BatchNorm of model into the module before it, in every Sequential of the
  * tree (the pairs a module's fold_next accepts: Conv2d followed by BatchNorm2d), so that model

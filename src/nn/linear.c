@@ -148,11 +148,20 @@ static int linear_extra_repr(const nn_module *self, char *buf, size_t len) {
                     (long long)m->options.out_features, m->bias ? "True" : "False");
 }
 
+/* nn_linear with self's options, initialised from a generator of its own (see conv2d_new_like). */
+static nn_module *linear_new_like(const nn_module *self) {
+    torch_generator scratch = torch_generator_new(0);
+    nn_linear_options o = ((const nn_linear_module *)self)->options;
+    o.generator = &scratch;
+    return nn_linear(o);
+}
+
 static const nn_module_ops linear_ops = {
     .type_name = "Linear",
     .forward = linear_module_forward,
     .reset_parameters = linear_reset_parameters,
     .extra_repr = linear_extra_repr,
+    .new_like = linear_new_like,
 };
 
 nn_linear_options nn_linear_options_default(int64_t in_features, int64_t out_features) {

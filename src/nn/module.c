@@ -449,6 +449,70 @@ torch_status nn_tensor_dict_set(nn_tensor_dict *d, const char *key, tensor *valu
     return TORCH_OK;
 }
 
+/* ---- deep copies -------------------------------------------------------------------------------- */
+
+/* A module in messages, "%s%s%s%s": "Toy 'inner.b'", or the type alone for the root (key ""). */
+#define NAMED(m, key) type_name(m), *(key) ? " '" : "", (key), *(key) ? "'" : ""
+
+/* Copies src's tensors into dst's, which new_like made: the same names and shapes, in order. */
+static torch_status copy_tensors(nn_named_tensor *dst, const nn_named_tensor *src, const char *key, const nn_module *m,
+                                 const char *kind) {
+    if (arrlen(dst) != arrlen(src))
+        return torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_module_clone: %s%s%s%s cannot be copied: it has %td %ss, its "
+                           "constructor makes %td", NAMED(m, key), arrlen(src), kind, arrlen(dst));
+    for (ptrdiff_t i = 0; i < arrlen(src); i++) {
+        if (strcmp(dst[i].name, src[i].name) != 0 || dst[i].value->dtype != src[i].value->dtype ||
+            !tensor_same_shape(dst[i].value, src[i].value))
+            return torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_module_clone: %s%s%s%s cannot be copied: its %s '%s' is not "
+                               "what its constructor makes", NAMED(m, key), kind, src[i].name);
+        torch_status st = tensor_copy_(dst[i].value, src[i].value);
+        if (st == TORCH_OK) st = tensor_set_requires_grad(dst[i].value, src[i].value->requires_grad);
+        if (st != TORCH_OK) return st;
+        dst[i].persistent = src[i].persistent;
+    }
+    return TORCH_OK;
+}
+
+static nn_module *clone_tree(const nn_module *m, const char *key) {
+    if (!m->ops->new_like) {
+        torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_module_clone: %s%s%s%s cannot be copied: its type has no new_like",
+                    NAMED(m, key));
+        return NULL;
+    }
+    nn_module *c = m->ops->new_like(m);
+    if (!c) return NULL;
+    torch_status st = arrlen(c->children) == 0 ? TORCH_OK
+                      : torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_module_clone: %s%s%s%s cannot be copied: its "
+                                    "constructor makes children", NAMED(m, key));
+    if (st == TORCH_OK) st = copy_tensors(c->parameters, m->parameters, key, m, "parameter");
+    if (st == TORCH_OK) st = copy_tensors(c->buffers, m->buffers, key, m, "buffer");
+    for (ptrdiff_t i = 0; i < arrlen(m->children) && st == TORCH_OK; i++) {
+        char *p1 = join_key(key, *key ? "." : ""), *ck = p1 ? join_key(p1, m->children[i].name) : NULL;
+        nn_module *child = ck ? clone_tree(m->children[i].value, ck) : NULL;
+        if (!ck) torch_error(TORCH_ERR_OUT_OF_MEMORY, "nn_module_clone: out of memory");
+        if (!child || !nn_module_register_module(c, m->children[i].name, child)) st = torch_last_status();
+        free(p1);
+        free(ck);
+    }
+    if (st != TORCH_OK) {
+        nn_module_free(c);
+        return NULL;
+    }
+    c->training = m->training;
+    return c;
+}
+
+nn_module *nn_module_clone(const nn_module *m) {
+    if (!m) {
+        torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_module_clone: module is NULL");
+        return NULL;
+    }
+    const bool grad_mode = torch_set_grad_enabled(false); /* copying into parameters */
+    nn_module *c = clone_tree(m, "");
+    torch_set_grad_enabled(grad_mode);
+    return c;
+}
+
 /* ---- the module tree ---------------------------------------------------------------------------- */
 
 /* Appends m as `name`, then its children's trees under "<name>.<child>" (pre-order). */

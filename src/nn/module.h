@@ -52,6 +52,10 @@ typedef struct nn_module_ops {
      * next(self(x)) as the two do in eval mode, or NULL with the error set when this pair cannot
      * fold (say why); returns false, touching nothing, for a module it does not fold. */
     bool (*fold_next)(const nn_module *self, const nn_module *next, nn_module **folded);
+    /* (optional, needed by nn_module_clone) a new module of self's type and options, made as its
+     * constructor makes it (parameters and buffers of the same names and shapes, no children),
+     * without touching any random stream; nn_module_clone then copies the values. */
+    nn_module *(*new_like)(const nn_module *self);
 } nn_module_ops;
 
 typedef struct nn_named_tensor {
@@ -83,6 +87,13 @@ tensor *nn_module_forward(nn_module *m, tensor *input);
  * next itself. next may be NULL (m is last). */
 tensor *nn_module_forward_absorbing(nn_module *m, nn_module *next, tensor *input, bool *absorbed);
 void    nn_module_free(nn_module *m);
+/* A deep copy of m (copy.deepcopy(model), R torch's model$clone(deep = TRUE)): the same types,
+ * options, parameter and buffer values, requires_grad and training flags, children, frozen
+ * BatchNorm modes; no gradients, no graph. Nothing is shared, except that a Dropout's generator
+ * (borrowed, see activation.h) is the same one. NULL with the error set when a module's type
+ * cannot be copied (no nn_module_ops.new_like, or tensors registered after construction), e.g.
+ * `nn_module_clone: Scale '2' cannot be copied: its type has no new_like`. */
+nn_module *nn_module_clone(const nn_module *m);
 /* Sets the training flag of m and all its children (PyTorch's train(mode)); eval() = train(false). */
 void    nn_module_train(nn_module *m, bool mode);
 void    nn_module_eval(nn_module *m);

@@ -678,8 +678,14 @@ static int max_pool2d_extra_repr(const nn_module *self, char *buf, size_t len) {
                     o->ceil_mode ? "True" : "False");
 }
 
-static const nn_module_ops max_pool2d_ops = {
-    .type_name = "MaxPool2d", .forward = max_pool2d_forward, .extra_repr = max_pool2d_extra_repr};
+static nn_module *max_pool2d_new_like(const nn_module *self) {
+    return nn_max_pool2d(((const nn_max_pool2d_module *)self)->options);
+}
+
+static const nn_module_ops max_pool2d_ops = {.type_name = "MaxPool2d",
+                                             .forward = max_pool2d_forward,
+                                             .extra_repr = max_pool2d_extra_repr,
+                                             .new_like = max_pool2d_new_like};
 
 nn_max_pool2d_options nn_max_pool2d_options_default(int64_t kernel_size) {
     nn_max_pool2d_options o = {.kernel_size = {kernel_size, kernel_size}, .dilation = {1, 1}};
@@ -710,8 +716,14 @@ static int avg_pool2d_extra_repr(const nn_module *self, char *buf, size_t len) {
                     pair_str(o->stride, s, sizeof s), pair_str(o->padding, p, sizeof p));
 }
 
-static const nn_module_ops avg_pool2d_ops = {
-    .type_name = "AvgPool2d", .forward = avg_pool2d_forward, .extra_repr = avg_pool2d_extra_repr};
+static nn_module *avg_pool2d_new_like(const nn_module *self) {
+    return nn_avg_pool2d(((const nn_avg_pool2d_module *)self)->options);
+}
+
+static const nn_module_ops avg_pool2d_ops = {.type_name = "AvgPool2d",
+                                             .forward = avg_pool2d_forward,
+                                             .extra_repr = avg_pool2d_extra_repr,
+                                             .new_like = avg_pool2d_new_like};
 
 nn_avg_pool2d_options nn_avg_pool2d_options_default(int64_t kernel_size) {
     nn_avg_pool2d_options o = {.kernel_size = {kernel_size, kernel_size}, .count_include_pad = true};
@@ -742,9 +754,14 @@ static int adaptive_avg_pool2d_extra_repr(const nn_module *self, char *buf, size
                     (long long)m->options.output_size[1]);
 }
 
+static nn_module *adaptive_avg_pool2d_new_like(const nn_module *self) {
+    return nn_adaptive_avg_pool2d(((const nn_adaptive_avg_pool2d_module *)self)->options);
+}
+
 static const nn_module_ops adaptive_avg_pool2d_ops = {.type_name = "AdaptiveAvgPool2d",
                                                       .forward = adaptive_avg_pool2d_forward,
-                                                      .extra_repr = adaptive_avg_pool2d_extra_repr};
+                                                      .extra_repr = adaptive_avg_pool2d_extra_repr,
+                                                      .new_like = adaptive_avg_pool2d_new_like};
 
 nn_adaptive_avg_pool2d_options nn_adaptive_avg_pool2d_options_default(int64_t out_h, int64_t out_w) {
     return NN_ADAPTIVE_AVG_POOL2D_OPTIONS(.output_size = {out_h, out_w});
