@@ -13,7 +13,9 @@ markdown tables of times and ratios:
      the same-size sgemm and the machine's sgemm ceiling measured in the same process.
   3. Training step of the reference CNN at batch 64 (bench_train_step), with the per-layer-kind
      breakdown, vs the same code in PyTorch.
-  4. Peak memory (maximum resident set size) of a 100-step training loop, of the same process
+  4. Inference of the reference CNN in eval mode, as trained and with its BatchNorm layers folded
+     into the convolutions (bench_inference), vs PyTorch's model and its fuse_conv_bn_eval fold.
+  5. Peak memory (maximum resident set size) of a 100-step training loop, of the same process
      with 0 steps (libraries + model), and of the trainer (train_cnn) when it is built.
 
 Run with Debian's interpreter, which sees python3-torch:
@@ -234,6 +236,31 @@ def worker_step(threads, reps, batch, optimizer="sgd"):
     return out
 
 
+def worker_inference(threads, reps, batches):
+    """bench/bench_inference.c in PyTorch: eval forward under no_grad, unfolded and folded."""
+    import torch
+    import torch.nn as nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = reference_cnn()
+    with torch.no_grad():  # running statistics that are not 0 and 1
+        for _ in range(5):
+            model(torch.randn(64, 1, 28, 28))
+    model.eval()
+    folded = nn.Sequential(fuse_conv_bn_eval(model[0], model[1]), *model[2:4], fuse_conv_bn_eval(model[4], model[5]),
+                           *model[6:]).eval()
+    out = {}
+    for batch in batches:
+        x = torch.randn(batch, 1, 28, 28)
+        for name, m in (("unfolded", model), ("folded", folded)):
+            def fwd(m=m):
+                with torch.no_grad():
+                    m(x)
+            out[f"{name},{batch}"] = _timeit(fwd, reps, reps // 5 + 2)
+    return out
+
+
 def worker_memory(threads, steps, batch):
     """The training loop of bench_train_step --memory-run: `steps` steps on fresh random batches."""
     import torch
@@ -338,6 +365,7 @@ WORKERS = {
     "bn": lambda a: worker_bn(tuple(a["shape"]), a["threads"], a["reps"]),
     "step": lambda a: worker_step(a["threads"], a["reps"], a["batch"], a.get("optimizer", "sgd")),
     "memory": lambda a: worker_memory(a["threads"], a["steps"], a["batch"]),
+    "inference": lambda a: worker_inference(a["threads"], a["reps"], a["batches"]),
     "trainer": lambda a: worker_trainer(a["threads"], a["n_train"], a["n_test"], a["batch"], a["data"]),
 }
 
@@ -567,6 +595,36 @@ def bench_conv(args, threads_list):
           + ", ".join(f"{peaks[t]:.1f} GFLOP/s at {t} thread(s)" for t in threads_list) + ".\n")
 
 
+def bench_inference(args, threads_list):
+    binary = os.path.join(args.build, "bench_inference")
+    batches = [int(b) for b in args.inference_batches.split(",")]
+    head = ("| batch | thr | ctorch unfolded ms | ctorch folded ms | fold speed-up | torch unfolded ms | "
+            "torch folded ms | torch fold speed-up | folded: torch / ctorch |")
+    print(head)
+    print("|" + "|".join("-" * len(c) for c in head.split("|")[1:-1]) + "|", flush=True)
+    notes = []
+    for threads in threads_list:
+        ours, theirs = {}, {}
+        for _ in range(args.rounds):  # each round: ctorch, then PyTorch; keep the best median
+            out, _ = run_measured([binary, "--threads", str(threads), "--reps", str(args.step_reps),
+                                   "--batches", args.inference_batches], env_for(args, "ours"))
+            notes += [l.lstrip("# ") for l in out.splitlines() if "largest difference" in l and l not in notes]
+            keep_min(ours, {f"{r['model']},{r['batch']}": float(r["median_ms"]) for r in parse_csv(out)})
+            res, _ = run_worker("inference", {"threads": threads, "reps": args.step_reps, "batches": batches},
+                                env_for(args, "torch"))
+            keep_min(theirs, {k: v[0] for k, v in res.items()})
+        for b in batches:
+            ou, of, tu, tf = (d.get(f"{m},{b}") for d in (ours, theirs) for m in ("unfolded", "folded"))
+            print(f"| {b:>5} | {threads:>3} | {fmt(ou, 18)} | {fmt(of, 16)} | {fmt(ratio(ou, of), 12, 2)}x | "
+                  f"{fmt(tu, 17)} | {fmt(tf, 15)} | {fmt(ratio(tu, tf), 18, 2)}x | {fmt(ratio(tf, of), 21, 2)}x |",
+                  flush=True)
+    print("\nEval-mode forward without autograd on random (batch, 1, 28, 28) input, medians. folded: each "
+          "Conv2d-BatchNorm2d pair replaced by one Conv2d (ctorch: nn_module_fuse_eval, whose convolution also "
+          "clamps the following ReLU block by block; PyTorch: torch.nn.utils.fusion.fuse_conv_bn_eval). "
+          "fold speed-up = unfolded ms / folded ms on the same side. ctorch's check: "
+          + "; ".join(dict.fromkeys(notes)) + "\n")
+
+
 def run_peak(cmd, env):
     """Runs cmd; returns (stdout, peak RSS in KiB) measured by GNU time (%M), or (stdout, None)
     without /usr/bin/time. (Our own wait4 would not do: a child's ru_maxrss keeps the peak of the
@@ -646,7 +704,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=1,
                     help="alternate the sides this many times and keep each one's best median")
     ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--only", default="bn,conv,step,memory", help="comma list of bn, conv, step, memory")
+    ap.add_argument("--only", default="bn,conv,step,inference,memory",
+                    help="comma list of bn, conv, step, inference, memory")
+    ap.add_argument("--inference-batches", default="64,256", help="batch sizes of the inference comparison")
     ap.add_argument("--no-onednn", action="store_true", help="skip the oneDNN columns")
     ap.add_argument("--memory-steps", type=int, default=100)
     ap.add_argument("--trainer-train", type=int, default=6400)
@@ -690,6 +750,9 @@ def main():
     if "step" in only:
         print(f"## Training step, reference CNN, batch {args.batch} ({args.step_reps} reps, {args.rounds} round(s))\n")
         bench_step(args, threads_list)
+    if "inference" in only:
+        print(f"## Inference, reference CNN, BatchNorm folded or not ({args.step_reps} reps, {args.rounds} round(s))\n")
+        bench_inference(args, threads_list)
     if "memory" in only:
         print("## Peak memory\n")
         bench_memory(args, threads_list)

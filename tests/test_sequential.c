@@ -282,3 +282,36 @@ Test(sequential, a_module_may_absorb_the_next_through_its_hook) {
     tensor_free(x);
     nn_module_free(seq);
 }
+
+/* Conv2d + ReLU without autograd (inference) run as one layer, clamping each block of images as it
+ * is written: the numbers of the two layers in turn, bit for bit, on each convolution path. With
+ * autograd recording, the two run in turn and the graph has both nodes. */
+Test(sequential, conv_absorbs_relu_in_inference_only) {
+    const int64_t shapes[][4] = {{3, 1, 9, 9}, {5, 8, 12, 12}, {2, 6, 7, 7}}; /* short K, Winograd, K > 32 with stride */
+    const int64_t kernel[] = {3, 3, 5}, stride[] = {1, 1, 2};
+    for (int s = 0; s < 3; s++) {
+        torch_generator g = torch_generator_new(90 + s);
+        nn_module *conv = nn_conv2d(NN_CONV2D_OPTIONS(.in_channels = shapes[s][1], .out_channels = 4,
+                                                      .kernel_size = {kernel[s], kernel[s]}, .padding = {1, 1},
+                                                      .stride = {stride[s], stride[s]}, .generator = &g));
+        nn_module *seq = nn_sequential(2, (nn_module *[]){conv, nn_relu()});
+        tensor *x = torch_randn(&g, 4, shapes[s]);
+        tensor *fused, *ref;
+        {
+            TORCH_NO_GRAD_GUARD;
+            fused = nn_module_forward(seq, x);
+            tensor *c = nn_module_forward(conv, x);
+            ref = nnf_relu(c);
+            tensor_free(c);
+        }
+        cr_assert(fused && ref);
+        cr_expect(torch_equal(fused, ref), "shape %d: Conv2d + ReLU fused differs from the two in turn", s);
+        cr_expect_null(fused->grad_fn);
+        tensor *y = nn_module_forward(seq, x); /* recording: the ReLU runs as its own node */
+        cr_assert_not_null(y);
+        cr_expect(torch_equal(y, ref));
+        cr_expect_str_eq(ag_function_name(y->grad_fn->fn), "ReluBackward0");
+        tensor_free(y), tensor_free(ref), tensor_free(fused), tensor_free(x);
+        nn_module_free(seq);
+    }
+}

@@ -31,6 +31,7 @@
  */
 #include "conv.h"
 
+#include "activation.h" /* nn_is_relu: the module a Conv2d absorbs in inference */
 #include "batch_norm.h" /* the module a Conv2d folds (conv2d_fold_next) */
 #include "conv_kernels.h"
 #include "fuse.h"
@@ -216,10 +217,20 @@ static int64_t conv_ws_floats(const conv_geom *g) {
 /* Floats the forward needs besides the threads' workspaces: the transformed weights. */
 static int64_t conv_shared_floats(const conv_geom *g) { return g->wino ? 16 * g->O * g->C : 0; }
 
-/* Blocks of B images are independent: one thread each, with its own workspace. */
+/* max(y, 0) over images n0 .. n0+nb-1 of y, as ReLU forms it (y < 0 ? 0 : y: NaN and -0 stay): run
+ * by the thread that has just written them, while they are still in its cache. */
+static void relu_block(const conv_geom *g, int64_t n0, int64_t nb, float *y /* (N, O, P) */) {
+    float *p = y + n0 * g->O * g->P;
+    const int64_t n = nb * g->O * g->P;
+    for (int64_t i = 0; i < n; i++) p[i] = p[i] < 0.0f ? 0.0f : p[i];
+}
+
+/* Blocks of B images are independent: one thread each, with its own workspace. With `relu`, each
+ * block is clamped as soon as it is written (a Conv2d absorbing the ReLU after it). */
 static void conv2d_forward_kernel(const conv_geom *g, const float *x /* (N, C, H, W) */, const float *w /* (O, K) */,
                                   const float *bias /* (O) or NULL */, float *y /* (N, O, P) */,
-                                  float *ws /* conv_shared_floats + nthreads x conv_ws_floats */, int nthreads) {
+                                  float *ws /* conv_shared_floats + nthreads x conv_ws_floats */, int nthreads,
+                                  bool relu) {
     const int64_t blocks = (g->N + g->B - 1) / g->B, per = conv_ws_floats(g);
     if (g->wino) {
         const conv_wino_geom wg = conv_wino_geom_of(g);
@@ -231,6 +242,7 @@ static void conv2d_forward_kernel(const conv_geom *g, const float *x /* (N, C, H
         for (int64_t k = 0; k < blocks; k++) {
             int64_t n0 = k * g->B, nb = g->N - n0 < g->B ? g->N - n0 : g->B;
             conv_wino_forward_block(g, &wg, n0, nb, x, U, bias, y, tws + thread_id() * per);
+            if (relu) relu_block(g, n0, nb, y);
         }
         return;
     }
@@ -242,6 +254,7 @@ static void conv2d_forward_kernel(const conv_geom *g, const float *x /* (N, C, H
     for (int64_t k = 0; k < blocks; k++) {
         int64_t n0 = k * g->B, nb = g->N - n0 < g->B ? g->N - n0 : g->B;
         conv_im2col_forward_block(g, n0, nb, x, w, bias, y, ws + thread_id() * per);
+        if (relu) relu_block(g, n0, nb, y);
     }
 }
 
@@ -348,8 +361,10 @@ static torch_status conv2d_backward(ag_node *node, const tensor *grad_output, te
 
 static const ag_function conv2d_function = {.op = AG_OP_CONV2D, .backward = conv2d_backward};
 
+/* nnf_conv2d; with `relu` (only when no graph is recorded: the node would need the pre-ReLU
+ * output's sign), followed by ReLU. */
 static tensor *conv2d_impl(const char *fname, tensor *input, tensor *weight, tensor *bias, const int64_t stride[2],
-                           const int64_t padding[2], const int64_t dilation[2]) {
+                           const int64_t padding[2], const int64_t dilation[2], bool relu) {
     conv_geom g;
     if (conv_check(fname, input, weight, bias, stride, padding, dilation, &g) != TORCH_OK) return NULL;
     tensor *xc = tensor_contiguous(input), *wc = tensor_contiguous(weight), *bc = bias ? tensor_contiguous(bias) : NULL;
@@ -364,9 +379,10 @@ static tensor *conv2d_impl(const char *fname, tensor *input, tensor *weight, ten
         return NULL;
     }
     conv2d_forward_kernel(&g, tensor_data_f32(xc), tensor_data_f32(wc), bc ? tensor_data_f32(bc) : NULL,
-                          tensor_data_f32(y), ws, nthreads);
+                          tensor_data_f32(y), ws, nthreads, relu);
     free(ws);
     tensor *inputs[3] = {input, weight, bias};
+    TORCH_ASSERT(!relu || !ag_should_record(3, inputs));
     if (ag_should_record(3, inputs)) {
         ag_node *node = ag_record(&conv2d_function, y, 3, inputs);
         if (!node || ag_node_save(node, 0, xc) != TORCH_OK || ag_node_save(node, 1, wc) != TORCH_OK) {
@@ -383,7 +399,7 @@ static tensor *conv2d_impl(const char *fname, tensor *input, tensor *weight, ten
 
 tensor *nnf_conv2d(tensor *input, tensor *weight, tensor *bias, const int64_t stride[2], const int64_t padding[2],
                    const int64_t dilation[2]) {
-    return conv2d_impl("nnf_conv2d", input, weight, bias, stride, padding, dilation);
+    return conv2d_impl("nnf_conv2d", input, weight, bias, stride, padding, dilation, false);
 }
 
 /* ---- module ------------------------------------------------------------------------------------ */
@@ -391,7 +407,7 @@ tensor *nnf_conv2d(tensor *input, tensor *weight, tensor *bias, const int64_t st
 static tensor *conv2d_module_forward(nn_module *self, tensor *input) {
     nn_conv2d_module *m = (nn_conv2d_module *)self;
     return conv2d_impl("Conv2d", input, m->weight, m->bias, m->options.stride, m->options.padding,
-                       m->options.dilation);
+                       m->options.dilation, false);
 }
 
 static torch_status conv2d_reset_parameters(nn_module *self, torch_generator *gen) {
@@ -411,6 +427,19 @@ static int conv2d_extra_repr(const nn_module *self, char *buf, size_t len) {
                     (long long)o->in_channels, (long long)o->out_channels, (long long)o->kernel_size[0],
                     (long long)o->kernel_size[1], (long long)o->stride[0], (long long)o->stride[1], pad, dil,
                     o->bias ? "" : ", bias=False");
+}
+
+/* Inference (nothing to record for backward): a ReLU after a Conv2d runs in the convolution's pass,
+ * on each block of images while it is in cache, instead of as a pass of its own over memory with
+ * a tensor of its own; the same numbers, bit for bit. This is what makes a folded Conv-BN-ReLU
+ * (fuse.h) one pass. With autograd recording, the two run in turn. */
+static bool conv2d_absorb_next(nn_module *self, nn_module *next, tensor *input, tensor **output) {
+    nn_conv2d_module *m = (nn_conv2d_module *)self;
+    tensor *inputs[3] = {input, m->weight, m->bias};
+    if (!nn_is_relu(next) || ag_should_record(3, inputs)) return false;
+    *output = conv2d_impl("Conv2d", input, m->weight, m->bias, m->options.stride, m->options.padding,
+                          m->options.dilation, true);
+    return true;
 }
 
 /* A BatchNorm2d after a Conv2d folds into it for inference (fuse.h). */
@@ -435,6 +464,7 @@ static const nn_module_ops conv2d_ops = {
     .forward = conv2d_module_forward,
     .reset_parameters = conv2d_reset_parameters,
     .extra_repr = conv2d_extra_repr,
+    .absorb_next = conv2d_absorb_next,
     .fold_next = conv2d_fold_next,
     .new_like = conv2d_new_like,
 };
