@@ -297,9 +297,14 @@ Test(sequential, conv_absorbs_relu_in_inference_only) {
         nn_module *seq = nn_sequential(2, (nn_module *[]){conv, nn_relu()});
         tensor *x = torch_randn(&g, 4, shapes[s]);
         tensor *fused, *ref;
+        bool absorbed = false;
         {
             TORCH_NO_GRAD_GUARD;
             fused = nn_module_forward(seq, x);
+            tensor *direct = nn_module_forward_absorbing(conv, nn_sequential_at(seq, 1), x, &absorbed);
+            cr_expect(absorbed, "shape %d: the Conv2d did not absorb the ReLU", s);
+            cr_expect(torch_equal(direct, fused));
+            tensor_free(direct);
             tensor *c = nn_module_forward(conv, x);
             ref = nnf_relu(c);
             tensor_free(c);
@@ -307,6 +312,9 @@ Test(sequential, conv_absorbs_relu_in_inference_only) {
         cr_assert(fused && ref);
         cr_expect(torch_equal(fused, ref), "shape %d: Conv2d + ReLU fused differs from the two in turn", s);
         cr_expect_null(fused->grad_fn);
+        tensor *c = nn_module_forward_absorbing(conv, nn_sequential_at(seq, 1), x, &absorbed);
+        cr_expect(!absorbed, "shape %d: absorbed while recording a graph", s);
+        tensor_free(c);
         tensor *y = nn_module_forward(seq, x); /* recording: the ReLU runs as its own node */
         cr_assert_not_null(y);
         cr_expect(torch_equal(y, ref));

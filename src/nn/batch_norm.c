@@ -210,7 +210,7 @@ tensor *nn_batch_norm_forward_relu(nn_module *m, tensor *input) {
     return batch_norm_run(m, input, true);
 }
 
-torch_status nn_batch_norm_freeze(nn_module *model, nn_batch_norm_freeze_mode mode, int64_t *frozen_count) {
+torch_status nn_batch_norm_freeze(nn_module *model, nn_batch_norm_freeze_mode mode, int64_t *count) {
     if (!model) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_batch_norm_freeze: model is NULL");
     if (mode != NN_BATCH_NORM_UNFROZEN && mode != NN_BATCH_NORM_FREEZE_STATS && mode != NN_BATCH_NORM_FREEZE_ALL)
         return torch_error(TORCH_ERR_INVALID_ARGUMENT,
@@ -237,11 +237,12 @@ torch_status nn_batch_norm_freeze(nn_module *model, nn_batch_norm_freeze_mode mo
         if (bn->weight) { /* cannot fail: parameters are leaves */
             tensor_set_requires_grad(bn->weight, mode != NN_BATCH_NORM_FREEZE_ALL);
             tensor_set_requires_grad(bn->bias, mode != NN_BATCH_NORM_FREEZE_ALL);
+            if (mode == NN_BATCH_NORM_FREEZE_ALL) tensor_zero_grad(bn->weight), tensor_zero_grad(bn->bias);
         }
         n++;
     }
     nn_module_list_free(all);
-    if (frozen_count && st == TORCH_OK) *frozen_count = n;
+    if (count && st == TORCH_OK) *count = n;
     return st;
 }
 

@@ -92,7 +92,7 @@ typedef struct nn_batch_norm_module {
     nn_module             base;    /* must be first */
     nn_batch_norm_options options; /* eps, momentum, cumulative_moving_average and ghost_batch_size may be changed between forwards */
     int                   dims;    /* spatial dims: 1, 2 or 3 (accepted input ranks 2-3, 4, 5) */
-    nn_batch_norm_freeze_mode frozen; /* set by nn_batch_norm_freeze; read at every forward */
+    nn_batch_norm_freeze_mode frozen; /* read at every forward; set it with nn_batch_norm_freeze, which checks and sets requires_grad */
     /* Borrowed views of the registered tensors, NULL when absent (affine / track_running_stats off). */
     tensor *weight, *bias;                   /* parameters [C] */
     tensor *running_mean, *running_var;      /* buffers [C] */
@@ -113,10 +113,12 @@ tensor *nn_batch_norm_forward_relu(nn_module *m, tensor *input);
  * module normalises with its running statistics whatever the training flag -- its forward and
  * backward are those of eval mode -- and no forward changes its buffers. FREEZE_ALL also sets
  * requires_grad = false on weight and bias (an optimizer then skips them: their grad stays NULL);
- * STATS and UNFROZEN set it back to true. Every BatchNorm must track running statistics; on
- * error (a NULL model, a bad mode, a BatchNorm without running statistics, named by its key)
- * nothing changes. *frozen_count (may be NULL) gets how many BatchNorm modules were set. */
-torch_status nn_batch_norm_freeze(nn_module *model, nn_batch_norm_freeze_mode mode, int64_t *frozen_count);
+ * and drops their gradients (grad = NULL), so that no momentum or weight decay moves them either;
+ * STATS and UNFROZEN set requires_grad back to true. Every BatchNorm must track running
+ * statistics (UNFROZEN excepted); on error (a NULL model, a bad mode, a BatchNorm without running
+ * statistics, named by its key) nothing changes. *count (may be NULL) gets how many BatchNorm
+ * modules were set to mode. */
+torch_status nn_batch_norm_freeze(nn_module *model, nn_batch_norm_freeze_mode mode, int64_t *count);
 
 /* running_mean <- 0, running_var <- 1, num_batches_tracked <- 0 (no-op without tracking). */
 torch_status nn_batch_norm_reset_running_stats(nn_module *m);
@@ -144,8 +146,10 @@ tensor *nnf_batch_norm_relu(tensor *input, tensor *running_mean, tensor *running
 
 /* Ghost batch normalization (Hoffer et al. 2017) as a function: in training, nnf_batch_norm applied
  * to each of input.tensor_split(ceil(N / ghost_batch_size)) in turn, the outputs concatenated --
- * with the same numbers, in one pass over memory and one NativeBatchNormBackward0 node whose
- * analytic backward treats each sub-batch as its own batch. The running statistics (if given)
+ * with the same y, dx and running statistics bit for bit (weight and bias gradients are summed
+ * over the sub-batches in double, so they may differ from the separate calls' in the last bit),
+ * in one pass over memory and one NativeBatchNormBackward0 node whose analytic backward treats
+ * each sub-batch as its own batch. The running statistics (if given)
  * are updated once per sub-batch, in order, each time with factor momentum. Not training: exactly
  * nnf_batch_norm. ghost_batch_size must be > 0 and, in training, at most N, with more than one
  * value per channel in every sub-batch. */

@@ -1,7 +1,8 @@
-/* batch_norm_checks.h — private to src/nn: the argument checks that the fused BatchNorm
- * (functional_batch_norm.c, which defines them) and the composite reference
- * (functional_batch_norm_composite.c) share, so that both refuse the same calls with the same
- * messages. Not API: no public header includes it.
+/* batch_norm_internal.h — private to src/nn: what the BatchNorm module (batch_norm.c), the fused
+ * functionals (functional_batch_norm.c, which defines everything here) and the composite reference
+ * (functional_batch_norm_composite.c) share: the argument checks, so that all refuse the same
+ * calls with the same messages, and the one entry point of the fused kernels. Not API: no public
+ * header includes it.
  *
  * Ownership: every tensor argument is borrowed and may be NULL where the functional allows it;
  * a check allocates nothing, keeps no pointer, and changes no tensor. It returns TORCH_OK or the
@@ -34,7 +35,9 @@ typedef struct bn_update {
 /* The fused batch norm behind nnf_batch_norm, nnf_batch_norm_relu and nnf_ghost_batch_norm (fname
  * names the caller in messages): with `relu`, followed by ReLU; in training with ghost_batch_size
  * > 0, over the sub-batches input.tensor_split(ceil(N / ghost_batch_size)) one after the other,
- * exactly as that many nnf_batch_norm calls (one NativeBatchNormBackward0 node either way).
+ * as that many nnf_batch_norm calls would (the same y, dx and running statistics, bit for bit;
+ * dweight and dbias summed over the sub-batches in double before rounding, where separate calls
+ * round each to float before autograd adds them), one NativeBatchNormBackward0 node either way.
  * Checks: bn_check_args, and for ghost batches ghost_batch_size <= N and more than one value per
  * channel in every sub-batch. */
 tensor *bn_forward(const char *fname, bool relu, tensor *input, tensor *running_mean, tensor *running_var,

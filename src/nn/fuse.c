@@ -62,13 +62,12 @@ nn_module *nn_utils_fuse_conv_bn_eval(const nn_module *conv_m, const nn_module *
         bf[c] = (float)(s * (b - rm[c * bn->running_mean->stride[0]]) + beta);
     }
     tensor_free(w);
+    /* as fuse_conv_bn_eval keeps them: the convolution's requires_grad for both */
+    tensor_set_requires_grad(fused->weight, conv->weight->requires_grad);
+    tensor_set_requires_grad(fused->bias, conv->weight->requires_grad);
     nn_module_train(fused_m, false);
     return fused_m;
 }
-
-/* A module's name in messages: "BatchNorm2d '1'", or the type alone for the root. */
-#define MODULE_NAME_FMT "%s%s%s%s"
-#define MODULE_NAME_ARGS(e) (e).value->ops->type_name, *(e).name ? " '" : "", (e).name, *(e).name ? "'" : ""
 
 /* One fold: child i of seq becomes `folded`, child i + 1 goes. */
 typedef struct fold {
@@ -77,17 +76,27 @@ typedef struct fold {
     nn_module *folded;
 } fold;
 
-static torch_status fuse_in_place(const char *fname, nn_module *model, int64_t *folded_count) {
+/* "<prefix>.<name>" (or "<name>" at the root) into buf: a child's key in messages. */
+static const char *child_key(char *buf, size_t len, const char *prefix, const char *name) {
+    snprintf(buf, len, "%s%s%s", prefix, *prefix ? "." : "", name);
+    return buf;
+}
+
+/* Checks model and builds every folded module (nothing in model changes), then, with `commit`,
+ * puts them in place; without, frees them (a dry run: does model fold?). */
+static torch_status fuse_impl(const char *fname, nn_module *model, bool commit, int64_t *folded_count) {
     if (!model) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: model is NULL", fname);
     nn_module_list *all = nn_module_named_modules(model);
     if (!all) return torch_last_status();
 
-    /* 1. Check and build every folded module; nothing in model changes yet. */
+    /* 1. Check and build. */
     torch_status st = TORCH_OK;
+    char key[256], key2[384];
     for (int64_t i = 0; i < all->count && st == TORCH_OK; i++)
         if (all->items[i].value->training)
-            st = torch_error(TORCH_ERR_INVALID_STATE, "%s: Fusion only for eval! (" MODULE_NAME_FMT " is in training "
-                             "mode: call nn_module_eval first)", fname, MODULE_NAME_ARGS(all->items[i]));
+            st = torch_error(TORCH_ERR_INVALID_STATE, "%s: Fusion only for eval! (%s%s%s%s is in training mode: call "
+                             "nn_module_eval first)", fname, all->items[i].value->ops->type_name,
+                             *all->items[i].name ? " '" : "", all->items[i].name, *all->items[i].name ? "'" : "");
     fold *folds = NULL;
     for (int64_t i = 0; i < all->count && st == TORCH_OK; i++) {
         nn_module *m = all->items[i].value;
@@ -95,22 +104,29 @@ static torch_status fuse_in_place(const char *fname, nn_module *model, int64_t *
         for (ptrdiff_t j = 0; nn_is_sequential(m) && j < arrlen(m->children) && st == TORCH_OK; j++) {
             const nn_named_module *c = &m->children[j], *next = j + 1 < arrlen(m->children) ? c + 1 : NULL;
             nn_module *folded = NULL;
+            torch_clear_error(); /* so that a hook returning NULL without an error shows */
             if (next && c->value->ops->fold_next && c->value->ops->fold_next(c->value, next->value, &folded)) {
                 if (!folded) {
                     char why[256]; /* the hook's message, before torch_error overwrites it */
-                    snprintf(why, sizeof why, "%s", torch_last_error());
-                    st = torch_error(torch_last_status(), "%s: %s%s%s (%s) does not fold into %s%s%s (%s): %s", fname,
-                                     prefix, *prefix ? "." : "", next->name, next->value->ops->type_name, prefix,
-                                     *prefix ? "." : "", c->name, c->value->ops->type_name, why);
+                    snprintf(why, sizeof why, "%s", *torch_last_error() ? torch_last_error() : "no reason given");
+                    st = torch_error(torch_last_status() != TORCH_OK ? torch_last_status() : TORCH_ERR_INVALID_STATE,
+                                     "%s: %s '%s' does not fold into %s '%s': %s", fname, next->value->ops->type_name,
+                                     child_key(key, sizeof key, prefix, next->name), c->value->ops->type_name,
+                                     child_key(key2, sizeof key2, prefix, c->name), why);
                     break;
                 }
                 fold f = {.seq = m, .i = j, .folded = folded};
                 arrput(folds, f);
                 j++; /* next is folded */
             } else if (nn_as_batch_norm(c->value)) {
-                st = torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: %s%s%s (%s) follows %s, not a Conv2d: it does not fold",
-                                 fname, prefix, *prefix ? "." : "", c->name, c->value->ops->type_name,
-                                 j ? m->children[j - 1].value->ops->type_name : "nothing");
+                if (j == 0)
+                    snprintf(key2, sizeof key2, "it is the first module of its Sequential");
+                else
+                    snprintf(key2, sizeof key2, "it follows %s '%s'", m->children[j - 1].value->ops->type_name,
+                             child_key(key, sizeof key, prefix, m->children[j - 1].name));
+                st = torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: %s '%s' does not fold: %s, and only a BatchNorm2d "
+                                 "directly after a Conv2d folds", fname, c->value->ops->type_name,
+                                 child_key(key, sizeof key, prefix, c->name), key2);
             }
         }
     }
@@ -126,35 +142,38 @@ static torch_status fuse_in_place(const char *fname, nn_module *model, int64_t *
                 in_sequential = in_sequential || q->children[j].value == m;
         }
         if (!in_sequential)
-            st = torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: " MODULE_NAME_FMT " is not in a Sequential: nothing "
-                             "says which module runs before it, so it does not fold", fname, MODULE_NAME_ARGS(all->items[i]));
+            st = torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: %s%s%s%s is not in a Sequential: nothing says which module "
+                             "runs before it, so it does not fold", fname, m->ops->type_name,
+                             *all->items[i].name ? " '" : "", all->items[i].name, *all->items[i].name ? "'" : "");
     }
     nn_module_list_free(all);
-    if (st != TORCH_OK) {
+    if (st != TORCH_OK || !commit) {
         for (ptrdiff_t k = 0; k < arrlen(folds); k++) nn_module_free(folds[k].folded);
+        if (st == TORCH_OK && folded_count) *folded_count = arrlen(folds);
         arrfree(folds);
         return st;
     }
 
-    /* 2. Commit (nothing can fail): per Sequential, child i becomes the folded module, child i + 1
-     *    goes, and the children move up. A Sequential names its children by position, so the name
-     *    string at position w is already "w": the strings stay where they are, the surplus freed. */
+    /* 2. Commit (nothing can fail): per Sequential, child i becomes the folded module under the
+     *    convolution's name, child i + 1 goes with its name, and the children after them move up
+     *    keeping theirs (as torch.fx's fuse keeps module names: "0.weight", "0.bias", "4.weight",
+     *    ... for the reference CNN). */
     for (ptrdiff_t k = 0; k < arrlen(folds);) {
         nn_module *seq = folds[k].seq;
         nn_named_module *ch = seq->children;
         const ptrdiff_t n = arrlen(ch);
         ptrdiff_t w = 0;
         for (ptrdiff_t r = 0; r < n; r++, w++) {
-            nn_module *v = ch[r].value;
+            nn_named_module e = ch[r];
             if (k < arrlen(folds) && folds[k].seq == seq && folds[k].i == r) {
-                nn_module_free(v);
+                nn_module_free(e.value);
                 nn_module_free(ch[r + 1].value);
-                v = folds[k++].folded;
+                free(ch[r + 1].name);
+                e.value = folds[k++].folded;
                 r++;
             }
-            ch[w].value = v;
+            ch[w] = e;
         }
-        for (ptrdiff_t r = w; r < n; r++) free(ch[r].name);
         arrsetlen(seq->children, w);
     }
     if (folded_count) *folded_count = arrlen(folds);
@@ -163,16 +182,21 @@ static torch_status fuse_in_place(const char *fname, nn_module *model, int64_t *
 }
 
 torch_status nn_module_fuse_eval_(nn_module *model, int64_t *folded_count) {
-    return fuse_in_place("nn_module_fuse_eval_", model, folded_count);
+    return fuse_impl("nn_module_fuse_eval_", model, true, folded_count);
 }
 
 nn_module *nn_module_fuse_eval(const nn_module *model, int64_t *folded_count) {
-    if (!model) {
-        torch_error(TORCH_ERR_INVALID_ARGUMENT, "nn_module_fuse_eval: model is NULL");
+    const char *fname = "nn_module_fuse_eval";
+    /* Check first (a dry run on model itself, which it leaves as it is), then copy and fold. */
+    if (fuse_impl(fname, (nn_module *)model, false, NULL) != TORCH_OK) return NULL;
+    nn_module *copy = nn_module_clone(model);
+    if (!copy) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", torch_last_error());
+        torch_error(torch_last_status(), "%s: %s", fname, why);
         return NULL;
     }
-    nn_module *copy = nn_module_clone(model);
-    if (copy && fuse_in_place("nn_module_fuse_eval", copy, folded_count) != TORCH_OK) {
+    if (fuse_impl(fname, copy, true, folded_count) != TORCH_OK) {
         nn_module_free(copy);
         return NULL;
     }

@@ -23,24 +23,27 @@
 #include "module.h"
 
 /* A new Conv2d computing bn(conv(x)) in eval mode: conv's options with bias = true, weight W' and
- * bias b' above, in eval mode. Both must be in eval mode ("Fusion only for eval!", as PyTorch
+ * bias b' above (both requiring grad as conv's weight does), in eval mode. Both must be in eval mode ("Fusion only for eval!", as PyTorch
  * says), bn a BatchNorm2d with running statistics and conv->out_channels features. */
 nn_module *nn_utils_fuse_conv_bn_eval(const nn_module *conv, const nn_module *bn);
 
 /* A folded copy of model, which stays as it was (torch.fx.experimental.optimization.fuse(model)):
- * nn_module_clone, then nn_module_fuse_eval_ on the copy, with the same checks and messages
- * (prefixed "nn_module_fuse_eval"). NULL with the error set. */
+ * the checks of nn_module_fuse_eval_ on model (messages prefixed "nn_module_fuse_eval"), then
+ * nn_module_clone and the folding of the copy. NULL with the error set. */
 nn_module *nn_module_fuse_eval(const nn_module *model, int64_t *folded_count);
 
 /* Folds, in place, every BatchNorm of model into the module before it, in every Sequential of the
  * tree (the pairs a module's fold_next accepts: Conv2d followed by BatchNorm2d), so that model
- * computes what it computed in eval mode without BatchNorm layers. The Sequentials shrink and
- * renumber their children, as torch.fx's fuse drops the BatchNorm nodes: a reference CNN
- * Conv-BN-ReLU-Pool-Conv-BN-... becomes Conv-ReLU-Pool-Conv-..., state_dict keys "0.weight",
- * "0.bias", "3.weight", ... Refused, changing nothing, when any module of model is in training
- * mode, or when a BatchNorm does not fold (not directly after a Conv2d, without running
- * statistics, a channel count that differs), the message naming the module by its key.
- * *folded_count (may be NULL) gets the number of BatchNorm layers folded (0 leaves model as it was). */
+ * computes what it computed in eval mode without BatchNorm layers. The BatchNorm children leave
+ * their Sequentials and every other child keeps its name, as torch.fx's fuse keeps module names:
+ * the reference CNN Conv-BN-ReLU-Pool-Conv-BN-... becomes Conv-ReLU-Pool-Conv-..., state_dict
+ * keys "0.weight", "0.bias", "4.weight", "4.bias", "9.weight", "9.bias" (positions move: use
+ * nn_module_get_child or the keys, not nn_sequential_at, to find a layer again). Refused,
+ * changing nothing, when any module of model is in training mode, or when a BatchNorm does not
+ * fold (not directly after a Conv2d, without running statistics, a channel count that differs),
+ * the message naming the modules by their keys; torch.fx's fuse skips such a pair instead, and
+ * also folds Linear + BatchNorm1d, which ctorch does not. *folded_count (may be NULL) gets the
+ * number of BatchNorm layers folded (0 leaves model as it was). */
 torch_status nn_module_fuse_eval_(nn_module *model, int64_t *folded_count);
 
 #endif /* CTORCH_NN_FUSE_H */

@@ -51,8 +51,12 @@ torch_status optim_update_bn(nn_module *model, int64_t n_batches, optim_batch_fn
     if (st == TORCH_OK && n_bn > 0) {
         nn_module_train(model, true);
         for (int64_t i = 0; i < n_batches && st == TORCH_OK; i++) {
+            torch_clear_error(); /* so that a NULL without an error set shows */
             tensor *x = next_batch(user, i), *y = x ? nn_module_forward(model, x) : NULL;
-            if (!y) {
+            if (!y && !x && torch_last_status() == TORCH_OK) /* a callback that forgot to say why */
+                st = torch_error(TORCH_ERR_INVALID_STATE, "%s: batch %lld: next_batch returned NULL without setting "
+                                 "an error", fname, (long long)i);
+            else if (!y) {
                 char why[256]; /* the failed call's message, before torch_error overwrites it */
                 snprintf(why, sizeof why, "%s", torch_last_error());
                 st = torch_error(torch_last_status(), "%s: batch %lld: %s", fname, (long long)i, why);

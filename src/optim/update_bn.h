@@ -28,8 +28,10 @@ typedef tensor *(*optim_batch_fn)(void *user, int64_t i);
  * their unbiased variances (each batch weighs the same, whatever its size: swa_utils' choice),
  * num_batches_tracked = n_batches; a ghost BatchNorm counts each sub-batch as a batch. Parameters
  * are not touched; other modules run in training mode as in swa_utils (dropout drops).
- * Errors, changing nothing (buffers, options and flags restored): model or next_batch NULL,
- * n_batches < 1, a forward's error or next_batch's, reported as "optim_update_bn: batch 3: ...".
+ * Errors, changing nothing in the model (buffers, options and flags restored; only version
+ * counters and the streams of generators the forwards drew from, Dropout's, have moved): model
+ * or next_batch NULL, n_batches < 1, a forward's error or next_batch's, reported as
+ * "optim_update_bn: batch 3: ..." (a NULL from next_batch without an error set is one too).
  * A model without BatchNorm is left as it is (TORCH_OK). */
 torch_status optim_update_bn(nn_module *model, int64_t n_batches, optim_batch_fn next_batch, void *user);
 
