@@ -1,13 +1,14 @@
 /* parity_fixtures.h — the reference CNN trained by PyTorch (scripts/make_parity_fixture.py), for
  * the parity tests with and without the Fashion-MNIST data set.
  *
- * Ownership: parity_load() and parity_model() return objects the test frees (nn_tensor_dict_free,
+ * Ownership: parity_load(), parity_model() and snapshot() return objects the test frees (nn_tensor_dict_free,
  * io_metadata_free, nn_module_free); parity_get() borrows from its dict. Failures are Criterion
  * assertions: a missing fixture or key is a broken test tree, not a case to handle. */
 #ifndef CTORCH_TEST_PARITY_FIXTURES_H
 #define CTORCH_TEST_PARITY_FIXTURES_H
 
 #include <criterion/criterion.h>
+#include <string.h>
 
 #include "../examples/models.h"
 
@@ -34,6 +35,32 @@ static inline nn_module *parity_model(void) {
     cr_assert_not_null(m, "%s", torch_last_error());
     cr_assert_eq(nn_module_load(m, PARITY_WEIGHTS, true), TORCH_OK, "%s", torch_last_error());
     return m;
+}
+
+/* Deep copies of m's state_dict values, in order: what a check that something did or did not
+ * change compares with. */
+static inline nn_tensor_dict *snapshot(const nn_module *m) {
+    nn_tensor_dict *sd = nn_module_state_dict(m), *copy = nn_tensor_dict_new();
+    cr_assert(sd && copy);
+    for (int64_t i = 0; i < sd->count; i++) {
+        tensor *c = tensor_clone(sd->items[i].value);
+        cr_assert_eq(nn_tensor_dict_set(copy, sd->items[i].name, c), TORCH_OK);
+        tensor_free(c);
+    }
+    nn_tensor_dict_free(sd);
+    return copy;
+}
+
+/* Same dtype, shape and bytes (NULL equals nothing). */
+static inline bool bitwise_equal(const tensor *x, const tensor *y) {
+    if (!x || !y || x->dtype != y->dtype || !tensor_same_shape(x, y)) return false;
+    tensor *a = tensor_contiguous(x), *b = tensor_contiguous(y);
+    const void *pa = a->dtype == TORCH_INT64 ? (const void *)tensor_data_i64(a) : (const void *)tensor_data_f32(a);
+    const void *pb = b->dtype == TORCH_INT64 ? (const void *)tensor_data_i64(b) : (const void *)tensor_data_f32(b);
+    bool eq = memcmp(pa, pb, (size_t)a->numel * torch_dtype_size(a->dtype)) == 0;
+    tensor_free(a);
+    tensor_free(b);
+    return eq;
 }
 
 /* The first index of the largest of row[0..n) (torch.argmax's tie rule). */

@@ -71,29 +71,6 @@ static void expect_close(const char *what, const tensor *got, const tensor *want
     expect_close_tol(what, got, want, TOL);
 }
 
-static bool bitwise_equal(const tensor *x, const tensor *y) {
-    if (!x || !y || x->dtype != y->dtype || !tensor_same_shape(x, y)) return false;
-    tensor *a = tensor_contiguous(x), *b = tensor_contiguous(y);
-    const void *pa = a->dtype == TORCH_INT64 ? (const void *)tensor_data_i64(a) : (const void *)tensor_data_f32(a);
-    const void *pb = b->dtype == TORCH_INT64 ? (const void *)tensor_data_i64(b) : (const void *)tensor_data_f32(b);
-    bool eq = memcmp(pa, pb, (size_t)a->numel * torch_dtype_size(a->dtype)) == 0;
-    tensor_free(a);
-    tensor_free(b);
-    return eq;
-}
-
-/* Deep copies of m's state_dict, to check later that something did or did not change. */
-static nn_tensor_dict *snapshot(const nn_module *m) {
-    nn_tensor_dict *sd = nn_module_state_dict(m), *copy = nn_tensor_dict_new();
-    for (int64_t i = 0; i < sd->count; i++) {
-        tensor *c = tensor_clone(sd->items[i].value);
-        cr_assert_eq(nn_tensor_dict_set(copy, sd->items[i].name, c), TORCH_OK);
-        tensor_free(c);
-    }
-    nn_tensor_dict_free(sd);
-    return copy;
-}
-
 /* Asserts that the entries of m's state_dict whose keys contain `filter` (all: "") equal snap's. */
 static void expect_unchanged(const nn_module *m, const nn_tensor_dict *snap, const char *filter, const char *when) {
     nn_tensor_dict *sd = nn_module_state_dict(m);
@@ -138,14 +115,26 @@ static nn_module *frozen_block(void) {
     return m;
 }
 
-/* Forward and backward of the block in training mode; compares with PyTorch's eval-mode BatchNorm. */
-static void check_frozen_step(nn_module *m, bool affine_learns) {
-    tensor *x = tensor_clone(fixture("frozen.x"));
+/* y = m(<prefix>.x) and dx for the upstream gradient <prefix>.dy, against <prefix>.y and .dx. */
+static void check_forward_backward(nn_module *m, const char *prefix) {
+    char key[64], what[64];
+    snprintf(key, sizeof key, "%s.x", prefix);
+    tensor *x = tensor_clone(fixture(key));
     tensor_set_requires_grad(x, true);
     tensor *y = nn_module_forward(m, x);
-    expect_close("frozen: y", y, fixture("frozen.y"));
-    backward_with(y, fixture("frozen.dy"));
-    expect_close("frozen: dx", x->grad, fixture("frozen.dx"));
+    snprintf(key, sizeof key, "%s.y", prefix), snprintf(what, sizeof what, "%s: y", prefix);
+    expect_close(what, y, fixture(key));
+    snprintf(key, sizeof key, "%s.dy", prefix);
+    backward_with(y, fixture(key));
+    snprintf(key, sizeof key, "%s.dx", prefix), snprintf(what, sizeof what, "%s: dx", prefix);
+    expect_close(what, x->grad, fixture(key));
+    tensor_free(y);
+    tensor_free(x);
+}
+
+/* Forward and backward of the block in training mode; compares with PyTorch's eval-mode BatchNorm. */
+static void check_frozen_step(nn_module *m, bool affine_learns) {
+    check_forward_backward(m, "frozen");
     expect_close("frozen: d conv weight", nn_module_get_parameter(m, "0.weight")->grad, fixture("frozen.grad.0.weight"));
     tensor *w = nn_module_get_parameter(m, "1.weight"), *b = nn_module_get_parameter(m, "1.bias");
     if (affine_learns) {
@@ -155,8 +144,6 @@ static void check_frozen_step(nn_module *m, bool affine_learns) {
         cr_expect_null(w->grad, "a fully frozen BatchNorm's weight got a gradient");
         cr_expect_null(b->grad, "a fully frozen BatchNorm's bias got a gradient");
     }
-    tensor_free(y);
-    tensor_free(x);
 }
 
 /* Three SGD steps (momentum, weight decay) on the block in training mode. */
@@ -262,25 +249,18 @@ static nn_module *ghost_bn(const char *prefix, bool cma) {
 
 Test(batch_norm_variants, ghost_matches_pytorch_bn_over_tensor_split_sub_batches) {
     nn_module *m = ghost_bn("ghost", false);
-    tensor *x = tensor_clone(fixture("ghost.x"));
-    tensor_set_requires_grad(x, true);
-    tensor *y = nn_module_forward(m, x);
-    expect_close("ghost: y", y, fixture("ghost.y"));
-    backward_with(y, fixture("ghost.dy"));
-    expect_close("ghost: dx", x->grad, fixture("ghost.dx"));
+    check_forward_backward(m, "ghost");
     expect_close("ghost: dweight", nn_module_get_parameter(m, "weight")->grad, fixture("ghost.dweight"));
     expect_close("ghost: dbias", nn_module_get_parameter(m, "bias")->grad, fixture("ghost.dbias"));
     expect_close("ghost: running_mean", nn_module_get_buffer(m, "running_mean"), fixture("ghost.after.running_mean"));
     expect_close("ghost: running_var", nn_module_get_buffer(m, "running_var"), fixture("ghost.after.running_var"));
     cr_expect(bitwise_equal(nn_module_get_buffer(m, "num_batches_tracked"), fixture("ghost.after.num_batches_tracked")),
               "num_batches_tracked should grow by 3, one per sub-batch");
-    tensor_free(y);
-    tensor_free(x);
     nn_module_free(m);
 
     /* the cumulative average: factors 1/6, 1/7, 1/8 for the three sub-batches */
     m = ghost_bn("ghost_cma", true);
-    y = nn_module_forward(m, fixture("ghost_cma.x"));
+    tensor *y = nn_module_forward(m, fixture("ghost_cma.x"));
     cr_assert_not_null(y);
     expect_close("ghost (cma): running_mean", nn_module_get_buffer(m, "running_mean"),
                  fixture("ghost_cma.after.running_mean"));

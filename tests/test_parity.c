@@ -52,30 +52,6 @@ static void expect_close(const char *what, const tensor *got, const tensor *want
     tensor_free(g);
 }
 
-/* Deep copies of m's state_dict values, in order, to check that a refused load changed nothing. */
-static nn_tensor_dict *snapshot(const nn_module *m) {
-    nn_tensor_dict *sd = nn_module_state_dict(m), *copy = nn_tensor_dict_new();
-    cr_assert(sd && copy);
-    for (int64_t i = 0; i < sd->count; i++) {
-        tensor *c = tensor_clone(sd->items[i].value);
-        cr_assert_eq(nn_tensor_dict_set(copy, sd->items[i].name, c), TORCH_OK);
-        tensor_free(c);
-    }
-    nn_tensor_dict_free(sd);
-    return copy;
-}
-
-static bool bitwise_equal(const tensor *x, const tensor *y) {
-    if (x->dtype != y->dtype || !tensor_same_shape(x, y)) return false;
-    tensor *a = tensor_contiguous(x), *b = tensor_contiguous(y);
-    const void *pa = a->dtype == TORCH_INT64 ? (const void *)tensor_data_i64(a) : (const void *)tensor_data_f32(a);
-    const void *pb = b->dtype == TORCH_INT64 ? (const void *)tensor_data_i64(b) : (const void *)tensor_data_f32(b);
-    bool eq = memcmp(pa, pb, (size_t)a->numel * torch_dtype_size(a->dtype)) == 0;
-    tensor_free(a);
-    tensor_free(b);
-    return eq;
-}
-
 static void expect_state_equals(const nn_module *m, const nn_tensor_dict *snap, const char *when) {
     nn_tensor_dict *sd = nn_module_state_dict(m);
     cr_assert_eq(sd->count, snap->count);
