@@ -22,23 +22,13 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <getopt.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "ctorch.h"
-#include "data/data.h"
-#include "nn/loss.h"
-#include "io/io.h"
-#include "optim/checkpoint.h"
-#include "optim/adam.h"
-#include "optim/lr_scheduler.h"
-#include "optim/sgd.h"
 
+#include "common/training.h"
 #include "models.h"
 
 /* ---- command line ------------------------------------------------------------------------------- */
@@ -90,24 +80,6 @@ static void usage(FILE *out) {
             "  --help              this text\n");
 }
 
-static bool parse_long(const char *s, long long lo, long long hi, long long *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_double(const char *s, double lo, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v < lo) return false;
-    *out = v;
-    return true;
-}
-
 /* 0: run, 1: --help shown, 2: bad usage (message printed). */
 static int parse_args(int argc, char **argv, config *c) {
     *c = (config){.epochs = 2, .batch_size = 64, .lr = -1, .momentum = -1, .weight_decay = -1, .model = "ref",
@@ -131,15 +103,15 @@ static int parse_args(int argc, char **argv, config *c) {
     for (int o; (o = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
         bool ok = true;
         switch (o) {
-        case EPOCHS: ok = parse_long(optarg, 0, 100000, &v) && ((c->epochs = (int)v), 1); break;
-        case BATCH: ok = parse_long(optarg, 1, 1 << 20, &v) && ((c->batch_size = (int)v), 1); break;
-        case THREADS: ok = parse_long(optarg, 1, 1024, &v) && ((c->threads = (int)v), 1); break;
-        case SEED: ok = parse_long(optarg, 0, INT64_MAX, &v) && ((c->seed = (uint64_t)v), 1); break;
-        case LIMIT_TRAIN: ok = parse_long(optarg, 1, INT64_MAX, &v) && ((c->limit_train = v), 1); break;
-        case LIMIT_TEST: ok = parse_long(optarg, 1, INT64_MAX, &v) && ((c->limit_test = v), 1); break;
-        case LR: ok = parse_double(optarg, 0, &c->lr); break;
-        case MOMENTUM: ok = parse_double(optarg, 0, &c->momentum); break;
-        case WD: ok = parse_double(optarg, 0, &c->weight_decay); break;
+        case EPOCHS: ok = ex_parse_long(optarg, 0, 100000, &v) && ((c->epochs = (int)v), 1); break;
+        case BATCH: ok = ex_parse_long(optarg, 1, 1 << 20, &v) && ((c->batch_size = (int)v), 1); break;
+        case THREADS: ok = ex_parse_long(optarg, 1, 1024, &v) && ((c->threads = (int)v), 1); break;
+        case SEED: ok = ex_parse_long(optarg, 0, INT64_MAX, &v) && ((c->seed = (uint64_t)v), 1); break;
+        case LIMIT_TRAIN: ok = ex_parse_long(optarg, 1, INT64_MAX, &v) && ((c->limit_train = v), 1); break;
+        case LIMIT_TEST: ok = ex_parse_long(optarg, 1, INT64_MAX, &v) && ((c->limit_test = v), 1); break;
+        case LR: ok = ex_parse_double(optarg, 0, &c->lr); break;
+        case MOMENTUM: ok = ex_parse_double(optarg, 0, &c->momentum); break;
+        case WD: ok = ex_parse_double(optarg, 0, &c->weight_decay); break;
         case DATA: c->data = optarg; break;
         case SAVE: c->save = optarg; break;
         case LOAD: c->load = optarg; break;
@@ -151,7 +123,7 @@ static int parse_args(int argc, char **argv, config *c) {
         case MODEL: c->model = optarg; break;
         case SCHEDULE: c->schedule = optarg; break;
         case OPTIMIZER: c->optimizer = optarg; break;
-        case WARMUP: ok = parse_long(optarg, 0, 100000, &v) && ((c->warmup_epochs = (int)v), 1); break;
+        case WARMUP: ok = ex_parse_long(optarg, 0, 100000, &v) && ((c->warmup_epochs = (int)v), 1); break;
         case HELP: usage(stdout); return 1;
         default: usage(stderr); return 2;
         }
@@ -192,171 +164,6 @@ static int parse_args(int argc, char **argv, config *c) {
         return 2;
     }
     return 0;
-}
-
-/* ---- progress ------------------------------------------------------------------------------------- */
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* On a terminal: a bar redrawn in place; otherwise a plain line every tenth of the epoch. */
-static void show_progress(bool tty, int epoch, int64_t batch, int64_t batches, double loss, double images_per_s,
-                          double elapsed) {
-    double eta = batch ? elapsed / (double)batch * (double)(batches - batch) : 0;
-    if (tty) {
-        int width = 30, filled = (int)(width * batch / batches);
-        char bar[32];
-        for (int i = 0; i < width; i++) bar[i] = i < filled ? '=' : (i == filled ? '>' : ' ');
-        bar[width] = '\0';
-        printf("\repoch %d [%s] %lld/%lld loss %.4f %6.0f img/s ETA %d:%02d ", epoch, bar, (long long)batch,
-               (long long)batches, loss, images_per_s, (int)eta / 60, (int)eta % 60);
-        if (batch == batches) printf("\n");
-        fflush(stdout);
-    } else if (batch == batches || batch % (batches / 10 > 0 ? batches / 10 : 1) == 0) {
-        printf("epoch %d batch %lld/%lld loss %.4f %.0f img/s ETA %.0fs\n", epoch, (long long)batch,
-               (long long)batches, loss, images_per_s, eta);
-        fflush(stdout);
-    }
-}
-
-/* ---- training and evaluation ---------------------------------------------------------------------- */
-
-/* Number of rows of logits (B, K) whose argmax equals labels (B). */
-static int64_t count_correct(tensor *logits, tensor *labels) {
-    tensor *pred = torch_argmax(logits, 1, false);
-    if (!pred) return 0;
-    int64_t correct = 0;
-    for (int64_t i = 0; i < pred->numel; i++) correct += tensor_data_i64(pred)[i] == tensor_data_i64(labels)[i];
-    tensor_free(pred);
-    return correct;
-}
-
-typedef struct epoch_result {
-    double loss, accuracy; /* mean loss per sample, fraction correct */
-} epoch_result;
-
-static torch_status train_epoch(nn_module *model, optim_optimizer *opt, data_dataloader *dl, int epoch, epoch_result *out) {
-    nn_module_train(model, true);
-    bool tty = isatty(STDOUT_FILENO);
-    int64_t batches = data_dataloader_num_batches(dl), seen = 0, correct = 0, b = 0;
-    double loss_sum = 0, t0 = now_seconds();
-    tensor *x, *y;
-    torch_status st;
-    while ((st = data_dataloader_next(dl, &x, &y)) == TORCH_OK && x) {
-        tensor *logits = nn_module_forward(model, x);
-        tensor *loss = logits ? nnf_cross_entropy(logits, y) : NULL;
-        st = loss ? TORCH_OK : torch_last_status();
-        if (st == TORCH_OK) {
-            optim_zero_grad(opt);
-            st = tensor_backward(loss, NULL, false);
-        }
-        if (st == TORCH_OK) st = optim_step(opt);
-        if (st == TORCH_OK) {
-            loss_sum += tensor_item(loss) * (double)x->shape[0];
-            correct += count_correct(logits, y);
-            seen += x->shape[0];
-        }
-        tensor_free(loss);
-        tensor_free(logits);
-        tensor_free(x);
-        tensor_free(y);
-        if (st != TORCH_OK) return st;
-        double elapsed = now_seconds() - t0;
-        show_progress(tty, epoch, ++b, batches, loss_sum / (double)seen, (double)seen / elapsed, elapsed);
-    }
-    out->loss = loss_sum / (double)seen;
-    out->accuracy = (double)correct / (double)seen;
-    return st;
-}
-
-static torch_status evaluate(nn_module *model, const data_dataset *test, epoch_result *out) {
-    nn_module_eval(model);
-    TORCH_NO_GRAD_GUARD; /* no graph: evaluation needs no backward (restored on return) */
-    data_dataloader *dl = data_dataloader_new(test, 1000, false, NULL);
-    torch_status st = dl ? TORCH_OK : torch_last_status();
-    int64_t seen = 0, correct = 0;
-    double loss_sum = 0;
-    tensor *x, *y;
-    while (st == TORCH_OK && (st = data_dataloader_next(dl, &x, &y)) == TORCH_OK && x) {
-        tensor *logits = nn_module_forward(model, x);
-        tensor *loss = logits ? nnf_cross_entropy(logits, y) : NULL;
-        if (loss) {
-            loss_sum += tensor_item(loss) * (double)x->shape[0];
-            correct += count_correct(logits, y);
-            seen += x->shape[0];
-        } else {
-            st = torch_last_status();
-        }
-        tensor_free(loss);
-        tensor_free(logits);
-        tensor_free(x);
-        tensor_free(y);
-    }
-    data_dataloader_free(dl);
-    out->loss = seen ? loss_sum / (double)seen : NAN;
-    out->accuracy = seen ? (double)correct / (double)seen : NAN;
-    return st;
-}
-
-/* ---- data ---------------------------------------------------------------------------------------- */
-
-static data_dataset *limit(data_dataset *ds, int64_t n) {
-    if (!ds || n < 0 || n >= data_dataset_size(ds)) return ds;
-    data_dataset *sub = data_dataset_subset(ds, 0, n);
-    data_dataset_free(ds);
-    return sub;
-}
-
-/* Fashion-MNIST from the folder --data names, which must load. Without --data, from
- * $CTORCH_DATA (which must name a folder: an empty one is how a machine without the data set is
- * imitated) or Debian's folder: where none of the data set's files is there, the synthetic
- * shapes (announced on the first line); where any is, they must load. On false the error is set. */
-static bool load_data(const config *c, torch_generator *gen, data_dataset **train, data_dataset **test) {
-    const char *dir = data_dir(c->data), *env = getenv(DATA_ENV);
-    *train = *test = NULL;
-    if (!c->data && env && *env) {
-        struct stat st;
-        const char *why = stat(env, &st) != 0 ? strerror(errno) : !S_ISDIR(st.st_mode) ? "not a directory" : NULL;
-        if (why) {
-            torch_error(TORCH_ERR_IO, "$%s is %s, which is not a folder (%s); expected the data set's folder, or an "
-                        "empty folder for the synthetic data set", DATA_ENV, env, why);
-            return false;
-        }
-    }
-    if (!c->data && !data_fashion_mnist_present(dir)) {
-        printf("data: no data set found in %s (none of the Fashion-MNIST files is there: install "
-               "dataset-fashion-mnist, or name its folder with --data); using the synthetic shapes data set instead\n",
-               dir);
-        *train = data_synthetic_shapes(6000, gen, DATA_FASHION_MNIST_MEAN, DATA_FASHION_MNIST_STD);
-        *test = *train ? data_synthetic_shapes(1000, gen, DATA_FASHION_MNIST_MEAN, DATA_FASHION_MNIST_STD) : NULL;
-    } else {
-        *train = data_fashion_mnist(dir, true);
-        *test = *train ? data_fashion_mnist(dir, false) : NULL;
-        /* both networks take 28 x 28 images (Linear(3136) after two 2 x 2 poolings) */
-        const data_dataset *sets[2] = {*train, *test};
-        for (int k = 0; k < 2 && *test; k++) {
-            const int64_t *shape = sets[k]->images->shape;
-            if (shape[2] != 28 || shape[3] != 28) {
-                torch_error(TORCH_ERR_SHAPE, "%s: expected 28x28 images, as Fashion-MNIST's (got %lldx%lld in the %s set)",
-                            dir, (long long)shape[2], (long long)shape[3], k ? "test" : "training");
-                data_dataset_free(*test);
-                *test = NULL;
-            }
-        }
-        if (*test) printf("data: Fashion-MNIST from %s\n", dir);
-    }
-    if (!*train || !*test) {
-        data_dataset_free(*train);
-        data_dataset_free(*test);
-        *train = *test = NULL;
-        return false;
-    }
-    *train = limit(*train, c->limit_train);
-    *test = limit(*test, c->limit_test);
-    return *train && *test;
 }
 
 /* ---- main ------------------------------------------------------------------------------------------ */
@@ -436,7 +243,9 @@ int main(int argc, char **argv) {
     int rc = 0;
 
     if (c.summary) return print_summary(&c, &gen);
-    if (!load_data(&c, &gen, &train, &test)) {
+    ex_data_options data = {.dir = c.data, .limit_train = c.limit_train, .limit_test = c.limit_test,
+                            .synthetic_train = 6000, .synthetic_test = 1000};
+    if (!ex_load_data(&data, &gen, &train, &test, NULL)) {
         rc = fail("loading data");
         goto done;
     }
@@ -453,8 +262,8 @@ int main(int argc, char **argv) {
     nn_module_print(model);
 
     if (c.eval_only) {
-        epoch_result r;
-        if (evaluate(model, test, &r) != TORCH_OK) {
+        ex_result r;
+        if (ex_evaluate(model, test, &r) != TORCH_OK) {
             rc = fail("evaluating");
             goto done;
         }
@@ -502,14 +311,16 @@ int main(int argc, char **argv) {
     }
 
     for (int epoch = (int)state.epoch + 1; epoch <= c.epochs; epoch++) {
-        double lr = optim_get_lr(opt, 0), t0 = now_seconds();
-        epoch_result tr, te;
-        if (train_epoch(model, opt, dl, epoch, &tr) != TORCH_OK) {
+        double lr = optim_get_lr(opt, 0), t0 = ex_now_seconds();
+        ex_result tr, te;
+        char label[32];
+        snprintf(label, sizeof label, "epoch %d", epoch);
+        if (ex_train_epoch(model, opt, dl, label, &tr) != TORCH_OK) {
             rc = fail("training");
             goto done;
         }
-        double seconds = now_seconds() - t0;
-        if (evaluate(model, test, &te) != TORCH_OK) {
+        double seconds = ex_now_seconds() - t0;
+        if (ex_evaluate(model, test, &te) != TORCH_OK) {
             rc = fail("evaluating");
             goto done;
         }
