@@ -139,6 +139,23 @@ static int64_t count_correct(tensor *logits, tensor *labels, int64_t *prediction
     return correct;
 }
 
+torch_status ex_train_step(nn_module *model, optim_optimizer *opt, tensor *x, tensor *y, double *loss,
+                           int64_t *correct) {
+    tensor *logits = nn_module_forward(model, x);
+    tensor *l = logits ? nnf_cross_entropy(logits, y) : NULL;
+    torch_status st = l ? TORCH_OK : torch_last_status();
+    if (st == TORCH_OK) {
+        optim_zero_grad(opt);
+        st = tensor_backward(l, NULL, false);
+    }
+    if (st == TORCH_OK) st = optim_step(opt);
+    if (st == TORCH_OK && loss) *loss = tensor_item(l);
+    if (st == TORCH_OK && correct && (*correct = count_correct(logits, y, NULL)) < 0) st = torch_last_status();
+    tensor_free(l);
+    tensor_free(logits);
+    return st;
+}
+
 torch_status ex_train_epoch(nn_module *model, optim_optimizer *opt, data_dataloader *dl, const char *label,
                             ex_result *out) {
     nn_module_train(model, true);
@@ -149,23 +166,14 @@ torch_status ex_train_epoch(nn_module *model, optim_optimizer *opt, data_dataloa
     tensor *x, *y;
     torch_status st;
     while ((st = data_dataloader_next(dl, &x, &y)) == TORCH_OK && x) {
-        tensor *logits = nn_module_forward(model, x);
-        tensor *loss = logits ? nnf_cross_entropy(logits, y) : NULL;
-        st = loss ? TORCH_OK : torch_last_status();
+        double loss;
+        int64_t c;
+        st = ex_train_step(model, opt, x, y, &loss, &c);
         if (st == TORCH_OK) {
-            optim_zero_grad(opt);
-            st = tensor_backward(loss, NULL, false);
-        }
-        if (st == TORCH_OK) st = optim_step(opt);
-        int64_t c = st == TORCH_OK ? count_correct(logits, y, NULL) : 0;
-        if (c < 0) st = torch_last_status();
-        if (st == TORCH_OK) {
-            loss_sum += tensor_item(loss) * (double)x->shape[0];
+            loss_sum += loss * (double)x->shape[0];
             correct += c;
             seen += x->shape[0];
         }
-        tensor_free(loss);
-        tensor_free(logits);
         tensor_free(x);
         tensor_free(y);
         if (st != TORCH_OK) return st;

@@ -63,8 +63,13 @@ typedef struct ex_result {
     double loss, accuracy; /* mean cross-entropy per image, fraction correct */
 } ex_result;
 
-/* One epoch of dl in training mode: for each batch, the five lines of a PyTorch training step
- * (forward, loss, zero_grad, backward, step), with a progress line labelled label. */
+/* One training step on images x and labels y, the five lines of a PyTorch step: forward,
+ * cross-entropy, zero_grad, backward, step. *loss and *correct (each may be NULL) get the batch's
+ * mean loss and how many of its images the forward classified right. */
+torch_status ex_train_step(nn_module *model, optim_optimizer *opt, tensor *x, tensor *y, double *loss,
+                           int64_t *correct);
+
+/* One epoch of dl in training mode, ex_train_step per batch, with a progress line labelled label. */
 torch_status ex_train_epoch(nn_module *model, optim_optimizer *opt, data_dataloader *dl, const char *label,
                             ex_result *out);
 
