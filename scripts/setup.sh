@@ -6,10 +6,11 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# graphviz renders the autograd-graph pictures (examples/batch_norm_explained, test_dot_render);
-# without it they are written as DOT files and those tests are skipped.
+# graphviz renders the autograd-graph pictures (examples/batch_norm_explained, test_dot_render),
+# gnuplot-nox the plots of bn_experiments; without them the programs write DOT files and
+# gnuplot scripts, and the tests of the pictures are skipped.
 packages=(build-essential cmake pkg-config libopenblas-dev libstb-dev libcriterion-dev
-          libcjson-dev zlib1g-dev graphviz)
+          libcjson-dev zlib1g-dev graphviz gnuplot-nox)
 dataset=1
 for arg in "$@"; do
   case $arg in

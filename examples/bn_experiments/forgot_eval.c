@@ -7,6 +7,7 @@
  * accuracy of the forgetful loop, and the accuracy of a proper evaluation afterwards (eval mode,
  * batches of 1000, stored order), with the running statistics the forgetful loop left. Each row
  * starts from a fresh copy of the trained model. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -42,6 +43,7 @@ static torch_status run(xp_context *ctx) {
     torch_status st = by_class ? TORCH_OK : torch_last_status();
     xp_text csv = {0}, plot = {0};
     xp_printf(&csv, "order,batch_size,accuracy_eval,accuracy_forgot,accuracy_eval_after\n");
+    double lowest = 1;
     for (int o = 0; o < 2 && st == TORCH_OK; o++) {
         for (int i = 0; i < ctx->c->n_sizes && st == TORCH_OK; i++) {
             int64_t b = ctx->c->sizes[i];
@@ -61,15 +63,20 @@ static torch_status run(xp_context *ctx) {
             fflush(stdout);
             xp_printf(&csv, "%s,%lld,%.4f,%.4f,%.4f\n", names[o], (long long)b, eval.accuracy, forgot.accuracy,
                       after.accuracy);
+            lowest = fmin(lowest, fmin(eval.accuracy, fmin(forgot.accuracy, after.accuracy)));
         }
     }
+    /* the bars start at a round number a little under the lowest, so that differences show */
+    int floor_of_axis = (int)fmax(0, 10 * floor((100 * lowest - 2) / 10));
     xp_printf(&plot,
               "set title 'Evaluating without model.eval(): the loop, and a proper evaluation after it'\n"
               "set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.85 border -1\n"
-              "set yrange [0:100]\nset ylabel 'test accuracy (%%)'\nset key below\nset grid noxtics\n"
-              "plot 'forgot-eval.csv' using ($3*100):xtic(sprintf(\"%%s\\nbatch %%d\", strcol(1), int($2))) title 'with model.eval()', \\\n"
+              "set yrange [%d:100]\nset ylabel 'test accuracy (%%)'\nset xlabel 'order of the test set, batch size'\n"
+              "set key below\nset grid noxtics\n"
+              "plot 'forgot-eval.csv' using ($3*100):xtic(sprintf('%%s, %%d', strcol(1), int($2))) title 'with model.eval()', \\\n"
               "     '' using ($4*100) title 'forgot model.eval()', \\\n"
-              "     '' using ($5*100) title 'model.eval() afterwards, with the running statistics the forgetful loop left'\n");
+              "     '' using ($5*100) title 'model.eval() afterwards, with the running statistics the forgetful loop left'\n",
+              floor_of_axis);
     if (st == TORCH_OK) st = xp_output(ctx, &csv, &plot);
     xp_text_free(&csv);
     xp_text_free(&plot);

@@ -16,7 +16,7 @@ static void defaults(xp_config *c) {
     if (c->ghost_batch_size < 0) c->ghost_batch_size = 32;
     /* train_cnn's 0.01 at batch 64, scaled by the square root of the batch ratio: the rule of the
      * ghost batch paper (Hoffer et al., "Train longer, generalize better"). Linear scaling (0.08)
-     * without warm-up diverges in the first steps here. */
+     * without warm-up is unstable in the first steps here and ends several points lower. */
     if (c->lr < 0) c->lr = 0.01 * sqrt((double)c->batch_size / 64.0);
 }
 

@@ -145,8 +145,9 @@ static torch_status run(xp_context *ctx) {
         xp_printf(&plot, "set ylabel 'RMS over channels of running_%s - true %s'\nplot ", which ? "var" : "mean",
                   which ? "variance" : "mean");
         for (int k = 0; k < N_SETTINGS; k++)
-            xp_printf(&plot, "%s'momentum.csv' using 1:%d with lines lw 2 title '%s'", k ? ", " : "",
-                      2 + which * N_SETTINGS + k, settings[k].cumulative ? "cumulative average" : settings[k].column + 9);
+            xp_printf(&plot, "%s'momentum.csv' using 1:%d with lines lw 2 title '%s%s'", k ? ", " : "",
+                      2 + which * N_SETTINGS + k, settings[k].cumulative ? "" : "momentum ",
+                      settings[k].cumulative ? "cumulative average" : settings[k].column + 9);
         xp_printf(&plot, "\n");
     }
     xp_printf(&plot, "unset multiplot\n");
