@@ -55,24 +55,44 @@ if [[ ${1:-} == --check ]]; then
   exit 1
 fi
 
+data=${CTORCH_DATA:-/usr/share/datasets/fashion-mnist}
+if ! ls "$data"/t10k-images-idx3-ubyte* > /dev/null 2>&1; then
+  echo "update_experiments_doc: Fashion-MNIST is not in $data (apt-get install dataset-fashion-mnist, or set CTORCH_DATA)" >&2
+  exit 1
+fi
+root=$(pwd) build=$(cd "$build" && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ctorch-xpdoc.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-model=$tmp/reference_cnn.safetensors
-mkdir -p "$out"
-set -x
-"$build/train_cnn" --epochs 2 --threads 2 --seed 0 --save "$model" > "$tmp/train.log"
+# The runs happen in a scratch folder, with the doc's relative paths (which the gnuplot scripts
+# record); docs/ changes only once everything has run and PyTorch agrees.
+cd "$tmp"
+mkdir -p "$out" lr-0.08
+model=reference_cnn.safetensors
+run() { # log, command...: runs it, which must have used Fashion-MNIST
+  local log=$1
+  shift
+  echo "+ $*"
+  "$@" > "$log"
+  grep -q '^data: Fashion-MNIST from' "$log" || { echo "update_experiments_doc: $1 did not use Fashion-MNIST:" >&2; head -n 3 "$log" >&2; exit 1; }
+}
+run train.log "$build/train_cnn" --epochs 2 --threads 2 --seed 0 --save "$model"
 for e in train-vs-eval momentum no-tracking forgot-eval precise freeze; do
-  "$build/bn_experiments" "$e" --load "$model" --threads 2 --out "$out" > "$tmp/$e.log"
+  run "$e.log" "$build/bn_experiments" "$e" --load "$model" --threads 2 --out "$out"
 done
-"$build/bn_experiments" ghost --threads 2 --out "$out" > "$tmp/ghost.log"
-/usr/bin/python3 scripts/bn_experiment_train_vs_eval.py --load "$model" --threads 2 --out "$out/train-vs-eval-pytorch.csv"
-set +x
-tail -n 2 "$tmp/train.log"
+run ghost.log "$build/bn_experiments" ghost --threads 2 --out "$out"
+run ghost-lr.log "$build/bn_experiments" ghost --lr 0.08 --threads 2 --out lr-0.08
+cp lr-0.08/ghost.csv "$out/ghost-lr-0.08.csv"
+echo "+ python3 scripts/bn_experiment_train_vs_eval.py --load $model --threads 2"
+/usr/bin/python3 "$root/scripts/bn_experiment_train_vs_eval.py" --load "$model" --threads 2 --data "$data" \
+  --out "$out/train-vs-eval-pytorch.csv"
+tail -n 2 train.log
 # PyTorch's accuracies against ctorch's: at most 0.1 point apart
 awk -F, 'FNR == 1 { next } NR == FNR { b[$1] = $2; r[$1] = $3; next }
   { d1 = b[$1] - $2; d2 = r[$1] - $3; if (d1 < 0) d1 = -d1; if (d2 < 0) d2 = -d2
     if (d1 > 0.001 + 1e-9 || d2 > 0.001 + 1e-9) { print "batch size " $1 ": ctorch and PyTorch differ by more than 0.1 point"; bad = 1 } }
   END { exit bad }' "$out/train-vs-eval.csv" "$out/train-vs-eval-pytorch.csv"
+cd "$root"
+cp "$tmp/$out"/* "$out"/
 render_doc > "$tmp/doc.md"
 mv "$tmp/doc.md" "$doc"
 echo "updated $doc and $out/"

@@ -1,4 +1,5 @@
-# forgot-eval: bn_experiments forgot-eval -- render with: gnuplot forgot-eval.gp (in this folder)
+# forgot-eval: bn_experiments forgot-eval --load reference_cnn.safetensors --threads 2 --out docs/experiments
+# Render with: gnuplot forgot-eval.gp (in this folder)
 if (!exists("output")) output = 'forgot-eval.png'
 set terminal pngcairo size 900,540 noenhanced font ',10'
 set output output

@@ -1,4 +1,5 @@
-# freeze: bn_experiments freeze -- render with: gnuplot freeze.gp (in this folder)
+# freeze: bn_experiments freeze --load reference_cnn.safetensors --threads 2 --out docs/experiments
+# Render with: gnuplot freeze.gp (in this folder)
 if (!exists("output")) output = 'freeze.png'
 set terminal pngcairo size 900,540 noenhanced font ',10'
 set output output

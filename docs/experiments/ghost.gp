@@ -1,4 +1,5 @@
-# ghost: bn_experiments ghost -- render with: gnuplot ghost.gp (in this folder)
+# ghost: bn_experiments ghost --threads 2 --out docs/experiments
+# Render with: gnuplot ghost.gp (in this folder)
 if (!exists("output")) output = 'ghost.png'
 set terminal pngcairo size 900,540 noenhanced font ',10'
 set output output

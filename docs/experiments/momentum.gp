@@ -1,11 +1,12 @@
-# momentum: bn_experiments momentum -- render with: gnuplot momentum.gp (in this folder)
+# momentum: bn_experiments momentum --load reference_cnn.safetensors --threads 2 --out docs/experiments
+# Render with: gnuplot momentum.gp (in this folder)
 if (!exists("output")) output = 'momentum.png'
 set terminal pngcairo size 900,540 noenhanced font ',10'
 set output output
 set datafile separator ','
 set key autotitle columnhead
 set grid
-set multiplot layout 1,2 title 'Running statistics of BatchNorm "1" against the data set''s (batch 64)'
+set multiplot layout 1,2 title 'Running statistics of BatchNorm "5" against the data set''s (batch 64)'
 set logscale y
 set xlabel 'step'
 set format y '%g'

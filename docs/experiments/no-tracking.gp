@@ -1,4 +1,5 @@
-# no-tracking: bn_experiments no-tracking -- render with: gnuplot no-tracking.gp (in this folder)
+# no-tracking: bn_experiments no-tracking --load reference_cnn.safetensors --threads 2 --out docs/experiments
+# Render with: gnuplot no-tracking.gp (in this folder)
 if (!exists("output")) output = 'no-tracking.png'
 set terminal pngcairo size 900,540 noenhanced font ',10'
 set output output

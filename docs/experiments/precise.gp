@@ -1,4 +1,5 @@
-# precise: bn_experiments precise -- render with: gnuplot precise.gp (in this folder)
+# precise: bn_experiments precise --load reference_cnn.safetensors --threads 2 --out docs/experiments
+# Render with: gnuplot precise.gp (in this folder)
 if (!exists("output")) output = 'precise.png'
 set terminal pngcairo size 900,540 noenhanced font ',10'
 set output output

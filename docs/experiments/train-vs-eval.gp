@@ -1,4 +1,5 @@
-# train-vs-eval: bn_experiments train-vs-eval -- render with: gnuplot train-vs-eval.gp (in this folder)
+# train-vs-eval: bn_experiments train-vs-eval --load reference_cnn.safetensors --threads 2 --out docs/experiments
+# Render with: gnuplot train-vs-eval.gp (in this folder)
 if (!exists("output")) output = 'train-vs-eval.png'
 set terminal pngcairo size 900,540 noenhanced font ',10'
 set output output

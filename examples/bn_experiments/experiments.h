@@ -43,7 +43,7 @@ typedef struct xp_context {
     bool          synthetic;   /* the synthetic shapes, not Fashion-MNIST */
     nn_module    *model;       /* the reference CNN, trained or loaded, in eval mode; NULL for
                                 * experiments that train their own (xp_experiment.own_model) */
-    const char   *model_from;  /* "--load FILE" or "trained here": for the output's first lines */
+    const char   *command;     /* the command line, for the gnuplot script's first line */
 } xp_context;
 
 /* Options beyond the common ones, as bits of xp_experiment.options. */

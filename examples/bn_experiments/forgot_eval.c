@@ -23,7 +23,7 @@ static void defaults(xp_config *c) {
 static data_dataset *sorted_by_class(const data_dataset *ds) {
     int64_t n = data_dataset_size(ds), *order = malloc((size_t)(n ? n : 1) * sizeof *order), at = 0, max = 0;
     if (!order) {
-        torch_error(TORCH_ERR_OUT_OF_MEMORY, "forgot-eval: out of memory");
+        torch_error(TORCH_ERR_OUT_OF_MEMORY, "out of memory");
         return NULL;
     }
     const int64_t *labels = tensor_data_i64(ds->labels);

@@ -21,7 +21,7 @@ static void defaults(xp_config *c) {
 }
 
 static data_dataset *negatives(const data_dataset *ds) {
-    tensor *x = tensor_contiguous(ds->images);
+    tensor *x = tensor_clone(ds->images); /* a copy: the data sets are borrowed */
     data_dataset *out = NULL;
     if (x) {
         const float flip = (1 - 2 * DATA_FASHION_MNIST_MEAN) / DATA_FASHION_MNIST_STD;
@@ -90,7 +90,7 @@ static torch_status run(xp_context *ctx) {
     double *acc = calloc((size_t)(N_MODES * points), sizeof *acc);
     torch_status st = !test ? torch_last_status()
                       : acc ? TORCH_OK
-                            : torch_error(TORCH_ERR_OUT_OF_MEMORY, "freeze: out of memory");
+                            : torch_error(TORCH_ERR_OUT_OF_MEMORY, "out of memory");
     for (int k = 0; k < N_MODES && st == TORCH_OK; k++) st = fine_tune(ctx, &modes[k], train, test, every, acc + k * points);
     xp_text csv = {0}, plot = {0};
     xp_printf(&csv, "step");

@@ -20,13 +20,30 @@ static void defaults(xp_config *c) {
     if (c->lr < 0) c->lr = 0.01 * sqrt((double)c->batch_size / 64.0);
 }
 
-static void set_ghost(nn_module *model, int64_t g) {
+static torch_status set_ghost(nn_module *model, int64_t g) {
     nn_module_list *l = nn_module_named_modules(model);
-    for (int64_t i = 0; l && i < l->count; i++) {
+    if (!l) return torch_last_status();
+    int64_t count = 0;
+    for (int64_t i = 0; i < l->count; i++) {
         nn_batch_norm_module *bn = nn_as_batch_norm(l->items[i].value);
-        if (bn) bn->options.ghost_batch_size = g;
+        if (bn) bn->options.ghost_batch_size = g, count++;
     }
     nn_module_list_free(l);
+    return count ? TORCH_OK : torch_error(TORCH_ERR_INVALID_ARGUMENT, "the model has no BatchNorm");
+}
+
+/* Every batch of an epoch, the last included, must hold at least one ghost batch: checked before
+ * any training, rather than found at the end of the first model's run. */
+static torch_status check_sizes(const xp_context *ctx) {
+    int64_t n = data_dataset_size(ctx->train), b = ctx->c->batch_size, g = ctx->c->ghost_batch_size, last = n % b;
+    if (g > b)
+        return torch_error(TORCH_ERR_INVALID_ARGUMENT, "--ghost-batch-size %lld is larger than the batch "
+                           "(expected at most --batch-size %lld)", (long long)g, (long long)b);
+    if (last && g > last)
+        return torch_error(TORCH_ERR_INVALID_ARGUMENT, "--ghost-batch-size %lld is larger than the last batch "
+                           "of each epoch (%lld images: %lld training images in batches of %lld); expected at most %lld",
+                           (long long)g, (long long)last, (long long)n, (long long)b, (long long)last);
+    return TORCH_OK;
 }
 
 /* Trains model for the epochs; loss[e], acc[e] after epoch e + 1. */
@@ -65,12 +82,14 @@ static torch_status run(xp_context *ctx) {
     const xp_config *c = ctx->c;
     enum { MAX_EPOCHS = 1000 };
     static double loss[2][MAX_EPOCHS], acc[2][MAX_EPOCHS];
+    torch_status st = check_sizes(ctx);
+    if (st != TORCH_OK) return st;
     torch_generator gen = torch_generator_new(c->seed);
     nn_module *plain = reference_cnn(&gen), *ghost = NULL;
-    torch_status st = plain ? TORCH_OK : torch_last_status();
+    st = plain ? TORCH_OK : torch_last_status();
     if (st == TORCH_OK && c->load) st = nn_module_load(plain, c->load, true);
     if (st == TORCH_OK && !(ghost = nn_module_clone(plain))) st = torch_last_status();
-    if (st == TORCH_OK) set_ghost(ghost, c->ghost_batch_size);
+    if (st == TORCH_OK) st = set_ghost(ghost, c->ghost_batch_size);
     char name[32];
     snprintf(name, sizeof name, "ghost %lld", (long long)c->ghost_batch_size);
     if (st == TORCH_OK) st = train(ctx, plain, "plain", loss[0], acc[0]);

@@ -49,7 +49,7 @@ static void experiment_usage(const xp_experiment *e, FILE *out) {
             "  --load FILE         %s\n"
             "  --epochs N          %s\n"
             "  --seed N            seed of every random draw: data order, initial weights (default 0)\n"
-            "  --quick             a small version for CI: 2048 training and 1000 test images, fewer steps\n"
+            "  --quick             a small version for CI: 1024 training and 500 test images, fewer steps\n"
             "  --data DIR          folder with the Fashion-MNIST IDX files, which must load; default\n"
             "                      $CTORCH_DATA, else /usr/share/datasets/fashion-mnist, where none of the\n"
             "                      files means the synthetic shapes data set\n"
@@ -108,13 +108,21 @@ static int parse_args(int argc, char **argv, const xp_experiment **exp, xp_confi
         {"batch-size", required_argument, 0, BATCH},   {"lr", required_argument, 0, LR},
         {"ghost-batch-size", required_argument, 0, GHOST}, {"help", no_argument, 0, HELP},
         {0, 0, 0, 0}};
-    static const unsigned needs[] = {[SIZES - LOAD] = XP_OPT_BATCH_SIZES, [BATCHES - LOAD] = XP_OPT_BATCHES,
-                                     [STEPS - LOAD] = XP_OPT_STEPS,       [BATCH - LOAD] = XP_OPT_BATCH_SIZE,
-                                     [LR - LOAD] = XP_OPT_LR,             [GHOST - LOAD] = XP_OPT_GHOST};
+    static const unsigned needs[HELP - LOAD + 1] = {
+        [SIZES - LOAD] = XP_OPT_BATCH_SIZES, [BATCHES - LOAD] = XP_OPT_BATCHES, [STEPS - LOAD] = XP_OPT_STEPS,
+        [BATCH - LOAD] = XP_OPT_BATCH_SIZE,  [LR - LOAD] = XP_OPT_LR,           [GHOST - LOAD] = XP_OPT_GHOST};
+    /* what a bad value is told it should have been */
+    static const char *const expected[HELP - LOAD + 1] = {
+        [SEED - LOAD] = "a whole number >= 0",           [THREADS - LOAD] = "a whole number from 1 to 1024",
+        [EPOCHS - LOAD] = "a whole number from 1 to 1000",
+        [SIZES - LOAD] = "1 to 16 whole numbers from 1 to 1048576, separated by commas",
+        [BATCHES - LOAD] = "1 to 16 whole numbers from 1 to 1048576, separated by commas",
+        [STEPS - LOAD] = "a whole number from 1 to 1000000", [BATCH - LOAD] = "a whole number from 1 to 1048576",
+        [GHOST - LOAD] = "a whole number from 1 to 1048576", [LR - LOAD] = "a number > 0"};
     long long v;
     optind = 2;
     for (int o; (o = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
-        if (o >= LOAD && o <= HELP && needs[o - LOAD] && !(e->options & needs[o - LOAD])) {
+        if (o >= LOAD && o <= HELP && needs[o - LOAD] && !(e->options & needs[o - LOAD])) { /* '?' is < LOAD */
             fprintf(stderr, "bn_experiments: %s does not take --%s (see bn_experiments %s --help)\n", e->name,
                     opts[o - LOAD].name, e->name);
             return 2;
@@ -138,7 +146,8 @@ static int parse_args(int argc, char **argv, const xp_experiment **exp, xp_confi
         default: experiment_usage(e, stderr); return 2;
         }
         if (!ok) {
-            fprintf(stderr, "bn_experiments: %s: invalid value '%s' for --%s\n", e->name, optarg, opts[o - LOAD].name);
+            fprintf(stderr, "bn_experiments: %s: invalid value '%s' for --%s (expected %s)\n", e->name, optarg,
+                    opts[o - LOAD].name, expected[o - LOAD]);
             return 2;
         }
     }
@@ -217,9 +226,11 @@ int main(int argc, char **argv) {
     if (c.threads) torch_set_num_threads(c.threads);
     torch_generator gen = torch_generator_new(c.seed);
 
-    xp_context ctx = {.c = &c, .experiment = e};
-    ex_data_options data = {.dir = c.data, .limit_train = c.quick ? 2048 : -1, .limit_test = c.quick ? 1000 : -1,
-                            .synthetic_train = c.quick ? 2048 : 6000, .synthetic_test = 1000};
+    xp_text command = {0};
+    for (int i = 0; i < argc; i++) xp_printf(&command, "%s%s", i ? " " : "", i ? argv[i] : "bn_experiments");
+    xp_context ctx = {.c = &c, .experiment = e, .command = command.failed ? e->name : command.s};
+    ex_data_options data = {.dir = c.data, .limit_train = c.quick ? 1024 : -1, .limit_test = c.quick ? 500 : -1,
+                            .synthetic_train = c.quick ? 1024 : 6000, .synthetic_test = c.quick ? 500 : 1000};
     int rc = 0;
     const char *doing = "making the output folder";
     if (!make_out_dir(c.out)) goto fail;
@@ -236,6 +247,7 @@ fail:
     fprintf(stderr, "bn_experiments: %s: %s\n", doing, torch_last_error());
     rc = 2;
 done:
+    xp_text_free(&command);
     nn_module_free(ctx.model);
     data_dataset_free(ctx.train);
     data_dataset_free(ctx.test);

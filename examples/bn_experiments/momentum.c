@@ -1,14 +1,17 @@
 /* momentum.c — experiment 2: how fast the running statistics reach the data set's statistics.
  *
- * The first BatchNorm ("1") of the trained network sees conv "0"'s output, which does not depend
- * on any BatchNorm, so its true statistics are fixed numbers: the per-channel mean mu_c and
- * variance sigma2_c of conv(x) over every pixel of every training image. Starting from
+ * The second BatchNorm ("5") of the trained network sees conv "4"'s output. With the layers
+ * before it in eval mode (the first BatchNorm normalising with its running statistics), that is a
+ * fixed function of the image, so its true statistics are fixed numbers: the per-channel mean
+ * mu_c and variance sigma2_c of prefix(x) over every pixel of every training image. (The first
+ * BatchNorm's input, a bias-free convolution of normalised images, has means near 0, where
+ * running_mean starts: its convergence would not show.) Starting from
  * running_mean = 0, running_var = 1, each training-mode forward of a batch does
  *     running <- (1 - m) running + m batch_statistic       (momentum m)
  *     running <- running + (batch_statistic - running) / t  (cumulative average, momentum None)
  * and we record, after each step t, the root mean square over channels of running_mean - mu and
  * of running_var - sigma2. The batch variance is the unbiased one, as PyTorch's update uses.
- * Only conv and BatchNorm run (what follows cannot change this BatchNorm's statistics). */
+ * Only the prefix and this BatchNorm run (what follows cannot change its statistics). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,9 +31,24 @@ static const struct setting {
                 {"cumulative", 0, true}};
 enum { N_SETTINGS = sizeof settings / sizeof *settings };
 
-/* Per-channel mean and variance of conv(x) over ds: two passes in double (the deviations from
+static const char *const PREFIX[] = {"0", "1", "2", "3", "4"}, *const TRACKED = "5";
+
+/* Modules "0" to "4" of model in turn, in whatever mode they are in. */
+static tensor *prefix(nn_module *model, tensor *x) {
+    tensor *h = tensor_retain(x);
+    for (size_t i = 0; h && i < sizeof PREFIX / sizeof *PREFIX; i++) {
+        nn_module *m = nn_module_get_child(model, PREFIX[i]);
+        tensor *next = m ? nn_module_forward(m, h) : NULL;
+        if (!m) torch_error(TORCH_ERR_INVALID_ARGUMENT, "expected the reference CNN (no module \"%s\")", PREFIX[i]);
+        tensor_free(h);
+        h = next;
+    }
+    return h;
+}
+
+/* Per-channel mean and variance of prefix(x) over ds: two passes in double (the deviations from
  * the mean, not E[x^2] - E[x]^2, which cancels). */
-static torch_status true_statistics(nn_module *conv, const data_dataset *ds, int64_t channels, double *mean,
+static torch_status true_statistics(nn_module *model, const data_dataset *ds, int64_t channels, double *mean,
                                     double *var) {
     TORCH_NO_GRAD_GUARD;
     int64_t count = 0;
@@ -41,7 +59,7 @@ static torch_status true_statistics(nn_module *conv, const data_dataset *ds, int
         torch_status st = dl ? TORCH_OK : torch_last_status();
         tensor *x, *labels;
         while (st == TORCH_OK && (st = data_dataloader_next(dl, &x, &labels)) == TORCH_OK && x) {
-            tensor *y = nn_module_forward(conv, x);
+            tensor *y = prefix(model, x);
             tensor *yc = y ? tensor_contiguous(y) : NULL;
             if (yc) {
                 int64_t n = yc->shape[0], hw = yc->shape[2] * yc->shape[3];
@@ -81,16 +99,16 @@ static torch_status run_setting(xp_context *ctx, const struct setting *s, const 
                                 double *dist) {
     TORCH_NO_GRAD_GUARD;
     nn_module *copy = nn_module_clone(ctx->model);
-    nn_module *conv = copy ? nn_module_get_child(copy, "0") : NULL;
-    nn_batch_norm_module *bn = copy ? nn_as_batch_norm(nn_module_get_child(copy, "1")) : NULL;
+    nn_batch_norm_module *bn = copy ? nn_as_batch_norm(nn_module_get_child(copy, TRACKED)) : NULL;
     torch_generator gen = torch_generator_new(ctx->c->seed); /* the same batches for every setting */
-    data_dataloader *dl = bn && conv ? data_dataloader_new(ctx->train, ctx->c->batch_size, true, &gen) : NULL;
+    data_dataloader *dl = bn ? data_dataloader_new(ctx->train, ctx->c->batch_size, true, &gen) : NULL;
     torch_status st = dl ? TORCH_OK : torch_last_status();
     if (st == TORCH_OK) {
         bn->options.momentum = s->momentum;
         bn->options.cumulative_moving_average = s->cumulative;
         st = nn_batch_norm_reset_running_stats(&bn->base);
-        nn_module_train(copy, true);
+        nn_module_eval(copy);               /* the prefix: a fixed function */
+        nn_module_train(&bn->base, true);  /* the BatchNorm under study */
     }
     ex_progress p;
     ex_progress_start(&p, s->column, "step", ctx->c->steps);
@@ -99,7 +117,7 @@ static torch_status run_setting(xp_context *ctx, const struct setting *s, const 
             tensor *x = NULL, *labels = NULL;
             st = data_dataloader_next(dl, &x, &labels);
             if (st == TORCH_OK && !x) st = data_dataloader_next(dl, &x, &labels); /* the next epoch */
-            tensor *h = st == TORCH_OK ? nn_module_forward(conv, x) : NULL;
+            tensor *h = st == TORCH_OK ? prefix(copy, x) : NULL;
             tensor *y = h ? nn_module_forward(&bn->base, h) : NULL;
             if (st == TORCH_OK && !y) st = torch_last_status();
             tensor_free(y);
@@ -117,14 +135,13 @@ static torch_status run_setting(xp_context *ctx, const struct setting *s, const 
 }
 
 static torch_status run(xp_context *ctx) {
-    nn_batch_norm_module *bn = nn_as_batch_norm(nn_module_get_child(ctx->model, "1"));
-    nn_module *conv = nn_module_get_child(ctx->model, "0");
-    if (!bn || !conv) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "momentum: expected the reference CNN");
+    nn_batch_norm_module *bn = nn_as_batch_norm(nn_module_get_child(ctx->model, TRACKED));
+    if (!bn) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "expected the reference CNN (no BatchNorm \"%s\")", TRACKED);
     int64_t channels = bn->options.num_features, steps = ctx->c->steps;
     double *mean = calloc((size_t)channels, sizeof *mean), *var = calloc((size_t)channels, sizeof *var);
     double *dist = calloc((size_t)(N_SETTINGS * 2 * (steps + 1)), sizeof *dist);
-    torch_status st = mean && var && dist ? TORCH_OK : torch_error(TORCH_ERR_OUT_OF_MEMORY, "momentum: out of memory");
-    if (st == TORCH_OK) st = true_statistics(conv, ctx->train, channels, mean, var);
+    torch_status st = mean && var && dist ? TORCH_OK : torch_error(TORCH_ERR_OUT_OF_MEMORY, "out of memory");
+    if (st == TORCH_OK) st = true_statistics(ctx->model, ctx->train, channels, mean, var);
     for (int k = 0; k < N_SETTINGS && st == TORCH_OK; k++) st = run_setting(ctx, &settings[k], mean, var, dist + k * 2 * (steps + 1));
 
     xp_text csv = {0}, plot = {0};
@@ -138,7 +155,7 @@ static torch_status run(xp_context *ctx) {
             for (int k = 0; k < N_SETTINGS; k++) xp_printf(&csv, ",%.6g", dist[k * 2 * (steps + 1) + 2 * t + which]);
         xp_printf(&csv, "\n");
     }
-    xp_printf(&plot, "set multiplot layout 1,2 title 'Running statistics of BatchNorm \"1\" against the data set''s "
+    xp_printf(&plot, "set multiplot layout 1,2 title 'Running statistics of BatchNorm \"5\" against the data set''s "
                      "(batch %lld)'\nset logscale y\nset xlabel 'step'\nset format y '%%g'\nset key bottom left\n",
               (long long)ctx->c->batch_size);
     for (int which = 0; which < 2; which++) {
@@ -163,12 +180,12 @@ static torch_status run(xp_context *ctx) {
 const xp_experiment xp_momentum = {
     .name = "momentum",
     .summary = "running-statistics convergence for momentum 0.01, 0.1, 0.5 and the cumulative average",
-    .help = "From running_mean = 0, running_var = 1, the first BatchNorm of the trained network (\"1\", after\n"
-            "conv \"0\") sees --steps shuffled training batches of --batch-size (defaults 500 -- 40 with\n"
-            "--quick -- and 64) in training mode, once per momentum 0.01, 0.1, 0.5 and the cumulative\n"
-            "average (momentum None), the same batches each time. After each step: the root mean square\n"
-            "over channels of running_mean minus the true mean, and of running_var minus the true variance,\n"
-            "of conv \"0\"'s output over the whole training set (computed exactly, in double).\n\n"
+    .help = "From running_mean = 0, running_var = 1, the second BatchNorm of the trained network (\"5\"), in\n"
+            "training mode after the layers before it in eval mode, sees --steps shuffled training batches\n"
+            "of --batch-size (defaults 500 -- 40 with --quick -- and 64), once per momentum 0.01, 0.1, 0.5\n"
+            "and the cumulative average (momentum None), the same batches each time. After each step: the\n"
+            "root mean square over channels of running_mean minus the true mean, and of running_var minus\n"
+            "the true variance, of its input over the whole training set (computed exactly, in double).\n\n"
             "momentum.csv: step, mean_momentum_0.01, mean_momentum_0.1, mean_momentum_0.5, mean_cumulative,\n"
             "var_momentum_0.01, var_momentum_0.1, var_momentum_0.5, var_cumulative (step 0: before any).\n",
     .options = XP_OPT_STEPS | XP_OPT_BATCH_SIZE,

@@ -3,8 +3,7 @@
  * image's prediction depends on the images it is batched with, and on the batch size.
  *
  * The network is the reference CNN built with track_running_stats=false and given the trained
- * weights (load_state_dict with strict=false leaves out the running statistics, which it has no
- * buffers for). Each batch size runs the test set twice in eval mode: in order, and shuffled by
+ * weights (its state_dict is the parameters alone: no running statistics, no buffers). Each batch size runs the test set twice in eval mode: in order, and shuffled by
  * a fixed permutation; prediction_changes is the fraction of test images whose predicted class
  * differs between the two. At batch size 1 each image is normalised by its own statistics
  * (over H x W values per channel), whatever the order. */
@@ -20,16 +19,17 @@ static void defaults(xp_config *c) {
         for (c->n_sizes = 0; c->n_sizes < 5; c->n_sizes++) c->sizes[c->n_sizes] = sizes[c->n_sizes];
 }
 
-/* The trained weights in a reference CNN whose BatchNorms track no running statistics, eval mode. */
+/* The trained weights in a reference CNN whose BatchNorms track no running statistics, eval mode:
+ * its state_dict is the parameters, which load strictly (every one must be there). */
 static nn_module *untracked_copy(nn_module *model) {
     torch_generator gen = torch_generator_new(0); /* initial weights, all overwritten */
     nn_module *m = reference_cnn_tracking(&gen, false);
-    nn_tensor_dict *sd = m ? nn_module_state_dict(model) : NULL;
-    if (!sd || nn_module_load_state_dict(m, sd, false) != TORCH_OK) {
+    nn_tensor_dict *params = m ? nn_module_named_parameters(model) : NULL;
+    if (!params || nn_module_load_state_dict(m, params, true) != TORCH_OK) {
         nn_module_free(m);
         m = NULL;
     }
-    nn_tensor_dict_free(sd);
+    nn_tensor_dict_free(params);
     if (m) nn_module_eval(m);
     return m;
 }
@@ -43,7 +43,7 @@ static torch_status run(xp_context *ctx) {
     int64_t *in_order = malloc((size_t)n * sizeof *in_order), *reordered = malloc((size_t)n * sizeof *reordered);
     torch_status st = !shuffled ? torch_last_status()
                       : in_order && reordered ? TORCH_OK
-                                              : torch_error(TORCH_ERR_OUT_OF_MEMORY, "no-tracking: out of memory");
+                                              : torch_error(TORCH_ERR_OUT_OF_MEMORY, "out of memory");
     xp_text csv = {0}, plot = {0};
     xp_printf(&csv, "batch_size,accuracy_tracked,accuracy_untracked,accuracy_untracked_shuffled,prediction_changes\n");
     for (int i = 0; i < ctx->c->n_sizes && st == TORCH_OK; i++) {

@@ -65,7 +65,7 @@ static void print_table(const char *csv) {
             line += len + (line[len] == '\n');
         }
     }
-    if (every > 1) printf("  (every %lld%s row of %lld, and the last)\n", (long long)every, every == 2 ? "nd" : every == 3 ? "rd" : "th", (long long)rows);
+    if (every > 1) printf("  (1 row in %lld of %lld shown, and the last)\n", (long long)every, (long long)rows);
 }
 
 /* gnuplot quotes: 'it''s'. */
@@ -82,10 +82,10 @@ static bool render(const char *out, const char *name, bool *missing) {
     xp_printf(&cd, "cd ");
     quoted(&cd, out);
     xp_printf(&cd, "; output = '%s.png.tmp'", name);
-    char script[256], png[1024], tmp[1024];
+    char script[256], png[4096], tmp[4096];
     snprintf(script, sizeof script, "%s.gp", name);
     snprintf(png, sizeof png, "%s/%s.png", out, name);
-    snprintf(tmp, sizeof tmp, "%s/%s.png.tmp", out, name);
+    snprintf(tmp, sizeof tmp, "%s/%s.png.tmp", out, name); /* xp_output checked the lengths */
     char *argv[] = {"gnuplot", "-e", cd.s, script, NULL};
     pid_t pid;
     int err = cd.failed ? ENOMEM : posix_spawnp(&pid, "gnuplot", NULL, NULL, argv, environ), status = 0;
@@ -100,25 +100,29 @@ static bool render(const char *out, const char *name, bool *missing) {
 
 torch_status xp_output(const xp_context *ctx, const xp_text *csv, const xp_text *plot) {
     const char *out = ctx->c->out, *name = ctx->experiment->name;
-    char csv_path[1024], gp_path[1024];
+    char csv_path[4096], gp_path[4096], png_path[4096];
+    if (snprintf(csv_path, sizeof csv_path, "%s/%s.png.tmp", out, name) >= (int)sizeof csv_path)
+        return torch_error(TORCH_ERR_INVALID_ARGUMENT, "--out is too long (%zu characters; expected at most %zu)",
+                           strlen(out), sizeof csv_path - strlen(name) - 10);
     snprintf(csv_path, sizeof csv_path, "%s/%s.csv", out, name);
     snprintf(gp_path, sizeof gp_path, "%s/%s.gp", out, name);
+    snprintf(png_path, sizeof png_path, "%s/%s.png", out, name);
     if (csv->failed || plot->failed || !csv->s || !plot->s)
-        return torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory writing the table", name);
+        return torch_error(TORCH_ERR_OUT_OF_MEMORY, "out of memory writing the table");
 
     /* The script renders by hand too (`cd OUT && gnuplot NAME.gp`); the program passes the
      * output's name, writing a temporary file it renames when gnuplot succeeds. */
     xp_text gp = {0};
     xp_printf(&gp,
-              "# %s: bn_experiments %s%s -- render with: gnuplot %s.gp (in this folder)\n"
+              "# %s: %s\n# Render with: gnuplot %s.gp (in this folder)\n"
               "if (!exists(\"output\")) output = '%s.png'\n"
               "set terminal pngcairo size 900,540 noenhanced font ',10'\n"
               "set output output\n"
               "set datafile separator ','\n"
               "set key autotitle columnhead\n"
               "set grid\n%s",
-              name, name, ctx->c->quick ? " --quick" : "", name, name, plot->s);
-    torch_status st = gp.failed ? torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory writing the plot", name) : TORCH_OK;
+              name, ctx->command, name, name, plot->s);
+    torch_status st = gp.failed ? torch_error(TORCH_ERR_OUT_OF_MEMORY, "out of memory writing the plot") : TORCH_OK;
     if (st == TORCH_OK) st = io_write_file_atomic(csv_path, csv->s, csv->len);
     if (st == TORCH_OK) st = io_write_file_atomic(gp_path, gp.s, gp.len);
     xp_text_free(&gp);
@@ -131,10 +135,11 @@ torch_status xp_output(const xp_context *ctx, const xp_text *csv, const xp_text 
     if (render(out, name, &missing)) {
         printf("plot: %s/%s.png\n", out, name);
     } else if (missing) {
+        remove(png_path); /* a plot of an earlier table */
         printf("plot: gnuplot is not installed (apt-get install gnuplot-nox); the table is in %s; to draw it: "
                "cd %s && gnuplot %s.gp\n", csv_path, out, name);
     } else {
-        return torch_error(TORCH_ERR_IO, "%s: gnuplot failed on %s (its messages are above)", name, gp_path);
+        return torch_error(TORCH_ERR_IO, "gnuplot failed on %s (its messages are above)", gp_path);
     }
     return TORCH_OK;
 }

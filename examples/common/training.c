@@ -87,7 +87,11 @@ bool ex_load_data(const ex_data_options *o, torch_generator *gen, data_dataset *
     }
     *train = limit(*train, o->limit_train);
     *test = limit(*test, o->limit_test);
-    return *train && *test;
+    if (*train && *test) return true;
+    data_dataset_free(*train);
+    data_dataset_free(*test);
+    *train = *test = NULL;
+    return false;
 }
 
 /* ---- progress ------------------------------------------------------------------------------------- */
