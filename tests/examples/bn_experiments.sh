@@ -151,14 +151,14 @@ plots)
     echo "[SKIP] bn_experiments_plots: gnuplot is not installed (apt-get install gnuplot-nox)"
     exit 77
   fi
-  run momentum step,mean_momentum_0.01,mean_momentum_0.1,mean_momentum_0.5,mean_cumulative,var_momentum_0.01,var_momentum_0.1,var_momentum_0.5,var_cumulative
-  png=$tmp/momentum/momentum.png
-  if [[ $(head -c 8 "$png" 2>/dev/null | od -An -tx1 | tr -d ' \n') == 89504e470d0a1a0a ]]; then ok; else bad "momentum.png is not a PNG"; fi
-  if [[ -z $(find "$tmp/momentum" -name '*.tmp*') ]]; then ok; else bad "temporary files left: $(ls "$tmp/momentum")"; fi
+  run precise batches,images,accuracy_precise,accuracy_ema,loss_precise,loss_ema --batches 1,2
+  png=$tmp/precise/precise.png
+  if [[ $(head -c 8 "$png" 2>/dev/null | od -An -tx1 | tr -d ' \n') == 89504e470d0a1a0a ]]; then ok; else bad "precise.png is not a PNG"; fi
+  if [[ -z $(find "$tmp/precise" -name '*.tmp*') ]]; then ok; else bad "temporary files left: $(ls "$tmp/precise")"; fi
   # the script draws it by hand too, as the program says
   rm -f "$png"
-  check by_hand 0 '' bash -c 'cd "$1" && gnuplot momentum.gp' _ "$tmp/momentum"
-  if [[ -s $png ]]; then ok; else bad "gnuplot momentum.gp made no momentum.png"; fi
+  check by_hand 0 '' bash -c 'cd "$1" && gnuplot precise.gp' _ "$tmp/precise"
+  if [[ -s $png ]]; then ok; else bad "gnuplot precise.gp made no precise.png"; fi
   ;;
 *) echo "bn_experiments.sh: unknown test '$what'" >&2; exit 2 ;;
 esac
