@@ -8,26 +8,9 @@ set -uo pipefail
 bin=$1 src=$2 what=$3
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ctorch-xp.XXXXXX") || { echo "bn_experiments.sh: cannot make a temporary folder" >&2; exit 1; }
 trap 'rm -rf "$tmp"' EXIT
-fails=0 passes=0
+source "$(dirname "${BASH_SOURCE[0]}")/checks.sh"
 mkdir "$tmp/empty"
 syn=(env "CTORCH_DATA=$tmp/empty" "$bin")
-
-ok() { passes=$((passes + 1)); }
-bad() { fails=$((fails + 1)); printf 'FAIL %s\n' "$*"; }
-
-check() { # name, expected status, regex the output must match, command...
-  local name=$1 want=$2 regex=$3
-  shift 3
-  local out status
-  out=$("$@" 2>&1)
-  status=$?
-  if [[ $status -eq $want ]] && grep -Eq -- "$regex" <<<"$out"; then
-    ok
-  else
-    bad "$name: status $status (wanted $want), output (last 20 lines):"
-    tail -n 20 <<<"$out"
-  fi
-}
 
 # Runs an experiment with --quick into $tmp/NAME, then checks its CSV's header.
 run() { # experiment, header, extra args...

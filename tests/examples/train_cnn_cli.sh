@@ -8,23 +8,7 @@ bin=$1
 # Without set -e a failed mktemp would leave tmp empty and every path below would point into /.
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ctorch-cli.XXXXXX") || { echo "train_cnn_cli: cannot make a temporary folder" >&2; exit 1; }
 trap 'rm -rf "$tmp"' EXIT
-fails=0 passes=0
-
-check() { # name, expected status, regex the output must match, command...
-  local name=$1 want=$2 regex=$3
-  shift 3
-  local out status
-  out=$("$@" 2>&1)
-  status=$?
-  if [[ $status -eq $want ]] && grep -Eq -- "$regex" <<<"$out"; then
-    passes=$((passes + 1))
-  else
-    fails=$((fails + 1))
-    # the verdict first, then the end of the output (a long output must not push it away)
-    printf 'FAIL %s: status %d (wanted %d), output (last 20 lines):\n' "$name" "$status" "$want"
-    tail -n 20 <<<"$out"
-  fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/checks.sh"
 
 # No data set, whatever this machine has installed: $CTORCH_DATA names an empty folder (as
 # DEVELOPERS.md hides the data set), so the trainer falls back to the synthetic shapes.
