@@ -92,6 +92,23 @@ static tensor *batch_norm_relu(tensor *const *x, void *u) {
     return nnf_batch_norm_relu(x[0], NULL, NULL, x[1], x[2], true, 0.1, 1e-5);
 }
 
+/* SyncBatchNorm in a group of one process: the other processes' shares are what
+ * tests/mpi/equivalence.c checks under MPI. */
+static torch_status one_gather(void *h, const double *send, double *recv, int64_t n) {
+    (void)h;
+    memcpy(recv, send, (size_t)n * sizeof *send);
+    return TORCH_OK;
+}
+static torch_status one_sum(void *h, double *values, int64_t n) {
+    (void)h, (void)values, (void)n;
+    return TORCH_OK;
+}
+static tensor *sync_batch_norm(tensor *const *x, void *u) {
+    (void)u;
+    static const nn_process_group one = {.size = 1, .all_gather = one_gather, .all_reduce_sum = one_sum};
+    return nnf_sync_batch_norm(x[0], NULL, NULL, x[1], x[2], 0.1, 1e-5, &one);
+}
+
 static tensor *max_pool2d(tensor *const *x, void *u) {
     (void)u;
     return nnf_max_pool2d(x[0], nn_max_pool2d_options_default(2), NULL);
@@ -169,6 +186,7 @@ static const op_case cases[AG_OP_COUNT] = {
     [AG_OP_CONV2D] = {conv2d, 3, {4, 4, 1}, {{2, 3, 5, 4}, {2, 3, 3, 3}, {2}}, SIGNED},
     [AG_OP_BATCH_NORM] = {batch_norm, 3, {4, 1, 1}, {{3, 2, 2, 3}, {2}, {2}}, SIGNED},
     [AG_OP_BATCH_NORM_RELU] = {batch_norm_relu, 3, {4, 1, 1}, {{3, 2, 2, 3}, {2}, {2}}, SIGNED},
+    [AG_OP_SYNC_BATCH_NORM] = {sync_batch_norm, 3, {4, 1, 1}, {{3, 2, 2, 3}, {2}, {2}}, SIGNED},
     [AG_OP_MAX_POOL2D] = CASE1(max_pool2d, 4, (2, 2, 4, 6), SIGNED),
     [AG_OP_AVG_POOL2D] = CASE1(avg_pool2d, 4, (2, 2, 5, 4), SIGNED),
     [AG_OP_ADAPTIVE_AVG_POOL2D] = CASE1(adaptive_avg_pool2d, 4, (1, 2, 5, 7), SIGNED),
@@ -195,10 +213,11 @@ static tensor *draw_input(const op_case *c, int i, uint64_t seed) {
     return t;
 }
 
-/* PyTorch names nodes <Op>Backward<N>. */
+/* PyTorch names nodes <Op>Backward<N>, and those of its Python autograd Functions <Function>Backward
+ * (SyncBatchNormBackward). */
 static bool pytorch_style(const char *name) {
     const char *b = strstr(name, "Backward");
-    return b && b != name && b[8] >= '0' && b[8] <= '9' && b[9] == '\0';
+    return b && b != name && (b[8] == '\0' || (b[8] >= '0' && b[8] <= '9' && b[9] == '\0'));
 }
 
 Test(op_table, every_entry_has_a_pytorch_name) {

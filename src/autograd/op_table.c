@@ -48,6 +48,7 @@ static const char *const op_names[AG_OP_COUNT] = {
     [AG_OP_CONV2D] = "ConvolutionBackward0",
     [AG_OP_BATCH_NORM] = "NativeBatchNormBackward0",
     [AG_OP_BATCH_NORM_RELU] = "NativeBatchNormReluBackward0", /* ctorch's fused pair; no PyTorch twin */
+    [AG_OP_SYNC_BATCH_NORM] = "SyncBatchNormBackward",         /* torch.nn.modules._functions.SyncBatchNorm */
     [AG_OP_MAX_POOL2D] = "MaxPool2DWithIndicesBackward0",
     [AG_OP_AVG_POOL2D] = "AvgPool2DBackward0",
     [AG_OP_ADAPTIVE_AVG_POOL2D] = "AdaptiveAvgPool2DBackward0",
@@ -58,7 +59,7 @@ static const char *const op_names[AG_OP_COUNT] = {
 };
 
 /* Adding an enum entry without its name (or removing one) fails here: update both, and this count. */
-static_assert(AG_OP_COUNT == 44, "op_table.h and op_names disagree: update both and this count");
+static_assert(AG_OP_COUNT == 45, "op_table.h and op_names disagree: update both and this count");
 
 const char *ag_op_name(ag_op op) {
     return (unsigned)op < AG_OP_COUNT && op_names[op] ? op_names[op] : "?";

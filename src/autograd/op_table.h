@@ -61,6 +61,8 @@ typedef enum ag_op {
     /* nn/functional_batch_norm.c */
     AG_OP_BATCH_NORM,
     AG_OP_BATCH_NORM_RELU,
+    /* nn/functional_sync_batch_norm.c */
+    AG_OP_SYNC_BATCH_NORM,
     /* nn/pooling.c */
     AG_OP_MAX_POOL2D,
     AG_OP_AVG_POOL2D,

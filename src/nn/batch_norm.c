@@ -4,6 +4,7 @@
 #include "batch_norm.h"
 #include "activation.h" /* nn_is_relu: the module BatchNorm absorbs */
 #include "batch_norm_internal.h"
+#include "../autograd/ops.h" /* torch_relu after SyncBatchNorm */
 
 #include <math.h>
 #include <stdio.h>
@@ -113,7 +114,7 @@ static nn_module *batch_norm_new_like(const nn_module *self) {
     nn_batch_norm_options o = bn->options;
     o.affine = bn->weight != NULL, o.track_running_stats = bn->running_mean != NULL; /* as built */
     nn_module *m = batch_norm_new(self->ops, bn->dims, o);
-    if (m) nn_as_batch_norm(m)->frozen = bn->frozen;
+    if (m) nn_as_batch_norm(m)->frozen = bn->frozen, nn_as_batch_norm(m)->process_group = bn->process_group;
     return m;
 }
 
@@ -148,13 +149,19 @@ static tensor *batch_norm_run(nn_module *self, tensor *input, bool relu) {
     /* A frozen module behaves as in eval mode whatever its training flag. */
     const bool tracking = bn->running_mean != NULL, training = self->training && bn->frozen == NN_BATCH_NORM_UNFROZEN;
     const bool batch_stats = training || !tracking;
-    if (batch_stats && input->numel / input->shape[1] == 1) {
+    const nn_process_group *pg = training ? bn->process_group : NULL; /* SyncBatchNorm: counts over all processes */
+    if (batch_stats && !pg && input->numel / input->shape[1] == 1) {
         char buf[128];
         torch_error(TORCH_ERR_SHAPE, "%s: Expected more than 1 value per channel when training, got input size %s", name,
                     torch_shape_str(input->ndim, input->shape, buf, sizeof buf));
         return NULL;
     }
     const int64_t ghost = batch_stats ? o->ghost_batch_size : 0, N = input->shape[0];
+    if (pg && ghost) {
+        torch_error(TORCH_ERR_INVALID_STATE, "%s: ghost batches (ghost_batch_size %lld) and a process group "
+                    "(SyncBatchNorm) do not combine; set one of them", name, (long long)ghost);
+        return NULL;
+    }
     if (ghost > N) {
         torch_error(TORCH_ERR_SHAPE, "%s: ghost_batch_size %lld is larger than the batch (got %lld)", name,
                     (long long)ghost, (long long)N);
@@ -176,10 +183,20 @@ static tensor *batch_norm_run(nn_module *self, tensor *input, bool relu) {
                            .count = update ? *count : 0};
 
     /* 3. Compute (updates the running statistics in place on success), then count the batches. */
-    const char *fname = ghost ? name : relu ? "nnf_batch_norm_relu" : "nnf_batch_norm";
-    tensor *y = bn_forward(fname, relu, input, update || !batch_stats ? bn->running_mean : NULL,
-                           update || !batch_stats ? bn->running_var : NULL, bn->weight, bn->bias, batch_stats, how,
-                           o->eps, ghost);
+    const char *fname = ghost || pg ? name : relu ? "nnf_batch_norm_relu" : "nnf_batch_norm";
+    tensor *y;
+    if (pg) { /* SyncBatchNorm; a ReLU after it runs on its own */
+        y = bn_sync_forward(fname, input, bn->running_mean, bn->running_var, bn->weight, bn->bias, how, o->eps, pg);
+        if (y && relu) {
+            tensor *r = torch_relu(y);
+            tensor_free(y);
+            y = r;
+        }
+    } else {
+        y = bn_forward(fname, relu, input, update || !batch_stats ? bn->running_mean : NULL,
+                       update || !batch_stats ? bn->running_var : NULL, bn->weight, bn->bias, batch_stats, how,
+                       o->eps, ghost);
+    }
     if (y && update) {
         const int64_t batches = ghost ? (N + ghost - 1) / ghost : 1;
         *count = *count <= INT64_MAX - batches ? *count + batches : INT64_MAX; /* saturates: 2^63 is "as many as can be" */
@@ -352,4 +369,33 @@ static int batch_norm_extra_repr(const nn_module *self, char *buf, size_t len) {
     return snprintf(buf, len, "%lld, eps=%s, momentum=%s, affine=%s, track_running_stats=%s%s%s",
                     (long long)o->num_features, eps, momentum, bn->weight ? "True" : "False",
                     bn->running_mean ? "True" : "False", ghost, frozen);
+}
+
+torch_status nn_batch_norm_set_process_group(nn_module *model, const nn_process_group *pg, int64_t *count) {
+    static const char *fname = "nn_batch_norm_set_process_group";
+    if (!model) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: model is NULL", fname);
+    if (pg && (pg->size < 1 || !pg->all_gather || !pg->all_reduce_sum))
+        return torch_error(TORCH_ERR_INVALID_ARGUMENT,
+                           "%s: expected a process group of size >= 1 with its two operations (got %s)", fname,
+                           pg->size < 1 ? "size < 1" : "a missing operation");
+    nn_module_list *all = nn_module_named_modules(model);
+    if (!all) return torch_last_status();
+    torch_status st = TORCH_OK;
+    for (int64_t i = 0; pg && i < all->count && st == TORCH_OK; i++) { /* check all first: refused, none changes */
+        const nn_batch_norm_module *bn = nn_as_batch_norm(all->items[i].value);
+        if (bn && bn->options.ghost_batch_size)
+            st = torch_error(TORCH_ERR_INVALID_ARGUMENT,
+                             "%s: %s%s%s%s uses ghost batches (ghost_batch_size %lld), which SyncBatchNorm does not "
+                             "combine with", fname, bn->base.ops->type_name, *all->items[i].name ? " '" : "",
+                             all->items[i].name, *all->items[i].name ? "'" : "",
+                             (long long)bn->options.ghost_batch_size);
+    }
+    int64_t n = 0;
+    for (int64_t i = 0; st == TORCH_OK && i < all->count; i++) {
+        nn_batch_norm_module *bn = nn_as_batch_norm(all->items[i].value);
+        if (bn) bn->process_group = pg, n++;
+    }
+    nn_module_list_free(all);
+    if (st == TORCH_OK && count) *count = n;
+    return st;
 }

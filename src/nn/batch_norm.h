@@ -78,6 +78,50 @@ nn_module *nn_batch_norm2d(nn_batch_norm_options options);
 /* BatchNorm3d: input (N, C, D, H, W). */
 nn_module *nn_batch_norm3d(nn_batch_norm_options options);
 
+/* ---- SyncBatchNorm: one batch spread over several processes ------------------------------------
+ * With data parallelism each of K processes holds a slice of the batch; plain BatchNorm would
+ * normalise each slice with its own statistics. A BatchNorm given a process group
+ * (nn_batch_norm_set_process_group; distributed/distributed.h's dist_convert_sync_batch_norm
+ * gives it an MPI one) normalises, when training, with the statistics of the global batch, as
+ * PyTorch's nn.SyncBatchNorm does on GPUs:
+ *   forward   every process gathers each one's per-channel (count, mean, m2), m2 = sum((x - mean)^2),
+ *             and merges them in process order (Chan et al.'s parallel variance):
+ *               n = n_a + n_b,  delta = mean_b - mean_a,
+ *               mean = mean_a + delta n_b / n,  m2 = m2_a + m2_b + delta^2 n_a n_b / n
+ *             which stays exact for large means, where sum(x^2) - n mean^2 would cancel; every
+ *             process gets the same numbers, so the running statistics (global mean, unbiased global
+ *             variance) stay identical on all of them. Slices may differ in size, even be empty.
+ *   backward  dx needs sum(dy) and sum(dy (x - mean)) over the global batch: one sum over the
+ *             processes of 2C numbers (derivation in functional_sync_batch_norm.c). dweight and
+ *             dbias stay this process's own sums, as in PyTorch; averaging them with the other
+ *             gradients is data parallelism's job (dist_ddp).
+ * In eval mode, and for a frozen module, nothing is exchanged. nn knows nothing of MPI: the group
+ * is two collective operations that every process calls in the same order with the same n. */
+typedef struct nn_process_group {
+    void *handle; /* passed to the two operations; borrowed */
+    int   size;   /* number of processes, >= 1 */
+    /* recv[r * n + i] = send[i] of process r, for each process r < size, on every process */
+    torch_status (*all_gather)(void *handle, const double *send, double *recv, int64_t n);
+    /* values[i] <- the sum over the processes of their values[i], the same on every process */
+    torch_status (*all_reduce_sum)(void *handle, double *values, int64_t n);
+} nn_process_group;
+
+/* Gives every BatchNorm module of model (model itself included) the process group pg (borrowed:
+ * it must outlive the modules and every graph their forward records), or takes it away (pg
+ * NULL: plain BatchNorm again). Refused, with nothing changed: a NULL model, a group of size < 1
+ * or without its operations, a BatchNorm with ghost batches (named by its key). *count (may be
+ * NULL) gets how many BatchNorm modules were set. */
+torch_status nn_batch_norm_set_process_group(nn_module *model, const nn_process_group *pg, int64_t *count);
+
+/* SyncBatchNorm's training forward as a function: nnf_batch_norm(training = true) with statistics
+ * over the input slices of all pg->size processes (see above); every process must call it with
+ * the same C and arguments of the same kinds (running statistics given or not, weight given or
+ * not). More than one value per channel over all slices; a slice may be empty (N = 0). Running
+ * statistics, if given, are updated with factor momentum. Records one SyncBatchNormBackward
+ * node, whose backward also calls pg: every process must run its backward too. */
+tensor *nnf_sync_batch_norm(tensor *input, tensor *running_mean, tensor *running_var, tensor *weight, tensor *bias,
+                            double momentum, double eps, const nn_process_group *pg);
+
 /* What a frozen BatchNorm keeps fixed (nn_batch_norm_freeze). */
 typedef enum nn_batch_norm_freeze_mode {
     NN_BATCH_NORM_UNFROZEN = 0,   /* plain BatchNorm: the training flag decides (the default) */
@@ -93,6 +137,8 @@ typedef struct nn_batch_norm_module {
     nn_batch_norm_options options; /* eps, momentum, cumulative_moving_average and ghost_batch_size may be changed between forwards */
     int                   dims;    /* spatial dims: 1, 2 or 3 (accepted input ranks 2-3, 4, 5) */
     nn_batch_norm_freeze_mode frozen; /* read at every forward; set it with nn_batch_norm_freeze, which checks and sets requires_grad */
+    const nn_process_group *process_group; /* SyncBatchNorm's group (borrowed), NULL: this process's batch only;
+                                             * set it with nn_batch_norm_set_process_group */
     /* Borrowed views of the registered tensors, NULL when absent (affine / track_running_stats off). */
     tensor *weight, *bias;                   /* parameters [C] */
     tensor *running_mean, *running_var;      /* buffers [C] */

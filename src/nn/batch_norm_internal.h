@@ -43,4 +43,16 @@ typedef struct bn_update {
 tensor *bn_forward(const char *fname, bool relu, tensor *input, tensor *running_mean, tensor *running_var,
                    tensor *weight, tensor *bias, bool training, bn_update update, double eps, int64_t ghost_batch_size);
 
+/* SyncBatchNorm's forward behind nnf_sync_batch_norm and the module (functional_sync_batch_norm.c):
+ * bn_check_args' checks except the count of values per channel, which is checked over all
+ * processes; the update as in bn_forward. */
+tensor *bn_sync_forward(const char *fname, tensor *input, tensor *running_mean, tensor *running_var, tensor *weight,
+                        tensor *bias, bn_update update, double eps, const nn_process_group *pg);
+
+/* bn_check_args with `local_count` false: without the check of more than one value per channel
+ * (SyncBatchNorm counts over all processes). */
+torch_status bn_check_args_counted(const char *fname, const tensor *input, const tensor *running_mean,
+                                   const tensor *running_var, const tensor *weight, const tensor *bias, bool training,
+                                   double momentum, double eps, bool local_count);
+
 #endif /* CTORCH_NN_BATCH_NORM_INTERNAL_H */

@@ -461,6 +461,12 @@ static torch_status check_vector(const char *fname, const char *what, const tens
 torch_status bn_check_args(const char *fname, const tensor *input, const tensor *running_mean,
                            const tensor *running_var, const tensor *weight, const tensor *bias, bool training,
                            double momentum, double eps) {
+    return bn_check_args_counted(fname, input, running_mean, running_var, weight, bias, training, momentum, eps, true);
+}
+
+torch_status bn_check_args_counted(const char *fname, const tensor *input, const tensor *running_mean,
+                                   const tensor *running_var, const tensor *weight, const tensor *bias, bool training,
+                                   double momentum, double eps, bool local_count) {
     if (!input) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: input is NULL", fname);
     if (input->dtype != TORCH_FLOAT32)
         return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: expected a float32 input (got %s)", fname,
@@ -480,7 +486,8 @@ torch_status bn_check_args(const char *fname, const tensor *input, const tensor 
                            fname);
     if (!training && !running_mean)
         return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: running_mean must be defined in evaluation mode", fname);
-    if (training && input->shape[0] * torch_shape_numel(input->ndim - 2, input->shape + 2) == 1) { /* also for C = 0 */
+    if (training && local_count && input->shape[0] * torch_shape_numel(input->ndim - 2, input->shape + 2) == 1) {
+        /* also for C = 0 */
         char buf[128];
         return torch_error(TORCH_ERR_SHAPE, "%s: Expected more than 1 value per channel when training, got input size %s",
                            fname, torch_shape_str(input->ndim, input->shape, buf, sizeof buf));
