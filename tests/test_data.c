@@ -211,6 +211,60 @@ Test(data, loader_batches_shuffles_and_keeps_the_last_partial_batch) {
     data_dataset_free(ds);
 }
 
+/* One epoch of a distributed loader's labels (indexed() labels each sample with its index). */
+static int64_t epoch_ids(data_dataloader *dl, int64_t *ids) {
+    int64_t count = 0;
+    tensor *x, *y;
+    while (data_dataloader_next(dl, &x, &y) == TORCH_OK && x) {
+        for (int64_t i = 0; i < y->numel; i++) ids[count++] = tensor_data_i64(y)[i];
+        tensor_free(x);
+        tensor_free(y);
+    }
+    return count;
+}
+
+/* PyTorch's DistributedSampler: 10 samples over 3 processes are padded to 12 with the order's
+ * first two, and process r takes positions r, r + 3, ... (hand-computed from its definition). */
+Test(data, distributed_loader_shards_as_distributed_sampler) {
+    data_dataset *ds = indexed(10);
+    const int64_t in_order[3][4] = {{0, 3, 6, 9}, {1, 4, 7, 0}, {2, 5, 8, 1}};
+    int64_t ids[3][4], seen[10] = {0}, again[4];
+    for (int r = 0; r < 3; r++) {
+        data_dataloader *plain = data_dataloader_new_distributed(ds, 3, (data_distributed_sampler){3, r, false, 0});
+        cr_assert_not_null(plain, "%s", torch_last_error());
+        cr_expect_eq(data_dataloader_num_batches(plain), 2);
+        cr_assert_eq(epoch_ids(plain, ids[r]), 4);
+        for (int i = 0; i < 4; i++) cr_expect_eq(ids[r][i], in_order[r][i], "rank %d position %d", r, i);
+        data_dataloader_free(plain);
+
+        /* shuffled: every process draws the same order (seed + epoch) and takes its share */
+        data_dataloader *dl = data_dataloader_new_distributed(ds, 3, (data_distributed_sampler){3, r, true, 7});
+        cr_assert_eq(epoch_ids(dl, ids[r]), 4);
+        for (int i = 0; i < 4; i++) seen[ids[r][i]]++;
+        cr_assert_eq(epoch_ids(dl, again), 4); /* epoch 1: another order */
+        cr_expect(memcmp(again, ids[r], sizeof again), "epoch 1 repeated epoch 0's order");
+        cr_assert_eq(data_dataloader_set_epoch(dl, 0), TORCH_OK);
+        cr_assert_eq(epoch_ids(dl, again), 4);
+        cr_expect(!memcmp(again, ids[r], sizeof again), "set_epoch(0) did not give epoch 0's order back");
+        data_dataloader_free(dl);
+    }
+    torch_generator g = torch_generator_new(7);
+    tensor *perm = torch_randperm(&g, 10);
+    for (int r = 0; r < 3; r++)
+        for (int i = 0; i < 4; i++)
+            cr_expect_eq(ids[r][i], tensor_data_i64(perm)[(r + 3 * i) % 10], "rank %d position %d", r, i);
+    for (int i = 0; i < 10; i++) cr_expect_eq(seen[i], 1 + (i == tensor_data_i64(perm)[0] || i == tensor_data_i64(perm)[1]));
+    tensor_free(perm);
+
+    cr_expect_null(data_dataloader_new_distributed(ds, 3, (data_distributed_sampler){2, 2, true, 0}));
+    cr_expect(strstr(torch_last_error(), "Invalid rank 2, rank should be in the interval [0, 1]"), "%s",
+              torch_last_error());
+    data_dataloader *plain = data_dataloader_new(ds, 3, false, NULL);
+    cr_expect_eq(data_dataloader_set_epoch(plain, 1), TORCH_ERR_INVALID_ARGUMENT);
+    data_dataloader_free(plain);
+    data_dataset_free(ds);
+}
+
 Test(data, dataset_new_checks_shapes) {
     tensor *x = torch_zeros(TORCH_SHAPE(3, 1, 2, 2));
     tensor *y = torch_zeros(TORCH_SHAPE(3));

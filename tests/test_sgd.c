@@ -390,3 +390,43 @@ Test(sgd, state_dict_round_trip_continues_identically) {
         tensor_free(b[i]);
     }
 }
+
+/* The step pre-hook runs before the update and sees the gradients; a hook that fails fails the
+ * step with nothing moved. Hand-computed: p = 1, g = 2 halved by the hook, lr 0.5: p = 0.5. */
+static torch_status halve_grads(optim_optimizer *opt, void *ctx) {
+    int *calls = ctx;
+    ++*calls;
+    for (int64_t i = 0; i < optim_num_params(opt); i++) {
+        tensor *g = optim_param(opt, i, NULL)->grad;
+        for (int64_t k = 0; g && k < g->numel; k++) tensor_data_f32(g)[k] *= 0.5f;
+    }
+    return TORCH_OK;
+}
+static torch_status refuse(optim_optimizer *opt, void *ctx) {
+    (void)opt, (void)ctx;
+    return torch_error(TORCH_ERR_INVALID_STATE, "refuse: no");
+}
+
+Test(sgd, step_pre_hook_runs_first_and_can_refuse) {
+    tensor *p = torch_ones(TORCH_SHAPE(2));
+    cr_assert_eq(tensor_set_requires_grad(p, true), TORCH_OK);
+    nn_tensor_dict *d = nn_tensor_dict_new();
+    cr_assert_eq(nn_tensor_dict_set(d, "p", p), TORCH_OK);
+    optim_optimizer *opt = optim_sgd(d, optim_sgd_options_default(0.5));
+    p->grad = torch_full(TORCH_SHAPE(2), 2.0);
+    int calls = 0;
+    cr_assert_eq(optim_register_step_pre_hook(opt, halve_grads, &calls), TORCH_OK);
+    cr_expect_eq(optim_register_step_pre_hook(opt, refuse, NULL), TORCH_ERR_INVALID_STATE);
+    cr_expect(strstr(torch_last_error(), "SGD already has a step pre-hook"), "%s", torch_last_error());
+    cr_assert_eq(optim_step(opt), TORCH_OK);
+    cr_expect_eq(calls, 1);
+    cr_expect_eq(tensor_data_f32(p)[0], 0.5f);
+    cr_assert_eq(optim_register_step_pre_hook(opt, NULL, NULL), TORCH_OK);
+    cr_assert_eq(optim_register_step_pre_hook(opt, refuse, NULL), TORCH_OK);
+    cr_expect_eq(optim_step(opt), TORCH_ERR_INVALID_STATE);
+    cr_expect_eq(tensor_data_f32(p)[0], 0.5f, "a refused step moved the parameter");
+    cr_expect_eq(calls, 1);
+    optim_free(opt);
+    nn_tensor_dict_free(d);
+    tensor_free(p);
+}

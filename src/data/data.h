@@ -114,8 +114,27 @@ typedef struct data_dataloader data_dataloader;
  * drop_last = False). With shuffle, each epoch draws a new order with torch_randperm(gen).
  * gen NULL: the default generator. */
 data_dataloader *data_dataloader_new(const data_dataset *ds, int64_t batch_size, bool shuffle, torch_generator *gen);
+/* One process's share of ds for data parallelism: PyTorch's DataLoader(ds, batch_size,
+ * sampler=DistributedSampler(ds, num_replicas, rank, shuffle, seed, drop_last=False)). Every
+ * epoch e, every process draws the same order of all N samples (torch_randperm of a generator
+ * seeded seed + e; 0, 1, ... without shuffle), pads it to ceil(N / K) * K by repeating its
+ * beginning, and takes every K-th sample from position rank: the K shares are disjoint (but for
+ * the padding), cover ds, and have ceil(N / K) samples each, so every process runs the same
+ * number of batches of the same sizes. Unlike PyTorch, the epoch advances by itself at the end of
+ * each pass; data_dataloader_set_epoch sets it (PyTorch's sampler.set_epoch, for resuming).
+ * Refused: num_replicas < 1, rank outside [0, num_replicas), batch_size < 1. */
+typedef struct data_distributed_sampler {
+    int64_t  num_replicas; /* K processes, >= 1 */
+    int64_t  rank;         /* this process, in [0, K) */
+    bool     shuffle;      /* a new order every epoch (PyTorch's default: true) */
+    uint64_t seed;         /* the same on every process */
+} data_distributed_sampler;
+data_dataloader *data_dataloader_new_distributed(const data_dataset *ds, int64_t batch_size,
+                                                 data_distributed_sampler sampler);
+/* The epoch whose order the next pass takes (a distributed loader; >= 0). Refused mid-epoch. */
+torch_status   data_dataloader_set_epoch(data_dataloader *dl, int64_t epoch);
 void           data_dataloader_free(data_dataloader *dl);
-/* Batches per epoch: ceil(N / batch_size). */
+/* Batches per epoch: ceil(N / batch_size), N this process's share for a distributed loader. */
 int64_t        data_dataloader_num_batches(const data_dataloader *dl);
 /* The next batch of the epoch: *images (B, C, H, W), *labels (B), new references. At the end of
  * the epoch returns TORCH_OK with both NULL, and the following call starts the next epoch

@@ -183,8 +183,11 @@ struct data_dataloader {
     int64_t          batch_size;
     bool             shuffle;
     torch_generator *gen;    /* borrowed */
-    tensor          *order;  /* int64 (N): this epoch's order, NULL between epochs */
+    tensor          *order;  /* int64 (N, or the share): this epoch's order, NULL between epochs */
     int64_t          pos;
+    /* data_dataloader_new_distributed's sampler; replicas 0 for a plain loader */
+    int64_t          replicas, rank, epoch;
+    uint64_t         seed;
 };
 
 data_dataloader *data_dataloader_new(const data_dataset *ds, int64_t batch_size, bool shuffle, torch_generator *gen) {
@@ -219,26 +222,75 @@ void data_dataloader_free(data_dataloader *dl) {
     free(dl);
 }
 
+data_dataloader *data_dataloader_new_distributed(const data_dataset *ds, int64_t batch_size,
+                                                 data_distributed_sampler s) {
+    if (s.num_replicas < 1 || s.rank < 0 || s.rank >= s.num_replicas) {
+        torch_error(TORCH_ERR_INVALID_ARGUMENT, "data_dataloader_new_distributed: Invalid rank %lld, rank should be in "
+                    "the interval [0, %lld] (num_replicas %lld)", (long long)s.rank, (long long)s.num_replicas - 1,
+                    (long long)s.num_replicas);
+        return NULL;
+    }
+    data_dataloader *dl = data_dataloader_new(ds, batch_size, s.shuffle, NULL);
+    if (!dl) return NULL;
+    dl->replicas = s.num_replicas, dl->rank = s.rank, dl->seed = s.seed;
+    return dl;
+}
+
+torch_status data_dataloader_set_epoch(data_dataloader *dl, int64_t epoch) {
+    static const char *fname = "data_dataloader_set_epoch";
+    if (!dl || !dl->replicas)
+        return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: expected a loader from data_dataloader_new_distributed "
+                           "(got %s)", fname, dl ? "a plain loader" : "NULL");
+    if (epoch < 0) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: epoch must be >= 0 (got %lld)", fname,
+                                      (long long)epoch);
+    if (dl->order) return torch_error(TORCH_ERR_INVALID_STATE, "%s: the loader is in the middle of an epoch", fname);
+    dl->epoch = epoch;
+    return TORCH_OK;
+}
+
+/* Samples per epoch: N, or this process's share ceil(N / K). */
+static int64_t epoch_length(const data_dataloader *dl) {
+    const int64_t n = dl->labels->shape[0];
+    return dl->replicas ? (n == 0 ? 0 : (n - 1) / dl->replicas + 1) : n;
+}
+
+/* This epoch's order of a distributed loader: the permutation of all N (seed + epoch), padded to
+ * K * share by repeating its beginning, positions rank, rank + K, ... */
+static tensor *distributed_order(const data_dataloader *dl) {
+    const int64_t n = dl->labels->shape[0], share = epoch_length(dl);
+    torch_generator g = torch_generator_new(dl->seed + (uint64_t)dl->epoch);
+    tensor *perm = dl->shuffle ? torch_randperm(&g, n) : NULL;
+    tensor *order = (perm || !dl->shuffle) ? torch_empty_dtype(TORCH_INT64, 1, &share) : NULL;
+    for (int64_t i = 0; order && i < share; i++) {
+        const int64_t at = (dl->rank + i * dl->replicas) % n; /* past N: the padding, from the beginning */
+        tensor_data_i64(order)[i] = perm ? tensor_data_i64(perm)[at] : at;
+    }
+    tensor_free(perm);
+    return order;
+}
+
 int64_t data_dataloader_num_batches(const data_dataloader *dl) {
     if (!dl) return 0;
-    const int64_t n = dl->labels->shape[0];
+    const int64_t n = epoch_length(dl);
     return n ? (n - 1) / dl->batch_size + 1 : 0; /* ceil, without n + batch_size overflowing */
 }
 
 torch_status data_dataloader_next(data_dataloader *dl, tensor **images, tensor **labels) {
     if (!dl || !images || !labels) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "data_dataloader_next: input is NULL");
     *images = *labels = NULL;
-    int64_t n = dl->labels->shape[0];
+    int64_t n = epoch_length(dl);
     if (!dl->order) {
-        dl->order = dl->shuffle ? torch_randperm(dl->gen, n) : torch_empty_dtype(TORCH_INT64, 1, &n);
+        dl->order = dl->replicas ? distributed_order(dl)
+                    : dl->shuffle ? torch_randperm(dl->gen, n) : torch_empty_dtype(TORCH_INT64, 1, &n);
         if (!dl->order) return torch_last_status();
-        if (!dl->shuffle)
+        if (!dl->shuffle && !dl->replicas)
             for (int64_t i = 0; i < n; i++) tensor_data_i64(dl->order)[i] = i;
         dl->pos = 0;
     }
     if (dl->pos >= n) { /* end of the epoch; the next call starts another */
         tensor_free(dl->order);
         dl->order = NULL;
+        if (dl->replicas) dl->epoch++;
         return TORCH_OK;
     }
     int64_t b = n - dl->pos < dl->batch_size ? n - dl->pos : dl->batch_size;

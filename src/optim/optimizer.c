@@ -209,12 +209,22 @@ tensor *optim_state(const optim_optimizer *opt, int64_t index, const char *key) 
 
 /* ---- the step ------------------------------------------------------------------------------------ */
 
+torch_status optim_register_step_pre_hook(optim_optimizer *opt, optim_step_pre_hook hook, void *ctx) {
+    if (!opt) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "optim_register_step_pre_hook: optimizer is NULL");
+    if (hook && opt->pre_hook)
+        return torch_error(TORCH_ERR_INVALID_STATE, "optim_register_step_pre_hook: %s already has a step pre-hook "
+                           "(remove it first: hook NULL)", opt->ops->name);
+    opt->pre_hook = hook;
+    opt->pre_hook_ctx = hook ? ctx : NULL;
+    return TORCH_OK;
+}
+
 torch_status optim_step(optim_optimizer *opt) {
     static const char *fname = "optim_step";
     if (!opt) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s: optimizer is NULL", fname);
     const optim_ops *ops = opt->ops;
     ptrdiff_t n = arrlen(opt->params);
-    if (n == 0) return TORCH_OK;
+    if (n == 0) return opt->pre_hook ? opt->pre_hook(opt, opt->pre_hook_ctx) : TORCH_OK;
     /* Check every gradient and allocate every new state tensor before the first parameter moves. */
     char a[96], b[96];
     for (ptrdiff_t i = 0; i < n; i++) {
@@ -225,6 +235,8 @@ torch_status optim_step(optim_optimizer *opt) {
                                torch_shape_str(g->ndim, g->shape, a, sizeof a),
                                torch_shape_str(p->ndim, p->shape, b, sizeof b));
     }
+    torch_status hooked = opt->pre_hook ? opt->pre_hook(opt, opt->pre_hook_ctx) : TORCH_OK;
+    if (hooked != TORCH_OK) return hooked;
     tensor **grads = calloc((size_t)n, sizeof *grads);
     tensor **fresh = calloc((size_t)n * OPTIM_MAX_STATE, sizeof *fresh);
     torch_status st = grads && fresh ? TORCH_OK : torch_error(TORCH_ERR_OUT_OF_MEMORY, "%s: out of memory", fname);

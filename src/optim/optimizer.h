@@ -34,6 +34,14 @@ const char *optim_name(const optim_optimizer *opt);
 
 /* One update of every parameter that has a gradient. */
 torch_status optim_step(optim_optimizer *opt);
+/* A function optim_step calls after its checks of the gradients' shapes and before anything else
+ * (PyTorch's register_step_pre_hook): data parallelism (distributed/distributed.h, dist_ddp)
+ * averages the gradients over the processes there, so that any optimizer steps on the average.
+ * When it fails, the step fails with its status and no parameter moves. */
+typedef torch_status (*optim_step_pre_hook)(optim_optimizer *opt, void *ctx);
+/* Sets opt's one step pre-hook, called with ctx (borrowed: it must outlive the hook); hook NULL
+ * removes it. Refused when a hook is set already. */
+torch_status optim_register_step_pre_hook(optim_optimizer *opt, optim_step_pre_hook hook, void *ctx);
 /* Drops the gradient of every parameter it updates (grad = NULL), as PyTorch 2.x's
  * zero_grad(set_to_none=True); _in_place zeroes them instead (set_to_none=False, PyTorch 1.x's
  * default). What the difference means: tensor_zero_grad in autograd.h. */

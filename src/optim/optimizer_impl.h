@@ -77,6 +77,8 @@ struct optim_optimizer {
     const optim_ops *ops;
     optim_param_entry     *params; /* stb_ds array; groups index into it */
     optim_group     *groups; /* stb_ds array */
+    optim_step_pre_hook pre_hook; /* NULL: none */
+    void           *pre_hook_ctx; /* borrowed */
 };
 
 /* A new optimizer of this kind with one group (NULL on error); fname labels messages. */
