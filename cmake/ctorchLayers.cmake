@@ -4,6 +4,7 @@
 #
 #   tensor <- autograd <- nn <- io <- optim
 #                                 ^-- data (on tensor and io)
+#   distributed (on all of them, and MPI): built only where MPI is found, included by no layer
 #
 # Included from CMakeLists.txt, this file defines ctorch_public_headers() (what is installed) and
 # ctorch_check_layers(). Run as a script it checks a tree:
@@ -15,13 +16,14 @@
 cmake_policy(PUSH)
 cmake_policy(VERSION 3.25) # IN_LIST, also when run as a script
 
-set(CTORCH_LAYERS tensor autograd nn io data optim)
+set(CTORCH_LAYERS tensor autograd nn io data optim distributed)
 set(CTORCH_LAYER_DEPS_tensor "")
 set(CTORCH_LAYER_DEPS_autograd tensor)
 set(CTORCH_LAYER_DEPS_nn tensor autograd)
 set(CTORCH_LAYER_DEPS_io tensor autograd nn)
 set(CTORCH_LAYER_DEPS_data tensor io)
 set(CTORCH_LAYER_DEPS_optim tensor autograd nn io)
+set(CTORCH_LAYER_DEPS_distributed tensor autograd nn io data optim)
 # Private headers (not installed) that the layers above theirs may include too: the library's
 # internals, not its API.
 set(CTORCH_INTERNAL_HEADERS tensor/simd.h tensor/text.h)

@@ -18,6 +18,13 @@
  * Debian's dataset-fashion-mnist folder; where that folder holds none of its files, the
  * program trains on a synthetic set of ten kinds of shapes instead and says so on its first
  * line, and where it holds some, they must load: a broken data set is never silently replaced.
+ *
+ * Data-parallel training (built where CMake finds MPI): `mpirun -np K train_cnn --distributed`
+ * runs K processes, each on its share of every epoch (data_dataloader_new_distributed), with
+ * --batch-size images per process per step and the gradients averaged before every optimizer
+ * step (dist_data_parallel); --sync-bn normalises with the statistics of all K slices
+ * (SyncBatchNorm). Rank 0 prints, evaluates and writes files; every rank reads --load and
+ * --resume. An error on any rank ends the whole job with that rank's message (dist_abort).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -27,6 +34,9 @@
 #include <string.h>
 
 #include "ctorch.h"
+#ifdef CTORCH_HAVE_MPI
+#include "distributed/distributed.h"
+#endif
 
 #include "common/training.h"
 #include "models.h"
@@ -38,7 +48,7 @@ typedef struct config {
     double      lr, momentum, weight_decay; /* -1: the optimizer's default */
     uint64_t    seed;
     const char *model, *data, *save, *load, *checkpoint, *resume, *log, *schedule, *optimizer;
-    bool        eval_only, summary;
+    bool        eval_only, summary, distributed, sync_bn;
     int64_t     limit_train, limit_test;
 } config;
 
@@ -77,7 +87,18 @@ static void usage(FILE *out) {
             "  --summary           print the model's layers, output shapes and parameter counts\n"
             "                      for a batch of --batch-size images (torchinfo's table), and exit\n"
             "  --log FILE          CSV of per-epoch loss, accuracy and time\n"
-            "  --help              this text\n");
+            "  --distributed       data-parallel training under mpirun -np K: each process trains\n"
+            "                      on its share of every epoch with --batch-size images per step,\n"
+            "                      gradients averaged over the processes; rank 0 prints and writes%s\n"
+            "  --sync-bn           with --distributed: BatchNorm normalises with the statistics of\n"
+            "                      all processes' batches (SyncBatchNorm)\n"
+            "  --help              this text\n",
+#ifdef CTORCH_HAVE_MPI
+            ""
+#else
+            "\n                      (this build has no MPI: apt-get install libopenmpi-dev, reconfigure)"
+#endif
+    );
 }
 
 /* 0: run, 1: --help shown, 2: bad usage (message printed). */
@@ -85,7 +106,7 @@ static int parse_args(int argc, char **argv, config *c) {
     *c = (config){.epochs = 2, .batch_size = 64, .lr = -1, .momentum = -1, .weight_decay = -1, .model = "ref",
                   .optimizer = "sgd", .limit_train = -1, .limit_test = -1};
     enum { EPOCHS = 256, BATCH, LR, MOMENTUM, WD, THREADS, SEED, DATA, SAVE, LOAD, CKPT, RESUME, EVAL, LOG, MODEL,
-           SCHEDULE, LIMIT_TRAIN, LIMIT_TEST, OPTIMIZER, WARMUP, SUMMARY, HELP };
+           SCHEDULE, LIMIT_TRAIN, LIMIT_TEST, OPTIMIZER, WARMUP, SUMMARY, DISTRIBUTED, SYNC_BN, HELP };
     static const struct option opts[] = {
         {"epochs", required_argument, 0, EPOCHS},     {"batch-size", required_argument, 0, BATCH},
         {"lr", required_argument, 0, LR},             {"momentum", required_argument, 0, MOMENTUM},
@@ -97,7 +118,8 @@ static int parse_args(int argc, char **argv, config *c) {
         {"model", required_argument, 0, MODEL},       {"schedule", required_argument, 0, SCHEDULE},
         {"limit-train", required_argument, 0, LIMIT_TRAIN}, {"limit-test", required_argument, 0, LIMIT_TEST},
         {"optimizer", required_argument, 0, OPTIMIZER}, {"warmup-epochs", required_argument, 0, WARMUP},
-        {"summary", no_argument, 0, SUMMARY},         {"help", no_argument, 0, HELP},
+        {"summary", no_argument, 0, SUMMARY},         {"distributed", no_argument, 0, DISTRIBUTED},
+        {"sync-bn", no_argument, 0, SYNC_BN},         {"help", no_argument, 0, HELP},
         {0, 0, 0, 0}};
     long long v;
     for (int o; (o = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
@@ -119,6 +141,8 @@ static int parse_args(int argc, char **argv, config *c) {
         case RESUME: c->resume = optarg; break;
         case EVAL: c->eval_only = true; break;
         case SUMMARY: c->summary = true; break;
+        case DISTRIBUTED: c->distributed = true; break;
+        case SYNC_BN: c->sync_bn = true; break;
         case LOG: c->log = optarg; break;
         case MODEL: c->model = optarg; break;
         case SCHEDULE: c->schedule = optarg; break;
@@ -135,6 +159,17 @@ static int parse_args(int argc, char **argv, config *c) {
     if (optind < argc) {
         fprintf(stderr, "train_cnn: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
+        return 2;
+    }
+#ifndef CTORCH_HAVE_MPI
+    if (c->distributed || c->sync_bn) {
+        fprintf(stderr, "train_cnn: --distributed and --sync-bn need MPI, and this train_cnn was built without it "
+                        "(apt-get install libopenmpi-dev openmpi-bin, then configure and build again)\n");
+        return 2;
+    }
+#endif
+    if (c->sync_bn && !c->distributed) {
+        fprintf(stderr, "train_cnn: --sync-bn is for --distributed training\n");
         return 2;
     }
     if (strcmp(c->model, "ref") && strcmp(c->model, "deep")) {
@@ -207,11 +242,72 @@ static optim_lr_scheduler *make_schedule(const config *c, optim_optimizer *opt) 
     return seq;
 }
 
-/* Prints ctorch's message (which names the file where there is one) after what we were doing. */
+/* ---- data parallelism ------------------------------------------------------------------------------ */
+
+#ifdef CTORCH_HAVE_MPI
+static dist_process_group *group; /* --distributed: the job's processes */
+#endif
+
+static int job_rank(void) {
+#ifdef CTORCH_HAVE_MPI
+    if (group) return dist_get_rank(group);
+#endif
+    return 0;
+}
+
+static int job_size(void) {
+#ifdef CTORCH_HAVE_MPI
+    if (group) return dist_get_world_size(group);
+#endif
+    return 1;
+}
+
+/* Prints ctorch's message (which names the file where there is one) after what we were doing. In
+ * a distributed run the other processes may be waiting for this one: the whole job ends here. */
 static int fail(const char *what) {
+#ifdef CTORCH_HAVE_MPI
+    if (group) dist_abort(group, 2, "train_cnn", "%s: %s", what, torch_last_error());
+#endif
     fprintf(stderr, "train_cnn: %s: %s\n", what, torch_last_error());
     return 2;
 }
+
+#ifdef CTORCH_HAVE_MPI
+/* --distributed: MPI, one process printing, the cores shared out between the processes of a machine. */
+static void start_distributed(config *c, int *argc, char ***argv) {
+    if (!(group = dist_init_process_group(argc, argv))) {
+        fprintf(stderr, "train_cnn: starting MPI: %s\n", torch_last_error());
+        exit(2);
+    }
+    if (dist_get_rank(group) != 0 && !freopen("/dev/null", "w", stdout))
+        dist_abort(group, 2, "train_cnn", "cannot silence the output of this rank");
+    if (!c->threads) {
+        const int share = torch_get_num_threads() / dist_get_local_size(group);
+        c->threads = share > 0 ? share : 1;
+    }
+}
+
+/* Every rank must train on the data set rank 0 trains on: a rank that found another one (or the
+ * synthetic set, on a machine without Fashion-MNIST) ends the job. */
+static void check_same_data(bool synthetic, const data_dataset *train) {
+    long long mine[2] = {synthetic, (long long)data_dataset_size(train)}, first[2] = {mine[0], mine[1]};
+    if (MPI_Bcast(first, 2, MPI_LONG_LONG, 0, dist_comm(group)) != MPI_SUCCESS)
+        dist_abort(group, 2, "train_cnn", "comparing the data sets: MPI_Bcast failed");
+    if (mine[0] != first[0] || mine[1] != first[1])
+        dist_abort(group, 2, "train_cnn", "this rank loaded %s (%lld training images), rank 0 %s (%lld): every rank "
+                   "needs the same data set (--data)", mine[0] ? "the synthetic set" : "Fashion-MNIST", mine[1],
+                   first[0] ? "the synthetic set" : "Fashion-MNIST", first[1]);
+}
+
+/* The epoch's training loss and accuracy over all ranks (each one's mean over its share, and the
+ * shares are equal). */
+static void average_over_ranks(ex_result *r) {
+    double v[2] = {r->loss, r->accuracy};
+    if (MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_DOUBLE, MPI_SUM, dist_comm(group)) != MPI_SUCCESS)
+        dist_abort(group, 2, "train_cnn", "averaging the training loss: MPI_Allreduce failed");
+    r->loss = v[0] / job_size(), r->accuracy = v[1] / job_size();
+}
+#endif
 
 /* --summary: the chosen model for a batch of 1x28x28 images; no data set needed. */
 static int print_summary(const config *c, torch_generator *gen) {
@@ -230,6 +326,10 @@ int main(int argc, char **argv) {
     config c;
     int parsed = parse_args(argc, argv, &c);
     if (parsed) return parsed == 1 ? 0 : 2;
+#ifdef CTORCH_HAVE_MPI
+    dist_data_parallel *ddp = NULL;
+    if (c.distributed) start_distributed(&c, &argc, &argv);
+#endif
     if (c.threads) torch_set_num_threads(c.threads);
     torch_generator gen = torch_generator_new(c.seed);
 
@@ -245,10 +345,14 @@ int main(int argc, char **argv) {
     if (c.summary) return print_summary(&c, &gen);
     ex_data_options data = {.dir = c.data, .limit_train = c.limit_train, .limit_test = c.limit_test,
                             .synthetic_train = 6000, .synthetic_test = 1000};
-    if (!ex_load_data(&data, &gen, &train, &test, NULL)) {
+    bool synthetic = false;
+    if (!ex_load_data(&data, &gen, &train, &test, &synthetic)) {
         rc = fail("loading data");
         goto done;
     }
+#ifdef CTORCH_HAVE_MPI
+    if (group) check_same_data(synthetic, train);
+#endif
     model = strcmp(c.model, "deep") ? reference_cnn(&gen) : deep_cnn(&gen);
     if (!model) {
         rc = fail("building the model");
@@ -258,6 +362,12 @@ int main(int argc, char **argv) {
         rc = fail("loading the model");
         goto done;
     }
+#ifdef CTORCH_HAVE_MPI
+    if (c.sync_bn && dist_convert_sync_batch_norm(model, group, NULL) != TORCH_OK) {
+        rc = fail("converting to SyncBatchNorm");
+        goto done;
+    }
+#endif
     printf("model: ");
     nn_module_print(model);
 
@@ -273,11 +383,30 @@ int main(int argc, char **argv) {
 
     params = nn_module_named_parameters(model);
     opt = params ? make_optimizer(&c, params) : NULL;
-    dl = data_dataloader_new(train, c.batch_size, true, &gen);
+    dl = c.distributed ? data_dataloader_new_distributed(train, c.batch_size,
+                                                        (data_distributed_sampler){.num_replicas = job_size(),
+                                                                                   .rank = job_rank(),
+                                                                                   .shuffle = true,
+                                                                                   .seed = c.seed})
+                       : data_dataloader_new(train, c.batch_size, true, &gen);
     if (!opt || !dl) {
         rc = fail("setting up training");
         goto done;
     }
+#ifdef CTORCH_HAVE_MPI
+    /* rank 0's weights on every rank, then every optimizer step averages the gradients first */
+    if (group && (!(ddp = dist_data_parallel_new(group, model, DIST_DATA_PARALLEL_OPTIONS())) ||
+                  dist_data_parallel_attach(ddp, opt) != TORCH_OK)) {
+        rc = fail("setting up data parallelism");
+        goto done;
+    }
+    if (group)
+        printf("distributed: %d processes, %d threads each, batch %d per process (%d per step), %s, gradients "
+               "averaged in %d bucket(s) of %lld bytes in all per step\n", job_size(), torch_get_num_threads(),
+               c.batch_size, c.batch_size * job_size(),
+               c.sync_bn ? "SyncBatchNorm (statistics over all processes)" : "BatchNorm statistics per process",
+               dist_data_parallel_num_buckets(ddp), (long long)dist_data_parallel_bytes_per_step(ddp));
+#endif
     if (!(sched = make_schedule(&c, opt)) && torch_last_status() != TORCH_OK) {
         rc = fail("setting up the schedule");
         goto done;
@@ -286,7 +415,7 @@ int main(int argc, char **argv) {
            strcmp(c.optimizer, "adamw") ? "" : " (decoupled)");
     if (c.warmup_epochs > 0) printf("%d warm-up epochs from %g, then ", c.warmup_epochs, 0.01 * c.lr);
     printf("%s\n", c.schedule);
-    if (c.log) {
+    if (c.log && job_rank() == 0) {
         log = fopen(c.log, "w");
         if (!log) {
             fprintf(stderr, "train_cnn: cannot open log file %s: %s\n", c.log, strerror(errno));
@@ -312,20 +441,31 @@ int main(int argc, char **argv) {
 
     for (int epoch = (int)state.epoch + 1; epoch <= c.epochs; epoch++) {
         double lr = optim_get_lr(opt, 0), t0 = ex_now_seconds();
-        ex_result tr, te;
+        ex_result tr, te = {0};
         char label[32];
         snprintf(label, sizeof label, "epoch %d", epoch);
+        if (c.distributed && data_dataloader_set_epoch(dl, epoch - 1) != TORCH_OK) {
+            rc = fail("choosing the epoch's shares");
+            goto done;
+        }
         if (ex_train_epoch(model, opt, dl, label, &tr) != TORCH_OK) {
             rc = fail("training");
             goto done;
         }
         double seconds = ex_now_seconds() - t0;
-        if (ex_evaluate(model, test, &te) != TORCH_OK) {
+#ifdef CTORCH_HAVE_MPI
+        if (group) average_over_ranks(&tr);
+#endif
+        if (job_rank() == 0 && ex_evaluate(model, test, &te) != TORCH_OK) { /* the others go on training */
             rc = fail("evaluating");
             goto done;
         }
-        printf("epoch %d: train loss %.4f, train accuracy %.2f%%, %.1f s\n", epoch, tr.loss, 100 * tr.accuracy,
-               seconds);
+        printf("epoch %d: train loss %.4f, train accuracy %.2f%%, %.1f s", epoch, tr.loss, 100 * tr.accuracy, seconds);
+        if (c.distributed) { /* every process trains on a share of ceil(N / K) images */
+            const int64_t share = (data_dataset_size(train) + job_size() - 1) / job_size();
+            printf(", %.0f img/s over %d processes", (double)(share * job_size()) / seconds, job_size());
+        }
+        printf("\n");
         printf("test loss: %.4f\ntest accuracy: %.2f%%\n", te.loss, 100 * te.accuracy);
         if (log) {
             fprintf(log, "%d,%g,%.6f,%.6f,%.6f,%.6f,%.3f\n", epoch, lr, tr.loss, tr.accuracy, te.loss, te.accuracy,
@@ -338,12 +478,12 @@ int main(int argc, char **argv) {
         }
         state.epoch = epoch;
         state.step += data_dataloader_num_batches(dl);
-        if (c.checkpoint && optim_checkpoint_save(c.checkpoint, &state) != TORCH_OK) {
+        if (c.checkpoint && job_rank() == 0 && optim_checkpoint_save(c.checkpoint, &state) != TORCH_OK) {
             rc = fail("saving the checkpoint");
             goto done;
         }
     }
-    if (c.save) {
+    if (c.save && job_rank() == 0) {
         if (nn_module_save(model, c.save) != TORCH_OK) {
             rc = fail("saving the model");
             goto done;
@@ -353,6 +493,9 @@ int main(int argc, char **argv) {
 
 done:
     if (log) fclose(log);
+#ifdef CTORCH_HAVE_MPI
+    dist_data_parallel_free(ddp); /* before the optimizer it is attached to */
+#endif
     optim_lr_scheduler_free(sched);
     data_dataloader_free(dl);
     optim_free(opt);
@@ -360,5 +503,8 @@ done:
     nn_module_free(model);
     data_dataset_free(train);
     data_dataset_free(test);
+#ifdef CTORCH_HAVE_MPI
+    dist_destroy_process_group(group);
+#endif
     return rc;
 }
