@@ -8,9 +8,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # graphviz renders the autograd-graph pictures (examples/batch_norm_explained, test_dot_render),
 # gnuplot-nox the plots of bn_experiments; without them the programs write DOT files and
-# gnuplot scripts, and the tests of the pictures are skipped.
+# gnuplot scripts, and the tests of the pictures are skipped. Open MPI (libopenmpi-dev,
+# openmpi-bin) builds data-parallel training (train_cnn --distributed) and runs its tests;
+# without it they are skipped.
 packages=(build-essential cmake pkg-config libopenblas-dev libstb-dev libcriterion-dev
-          libcjson-dev zlib1g-dev graphviz gnuplot-nox)
+          libcjson-dev zlib1g-dev graphviz gnuplot-nox libopenmpi-dev openmpi-bin)
 dataset=1
 for arg in "$@"; do
   case $arg in

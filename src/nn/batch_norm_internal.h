@@ -43,6 +43,21 @@ typedef struct bn_update {
 tensor *bn_forward(const char *fname, bool relu, tensor *input, tensor *running_mean, tensor *running_var,
                    tensor *weight, tensor *bias, bool training, bn_update update, double eps, int64_t ghost_batch_size);
 
+/* One channel c of an (N, C, S) tensor at a time, with the fused kernels' loops and precision
+ * (functional_batch_norm.c), for SyncBatchNorm, which exchanges numbers between its passes:
+ *   bn_channel_moments    mean and m2 = sum((x - mean)^2), shifted by the channel's first value;
+ *                         0 and 0 for an empty channel
+ *   bn_channel_grad_sums  sum(dy) and sum(dy (x - mean))
+ *   bn_channel_normalise  y = a (x - mean) + beta
+ *   bn_channel_dx         dx = a dy + b x + d, in double */
+void bn_channel_moments(const float *x, int64_t N, int64_t C, int64_t S, int64_t c, double *mean, double *m2);
+void bn_channel_grad_sums(const float *x, const float *dy, int64_t N, int64_t C, int64_t S, int64_t c, double mean,
+                          double *sum_dy, double *sum_dy_xmu);
+void bn_channel_normalise(float *y, const float *x, int64_t N, int64_t C, int64_t S, int64_t c, double mean, double a,
+                          double beta);
+void bn_channel_dx(float *dx, const float *dy, const float *x, int64_t N, int64_t C, int64_t S, int64_t c, double a,
+                   double b, double d);
+
 /* SyncBatchNorm's forward behind nnf_sync_batch_norm and the module (functional_sync_batch_norm.c):
  * bn_check_args' checks except the count of values per channel, which is checked over all
  * processes; the update as in bn_forward. */

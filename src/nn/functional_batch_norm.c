@@ -439,6 +439,37 @@ static void plane_scale(float *restrict dx /* (S) */, const float *restrict dy /
     for (; i < S; i++) dx[i] = (float)(GRAD1(dy, x, relu_k, i) * a);
 }
 
+/* ---- one channel's passes, for SyncBatchNorm (batch_norm_internal.h) ---------------------------- */
+
+void bn_channel_moments(const float *x, int64_t N, int64_t C, int64_t S, int64_t c, double *mean, double *m2) {
+    const int64_t M = N * S;
+    const double pivot = M > 0 ? x[c * S] : 0.0; /* the channel's first value, as channel_statistics */
+    double sum_d, sum_d2;
+    channel_sums(BN_MOMENTS, NULL, x, NULL, NULL, N, C, S, c, pivot, &sum_d, &sum_d2);
+    *mean = M > 0 ? pivot + sum_d / (double)M : 0.0;
+    *m2 = M > 0 ? fmax(sum_d2 - sum_d * sum_d / (double)M, 0.0) : 0.0;
+}
+
+void bn_channel_grad_sums(const float *x, const float *dy, int64_t N, int64_t C, int64_t S, int64_t c, double mean,
+                          double *sum_dy, double *sum_dy_xmu) {
+    channel_sums(BN_GRAD_SUMS, NULL, x, dy, NULL, N, C, S, c, mean, sum_dy, sum_dy_xmu);
+}
+
+void bn_channel_normalise(float *y, const float *x, int64_t N, int64_t C, int64_t S, int64_t c, double mean, double a,
+                          double beta) {
+    const bn_normalise k = normalise_constants(mean, a, beta);
+    for (int64_t n = 0; n < N; n++) plane_normalise(y + (n * C + c) * S, x + (n * C + c) * S, S, &k, false, false);
+}
+
+void bn_channel_dx(float *dx, const float *dy, const float *x, int64_t N, int64_t C, int64_t S, int64_t c, double a,
+                   double b, double d) {
+    const bn_dx k = {.a = a, .b = b, .d = d};
+    for (int64_t n = 0; n < N; n++) {
+        const int64_t off = (n * C + c) * S;
+        plane_dx(dx + off, dy + off, NULL, x + off, S, &k, false);
+    }
+}
+
 /* ---- checks shared by the fused and the composite versions (batch_norm_internal.h) ------------- */
 
 static torch_status check_vector(const char *fname, const char *what, const tensor *t, int64_t C) {

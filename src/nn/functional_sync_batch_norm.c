@@ -19,10 +19,10 @@
  * loss (1/K) sum_r L_r: one process with the whole batch and L = mean of the L_r gets the same.
  *   dgamma = sum_local dy xhat,  dbeta = sum_local dy     (this process's share; averaged by DDP)
  *
- * Precision: the local statistics are those of the fused kernel (shifted by the channel's first
- * value, in double), and the merge is Chan et al.'s, exact for large means. The per-element
- * passes are plain loops in double, parallel over channels: this path serves training spread
- * over machines, where the exchange, not these loops, sets the pace.
+ * Precision and speed: the passes are the fused kernel's own loops, one channel at a time
+ * (bn_channel_*: statistics shifted by the channel's first value and summed in double, y formed
+ * in float with split constants, dx in double), parallel over channels; the merge is Chan et
+ * al.'s, exact for large means.
  */
 #include "batch_norm.h"
 
@@ -49,27 +49,6 @@ static const ag_function sync_batch_norm_function = {.op = AG_OP_SYNC_BATCH_NORM
 
 /* Below this many elements the loops stay on one thread. */
 #define SYNC_PARALLEL_MIN 32768
-
-/* Channel c's count, mean and m2 over this process's slice, shifted by its first value (as in
- * functional_batch_norm.c: the subtraction then loses at most log10(M) digits of double's). */
-static void local_moments(const float *x, int64_t N, int64_t C, int64_t S, int64_t c, double *mean, double *m2) {
-    const int64_t M = N * S;
-    if (M == 0) {
-        *mean = *m2 = 0;
-        return;
-    }
-    const double pivot = x[c * S];
-    double sum_d = 0, sum_d2 = 0;
-    for (int64_t n = 0; n < N; n++) {
-        const float *p = x + (n * C + c) * S;
-        for (int64_t i = 0; i < S; i++) {
-            const double d = (double)p[i] - pivot;
-            sum_d += d, sum_d2 += d * d;
-        }
-    }
-    *mean = pivot + sum_d / (double)M;
-    *m2 = fmax(sum_d2 - sum_d * sum_d / (double)M, 0.0);
-}
 
 /* Merges the gathered per-process blocks [count, mean[C], m2[C]] in process order (Chan et al.):
  * the same numbers on every process, since each merges the same blocks in the same order. */
@@ -126,7 +105,7 @@ tensor *bn_sync_forward(const char *fname, tensor *input, tensor *running_mean, 
     (void)parallel;
     local[0] = (double)(N * S);
 #pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t c = 0; c < C; c++) local_moments(xd, N, C, S, c, &local[1 + c], &local[1 + C + c]);
+    for (int64_t c = 0; c < C; c++) bn_channel_moments(xd, N, C, S, c, &local[1 + c], &local[1 + C + c]);
     torch_status st = pg->all_gather(pg->handle, local, gathered, (int64_t)block);
     const double M = st == TORCH_OK ? merge_moments(gathered, pg->size, C, mean, m2) : 0;
     if (st == TORCH_OK && M <= 1) {
@@ -149,10 +128,7 @@ tensor *bn_sync_forward(const char *fname, tensor *input, tensor *running_mean, 
         invstd[c] = 1.0 / sqrt(m2[c] / M + eps);
         const double a = (weight ? (double)tensor_data_f32(weight)[c * weight->stride[0]] : 1.0) * invstd[c];
         const double beta = bias ? (double)tensor_data_f32(bias)[c * bias->stride[0]] : 0.0;
-        for (int64_t n = 0; n < N; n++) {
-            const int64_t off = (n * C + c) * S;
-            for (int64_t i = 0; i < S; i++) yd[off + i] = (float)(((double)xd[off + i] - mean[c]) * a + beta);
-        }
+        bn_channel_normalise(yd, xd, N, C, S, c, mean[c], a, beta);
     }
     *ctx = (sync_ctx){.pg = pg, .N = N, .C = C, .S = S, .count = M};
 
@@ -229,17 +205,7 @@ static torch_status sync_backward(ag_node *node, const tensor *grad_output, tens
 
     /* 1. This process's sums. */
 #pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t c = 0; c < C; c++) {
-        double a = 0, b = 0;
-        for (int64_t n = 0; n < N; n++) {
-            const int64_t off = (n * C + c) * S;
-            for (int64_t i = 0; i < S; i++) {
-                a += g[off + i];
-                b += g[off + i] * ((double)xd[off + i] - mean[c]);
-            }
-        }
-        sum_dy[c] = a, sum_dy_xmu[c] = b;
-    }
+    for (int64_t c = 0; c < C; c++) bn_channel_grad_sums(xd, g, N, C, S, c, mean[c], &sum_dy[c], &sum_dy_xmu[c]);
     tensor *dw = NULL, *db = NULL;
     if (need_dw) {
         for (int64_t c = 0; c < C; c++) global[c] = sum_dy_xmu[c] * invstd[c]; /* dgamma, scratch for now */
@@ -257,13 +223,10 @@ static torch_status sync_backward(ag_node *node, const tensor *grad_output, tens
         float *d = tensor_data_f32(dx);
 #pragma omp parallel for schedule(static) if (parallel)
         for (int64_t c = 0; c < C; c++) {
+            /* dx = k (dy - mean_dy - (x - mean) proj) = k dy + b x + (k proj mean - k mean_dy), b = -k proj */
             const double k = (weight ? (double)tensor_data_f32(weight)[c * weight->stride[0]] : 1.0) * invstd[c];
             const double mean_dy = global[c] / M, proj = invstd[c] * invstd[c] * global[C + c] / M;
-            for (int64_t n = 0; n < N; n++) {
-                const int64_t off = (n * C + c) * S;
-                for (int64_t i = 0; i < S; i++)
-                    d[off + i] = (float)(k * ((double)g[off + i] - mean_dy - ((double)xd[off + i] - mean[c]) * proj));
-            }
+            bn_channel_dx(d, g, xd, N, C, S, c, k, -k * proj, k * (proj * mean[c] - mean_dy));
         }
     }
     free(sums);
