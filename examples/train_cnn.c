@@ -342,7 +342,10 @@ int main(int argc, char **argv) {
     FILE *log = NULL;
     int rc = 0;
 
-    if (c.summary) return print_summary(&c, &gen);
+    if (c.summary) {
+        rc = print_summary(&c, &gen);
+        goto done;
+    }
     ex_data_options data = {.dir = c.data, .limit_train = c.limit_train, .limit_test = c.limit_test,
                             .synthetic_train = 6000, .synthetic_test = 1000};
     bool synthetic = false;
@@ -418,8 +421,8 @@ int main(int argc, char **argv) {
     if (c.log && job_rank() == 0) {
         log = fopen(c.log, "w");
         if (!log) {
-            fprintf(stderr, "train_cnn: cannot open log file %s: %s\n", c.log, strerror(errno));
-            rc = 2;
+            torch_error(TORCH_ERR_IO, "cannot open log file %s: %s", c.log, strerror(errno));
+            rc = fail("opening the log");
             goto done;
         }
         fprintf(log, "epoch,lr,train_loss,train_accuracy,test_loss,test_accuracy,seconds\n");
@@ -438,6 +441,20 @@ int main(int argc, char **argv) {
         }
         printf("resumed from %s after epoch %lld\n", c.resume, (long long)state.epoch);
     }
+#ifdef CTORCH_HAVE_MPI
+    /* Every rank read its own copy of the checkpoint: a stale copy on one machine would go on
+     * training other weights without a word. */
+    if (group && c.resume) {
+        bool same = false;
+        torch_status st = dist_module_is_synchronized(group, model, &same);
+        if (st == TORCH_OK && !same)
+            st = torch_error(TORCH_ERR_INVALID_STATE, "the ranks' copies of %s hold different weights", c.resume);
+        if (st != TORCH_OK) {
+            rc = fail("resuming");
+            goto done;
+        }
+    }
+#endif
 
     for (int epoch = (int)state.epoch + 1; epoch <= c.epochs; epoch++) {
         double lr = optim_get_lr(opt, 0), t0 = ex_now_seconds();

@@ -4,10 +4,11 @@
  *
  *   alone     a group of one process: nnf_sync_batch_norm is nnf_batch_norm (y, dx, dweight,
  *             dbias, running statistics);
- *   shifted   a group of two where the other process holds this one's slice + 5 and the same dy
- *             (its moments and sums follow from ours, so the fake exchange is exact): y, dx and
- *             the running statistics are those of nnf_batch_norm over cat(x, x + 5), and the mean
- *             of 1e4 checks the merge for large means;
+ *   two       a group of two where the other process's slice and dy are tensors the fake exchange
+ *             holds, its moments and sums computed here in plain double loops: y, dx and the
+ *             running statistics are those of nnf_batch_norm over cat(x, x_other), with slices of
+ *             3 and 5 rows around a mean of 1e4 (the merge of unequal counts, for large means),
+ *             and with an empty slice here (0 rows) beside 4 there;
  *   module    nn_batch_norm_set_process_group: the exchanges a training step makes (one gather
  *             forward, one sum backward), none in eval or frozen, the checks.
  * The gradient of the single-process case is checked with finite differences in test_op_table.c.
@@ -22,8 +23,7 @@
 /* ---- simulated groups ---------------------------------------------------------------------------- */
 
 typedef struct fake_group {
-    double shift;          /* the other process's slice is ours + shift (size 2); unused for size 1 */
-    int    gathers, sums;  /* calls so far */
+    int gathers, sums; /* calls so far */
 } fake_group;
 
 static torch_status alone_gather(void *h, const double *send, double *recv, int64_t n) {
@@ -38,29 +38,57 @@ static torch_status alone_sum(void *h, double *values, int64_t n) {
     return TORCH_OK;
 }
 
-/* The block is [count, mean[C], m2[C]]: the shifted slice has the same count and m2, mean + shift. */
-static torch_status shifted_gather(void *h, const double *send, double *recv, int64_t n) {
-    fake_group *g = h;
+/* A second process, rank 1, whose slice x (N, C, S) and upstream gradient dy the exchange holds. */
+typedef struct other_group {
+    const tensor *x, *dy;
+    double mean[8]; /* the global mean, which its sums need, worked out at the gather */
+    int    gathers, sums;
+} other_group;
+
+/* The block is [count, mean[C], m2[C]]; the other process's, two-pass in double. */
+static torch_status other_gather(void *h, const double *send, double *recv, int64_t n) {
+    other_group *g = h;
     g->gathers++;
-    const int64_t C = (n - 1) / 2;
+    const int64_t C = (n - 1) / 2, N = g->x->shape[0], S = g->x->numel / (N * C > 0 ? N * C : 1);
+    const float *x = tensor_data_f32(g->x);
     memcpy(recv, send, (size_t)n * sizeof *send);
-    memcpy(recv + n, send, (size_t)n * sizeof *send);
-    for (int64_t c = 0; c < C; c++) recv[n + 1 + c] += g->shift;
+    double *block = recv + n;
+    block[0] = (double)(N * S);
+    for (int64_t c = 0; c < C; c++) {
+        double sum = 0, m2 = 0;
+        for (int64_t i = 0; i < N; i++)
+            for (int64_t k = 0; k < S; k++) sum += x[(i * C + c) * S + k];
+        const double mean = sum / block[0];
+        for (int64_t i = 0; i < N; i++)
+            for (int64_t k = 0; k < S; k++) m2 += (x[(i * C + c) * S + k] - mean) * (x[(i * C + c) * S + k] - mean);
+        block[1 + c] = mean, block[1 + C + c] = m2;
+        g->mean[c] = (send[0] * send[1 + c] + block[0] * mean) / (send[0] + block[0]);
+    }
     return TORCH_OK;
 }
 
-/* values = [sum(dy)[C], sum(dy (x - mean))[C]]; the other slice has the same dy and x + shift:
- * its sums are sum(dy) and sum(dy (x - mean)) + shift sum(dy). */
-static torch_status shifted_sum(void *h, double *values, int64_t n) {
-    fake_group *g = h;
+/* values = [sum(dy)[C], sum(dy (x - mean))[C]] here, plus the other process's. */
+static torch_status other_sum(void *h, double *values, int64_t n) {
+    other_group *g = h;
     g->sums++;
-    const int64_t C = n / 2;
-    for (int64_t c = 0; c < C; c++) {
-        const double a = values[c], b = values[C + c];
-        values[c] = 2 * a;
-        values[C + c] = 2 * b + g->shift * a;
-    }
+    const int64_t C = n / 2, N = g->x->shape[0], S = g->x->numel / (N * C > 0 ? N * C : 1);
+    const float *x = tensor_data_f32(g->x), *dy = tensor_data_f32(g->dy);
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t i = 0; i < N; i++)
+            for (int64_t k = 0; k < S; k++) {
+                const int64_t at = (i * C + c) * S + k;
+                values[c] += dy[at];
+                values[C + c] += dy[at] * (x[at] - g->mean[c]);
+            }
     return TORCH_OK;
+}
+
+/* Rows of a and then b, (Na + Nb, C, H, W). */
+static tensor *cat_rows(const tensor *a, const tensor *b) {
+    tensor *t = torch_empty(TORCH_SHAPE(a->shape[0] + b->shape[0], a->shape[1], a->shape[2], a->shape[3]));
+    memcpy(tensor_data_f32(t), tensor_data_f32(a), (size_t)a->numel * sizeof(float));
+    memcpy(tensor_data_f32(t) + a->numel, tensor_data_f32(b), (size_t)b->numel * sizeof(float));
+    return t;
 }
 
 /* ---- helpers ------------------------------------------------------------------------------------ */
@@ -137,13 +165,14 @@ Test(sync_batch_norm, alone_is_batch_norm) {
     tensor_free(r);
 }
 
-/* Our slice x, the other process's x + 5, both with dy = r: against BatchNorm over cat(x, x + 5)
- * with dy = cat(r, r). The mean of 1e4 would lose float's digits in sum(x^2) - M mean^2. */
-Test(sync_batch_norm, two_processes_merge_exactly) {
-    const double shift = 5, offset = 1e4;
-    fake_group h = {.shift = shift};
-    const nn_process_group pg = {.handle = &h, .size = 2, .all_gather = shifted_gather, .all_reduce_sum = shifted_sum};
-    const int64_t N = 3, C = 2, H = 4, W = 3, n = N * C * H * W;
+/* Our N rows and the other process's N_other: against BatchNorm over cat(x, x_other) with dy =
+ * cat(r, r_other). The mean of 1e4 would lose float's digits in sum(x^2) - M mean^2. */
+static void two_processes(int64_t N, int64_t N_other, double offset) {
+    const int64_t C = 2, H = 4, W = 3, n = N * C * H * W;
+    tensor *x_other = random_tensor(10, offset + 3, TORCH_SHAPE(N_other, C, H, W));
+    tensor *r_other = random_tensor(11, 0, TORCH_SHAPE(N_other, C, H, W));
+    other_group h = {.x = x_other, .dy = r_other};
+    const nn_process_group pg = {.handle = &h, .size = 2, .all_gather = other_gather, .all_reduce_sum = other_sum};
     tensor *x = leaf(random_tensor(4, offset, TORCH_SHAPE(N, C, H, W)));
     tensor *r = random_tensor(5, 0, TORCH_SHAPE(N, C, H, W));
     tensor *w = random_tensor(6, 1, TORCH_SHAPE(C)), *b = random_tensor(7, 0, TORCH_SHAPE(C));
@@ -153,12 +182,7 @@ Test(sync_batch_norm, two_processes_merge_exactly) {
     backward_with(y, r);
 
     /* the reference: the whole batch in one process */
-    tensor *xx = leaf(torch_empty(TORCH_SHAPE(2 * N, C, H, W))), *rr = torch_empty(TORCH_SHAPE(2 * N, C, H, W));
-    for (int64_t i = 0; i < n; i++) {
-        tensor_data_f32(xx)[i] = tensor_data_f32(x)[i];
-        tensor_data_f32(xx)[n + i] = (float)(tensor_data_f32(x)[i] + shift); /* exact: ulp(1e4) < 1e-3 */
-        tensor_data_f32(rr)[i] = tensor_data_f32(rr)[n + i] = tensor_data_f32(r)[i];
-    }
+    tensor *xx = leaf(cat_rows(x, x_other)), *rr = cat_rows(r, r_other);
     tensor *rm2 = torch_zeros(TORCH_SHAPE(C)), *rv2 = torch_ones(TORCH_SHAPE(C));
     tensor *yy = nnf_batch_norm(xx, rm2, rv2, w, b, true, 0.1, 1e-5);
     cr_assert_not_null(yy, "%s", torch_last_error());
@@ -166,19 +190,26 @@ Test(sync_batch_norm, two_processes_merge_exactly) {
 
     cr_expect_eq(h.gathers, 1);
     cr_expect_eq(h.sums, 1);
+    cr_assert_not_null(x->grad);
+    cr_expect_eq(x->grad->numel, n);
     expect_close("y", y, yy, n, 1e-5);
     expect_close("dx", x->grad, xx->grad, n, 1e-5);
     expect_close("running_mean", rm, rm2, C, 1e-7);
     expect_close("running_var", rv, rv2, C, 1e-6);
-    tensor *all[] = {x, r, w, b, rm, rv, y, xx, rr, rm2, rv2, yy};
-    for (int i = 0; i < 12; i++) tensor_free(all[i]);
+    tensor *all[] = {x, r, w, b, rm, rv, y, xx, rr, rm2, rv2, yy, x_other, r_other};
+    for (int i = 0; i < 14; i++) tensor_free(all[i]);
 }
+
+Test(sync_batch_norm, two_processes_unequal_slices_large_mean) { two_processes(3, 5, 1e4); }
+Test(sync_batch_norm, two_processes_empty_slice_here) { two_processes(0, 4, 0); }
 
 /* PyTorch's SyncBatchNorm counts values over all processes: one value here is fine when the
  * group has more; one value in all is refused, on every process alike. */
 Test(sync_batch_norm, counts_over_all_processes) {
-    fake_group h = {.shift = 1};
-    const nn_process_group two = {.handle = &h, .size = 2, .all_gather = shifted_gather, .all_reduce_sum = shifted_sum};
+    fake_group h = {0};
+    tensor *x_other = random_tensor(8, 1, TORCH_SHAPE(1, 2, 1, 1)); /* x + 1: same generator, offset 1 */
+    other_group o = {.x = x_other};
+    const nn_process_group two = {.handle = &o, .size = 2, .all_gather = other_gather, .all_reduce_sum = other_sum};
     const nn_process_group one = {.handle = &h, .size = 1, .all_gather = alone_gather, .all_reduce_sum = alone_sum};
     tensor *x = random_tensor(8, 0, TORCH_SHAPE(1, 2, 1, 1));
     tensor *y = nnf_sync_batch_norm(x, NULL, NULL, NULL, NULL, 0.1, 1e-5, &two);
@@ -194,6 +225,7 @@ Test(sync_batch_norm, counts_over_all_processes) {
     cr_expect_null(y);
     cr_expect(strstr(torch_last_error(), "expected a process group"), "%s", torch_last_error());
     tensor_free(x);
+    tensor_free(x_other);
 }
 
 Test(sync_batch_norm, module_exchanges_only_when_training) {
@@ -207,10 +239,13 @@ Test(sync_batch_norm, module_exchanges_only_when_training) {
     int64_t count = -1;
     cr_assert_eq(nn_batch_norm_set_process_group(seq, &pg, &count), TORCH_OK, "%s", torch_last_error());
     cr_expect_eq(count, 1);
-    tensor *x = torch_randn(&gen, TORCH_SHAPE(4, 3, 2, 2));
+    tensor *x = leaf(torch_randn(&gen, TORCH_SHAPE(4, 3, 2, 2)));
     tensor *y = nn_module_forward(seq, x), *y0 = nn_module_forward(plain, x);
     cr_assert(y && y0, "%s", torch_last_error());
     cr_expect_eq(h.gathers, 1);
+    cr_expect_eq(h.sums, 0);
+    backward_with(y, y0);
+    cr_expect_eq(h.sums, 1, "the backward of a training step sums over the processes once");
     expect_close("BatchNorm then ReLU", y, y0, y->numel, 1e-6);
     nn_batch_norm_module *bn = nn_as_batch_norm(nn_sequential_at(seq, 0)),
                          *bn0 = nn_as_batch_norm(nn_sequential_at(plain, 0));

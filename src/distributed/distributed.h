@@ -13,17 +13,19 @@
  *     outlive everything given it: modules converted to SyncBatchNorm (and their graphs), data
  *     parallel wrappers.
  *   - dist_data_parallel_new returns an owned wrapper (dist_data_parallel_free). It borrows the
- *     group and the model; it keeps no reference to the optimizer it is attached to, which must
- *     not step after the wrapper is freed (dist_data_parallel_free detaches it).
+ *     group, the model and the optimizer it is attached to: free the wrapper before that optimizer
+ *     (dist_data_parallel_free detaches it).
  *   - Errors: a torch_status (or NULL) with torch_last_error(), as everywhere in ctorch.
  *
  * Collective calls: every function here that takes a group is collective -- every process of
  * the group must call it, in the same order -- except dist_get_rank, dist_get_world_size,
- * dist_get_local_size, dist_comm and dist_abort. They check on every process what could differ
- * (a model's names and shapes) and agree before moving data, so a mismatch is an error on every
- * process, never a hang. An error that only one process sees (a file it cannot read) must end the
- * job: dist_abort prints the process's message and calls MPI_Abort, which ends every process of
- * the job (the others may be waiting in a collective call that would never return).
+ * dist_get_local_size, dist_comm and dist_abort. dist_broadcast_module and
+ * dist_module_is_synchronized check on every process what could differ (a model's names, shapes
+ * and requires_grad) and agree before moving data, so a mismatch is an error on every process,
+ * never a hang. Any other error that only one process sees (a file it cannot read, a gradient of
+ * the wrong shape, out of memory) must end the job: dist_abort prints the process's message and
+ * calls MPI_Abort, which ends every process of the job (the others may be waiting in a collective
+ * call that would never return).
  *
  * A training step, as in PyTorch with DistributedDataParallel:
  *     dist_process_group *g = dist_init_process_group(&argc, &argv);
@@ -112,20 +114,22 @@ typedef struct dist_data_parallel dist_data_parallel;
 
 /* PyTorch's DistributedDataParallel(model) without the forward wrapper: broadcasts model's
  * parameters and buffers from rank 0 (dist_broadcast_module) and lays out the buckets over the
- * parameters that require grad, in registration order. */
+ * parameters, in registration order. */
 dist_data_parallel *dist_data_parallel_new(dist_process_group *g, nn_module *model, dist_data_parallel_options o);
 void dist_data_parallel_free(dist_data_parallel *ddp);
 
 /* Every parameter's gradient <- the mean of the processes' gradients (sum over K, then / K), bucket
  * by bucket: after it, the gradients are the same on every process. Parameters that do not
- * require grad are left out (the same on every process, as the model is). A parameter that
- * requires grad but has none here counts as a zero gradient and gets the mean, so that a process
- * that did not use it cannot hang the others (PyTorch's DDP reports it unused instead). */
+ * require grad are left out; which ones do must be the same on every process (freeze on all of
+ * them alike). A parameter without a gradient here counts as zeros; one that no process has a
+ * gradient for keeps none (grad NULL, as on one process). Its checks (a gradient of the
+ * parameter's size, memory) run before the exchange and, when they fail, return the error with
+ * the gradients unchanged, while the other processes wait in the exchange: dist_abort then. */
 torch_status dist_data_parallel_allreduce_gradients(dist_data_parallel *ddp);
 
 /* Makes every optim_step(opt) average the gradients first (optim_register_step_pre_hook), so that
  * a training loop written for one process runs unchanged, with any optimizer. Refused when opt
- * already has a step pre-hook. */
+ * already has a step pre-hook, or the wrapper is attached already. */
 torch_status dist_data_parallel_attach(dist_data_parallel *ddp, optim_optimizer *opt);
 
 /* The layout: buckets, and the bytes one dist_data_parallel_allreduce_gradients hands MPI

@@ -92,6 +92,13 @@ dist_process_group *dist_init_process_group(int *argc, char ***argv) {
         torch_error(TORCH_ERR_INVALID_STATE, "dist_init_process_group: MPI_Init_thread failed");
         return NULL;
     }
+    if (initialized) MPI_Query_thread(&provided);
+    if (provided < MPI_THREAD_FUNNELED) { /* OpenMP's threads run beside the main thread's MPI calls */
+        torch_error(TORCH_ERR_INVALID_STATE, "dist_init_process_group: expected an MPI with thread level "
+                    "MPI_THREAD_FUNNELED or more (got level %d)", provided);
+        if (!initialized) MPI_Finalize();
+        return NULL;
+    }
     dist_process_group *g = dist_new_group(MPI_COMM_WORLD);
     if (g) g->finalize = !initialized;
     else if (!initialized) MPI_Finalize();
@@ -163,6 +170,7 @@ static uint64_t state_checksum(const nn_tensor_dict *sd, bool with_data) {
         h = fnv(h, &t->dtype, sizeof t->dtype);
         h = fnv(h, &t->ndim, sizeof t->ndim);
         h = fnv(h, t->shape, (size_t)t->ndim * sizeof *t->shape);
+        h = fnv(h, &t->requires_grad, sizeof t->requires_grad); /* which gradients are exchanged */
         if (with_data) h = fnv(h, raw_data(t), (size_t)t->numel * torch_dtype_size(t->dtype));
     }
     return h;
@@ -203,12 +211,13 @@ torch_status dist_broadcast_module(dist_process_group *g, nn_module *model, int 
     torch_status st = dist_all_ok(g, sd != NULL, &ready);
     if (st == TORCH_OK && ready) st = same_as(g, fname, state_checksum(sd, false), src, &same);
     if (st == TORCH_OK && (!ready || !same)) {
+        if (*why) st = torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s", why);
+        else if (!ready) st = torch_error(TORCH_ERR_INVALID_STATE, "%s: another process could not read its model", fname);
+        else st = torch_error(TORCH_ERR_KEY, "%s: the processes' models differ: the state_dict of rank %d (%lld "
+                              "tensors) is not rank %d's in its keys, dtypes, shapes or requires_grad", fname, g->rank,
+                              (long long)sd->count, src);
         nn_tensor_dict_free(sd);
-        if (*why) return torch_error(TORCH_ERR_INVALID_ARGUMENT, "%s", why);
-        if (!ready) return torch_error(TORCH_ERR_INVALID_STATE, "%s: another process could not read its model", fname);
-        return torch_error(TORCH_ERR_KEY, "%s: the processes' models differ: the state_dict of rank %d (%lld tensors) "
-                           "is not rank %d's in its keys, dtypes or shapes", fname, g->rank,
-                           (long long)sd->count, src);
+        return st;
     }
     for (int64_t i = 0; st == TORCH_OK && i < sd->count; i++) {
         tensor *t = sd->items[i].value;

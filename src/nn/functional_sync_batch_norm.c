@@ -59,6 +59,12 @@ static double merge_moments(const double *gathered, int size, int64_t C, double 
         const double *block = gathered + (size_t)r * (size_t)(1 + 2 * C);
         const double nb = block[0];
         if (nb == 0) continue;
+        if (n == 0) { /* the first non-empty block, as it is (delta nb / nb could round) */
+            memcpy(mean, block + 1, (size_t)C * sizeof *mean);
+            memcpy(m2, block + 1 + C, (size_t)C * sizeof *m2);
+            n = nb;
+            continue;
+        }
         const double total = n + nb;
         for (int64_t c = 0; c < C; c++) {
             const double delta = block[1 + c] - mean[c];
@@ -125,7 +131,7 @@ tensor *bn_sync_forward(const char *fname, tensor *input, tensor *running_mean, 
     /* 2. y = (x - mean) * a + beta, a = gamma invstd. */
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t c = 0; c < C; c++) {
-        invstd[c] = 1.0 / sqrt(m2[c] / M + eps);
+        invstd[c] = m2[c] != 0 || eps != 0 ? 1.0 / sqrt(m2[c] / M + eps) : 0.0; /* 0/0: ATen's InvStd */
         const double a = (weight ? (double)tensor_data_f32(weight)[c * weight->stride[0]] : 1.0) * invstd[c];
         const double beta = bias ? (double)tensor_data_f32(bias)[c * bias->stride[0]] : 0.0;
         bn_channel_normalise(yd, xd, N, C, S, c, mean[c], a, beta);

@@ -19,8 +19,9 @@
  * exactly. The sync and local runs must also differ from each other (the check can tell them
  * apart), and after each run every process must hold the same parameters (bit for bit).
  *
- * Also: dist_broadcast_module refuses models that differ, on every process, without hanging, and
- * dist_data_parallel_new makes differently initialised models equal.
+ * Also: dist_broadcast_module refuses models that differ, on every process, without hanging;
+ * dist_data_parallel_new makes differently initialised models equal; gradients present on some
+ * processes only are averaged with zeros for the others, and one present on none stays absent.
  *
  * With `--exit-rank R --at-step T` (tests/mpi/run.sh failure), process R leaves with exit(3) in
  * the middle of step T of the first run, after its forward and before the exchange of gradients
@@ -283,6 +284,31 @@ int main(int argc, char **argv) {
     CHECK(world == 1 || apart > 100 * TOL, "SyncBatchNorm and plain BatchNorm trained the same parameters (%.3e apart)", apart);
     nn_tensor_dict_free(a);
     nn_tensor_dict_free(b);
+
+    /* Gradients by hand on a linear layer: weight's is rank + 1 everywhere (mean (K + 1) / 2),
+     * bias's only on rank 0, 4 (mean 4 / K); after zero_grad none anywhere, and none after. */
+    nn_module *lin = model_linear(2, 2, &gen);
+    dist_data_parallel *ddp = lin ? dist_data_parallel_new(g, lin, DIST_DATA_PARALLEL_OPTIONS()) : NULL;
+    must(ddp != NULL, "wrapping the linear layer");
+    nn_tensor_dict *lp = nn_module_named_parameters(lin);
+    tensor *w = lp->items[0].value, *bias = lp->items[1].value;
+    w->grad = torch_full(w->ndim, w->shape, (float)(rank + 1));
+    bias->grad = rank == 0 ? torch_full(bias->ndim, bias->shape, 4.0f) : NULL;
+    must(dist_data_parallel_allreduce_gradients(ddp) == TORCH_OK, "averaging by hand");
+    CHECK(tensor_data_f32(w->grad)[3] == (float)(world + 1) / 2, "weight's mean gradient %g, expected %g",
+          tensor_data_f32(w->grad)[3], (world + 1) / 2.0);
+    CHECK(bias->grad && tensor_data_f32(bias->grad)[1] == 4.0f / (float)world, "bias's mean gradient %g, expected %g",
+          bias->grad ? tensor_data_f32(bias->grad)[1] : -1.0, 4.0 / world);
+    for (int64_t i = 0; i < lp->count; i++) tensor_zero_grad(lp->items[i].value);
+    must(dist_data_parallel_allreduce_gradients(ddp) == TORCH_OK, "averaging nothing");
+    CHECK(!w->grad && !bias->grad, "a gradient no process had appeared");
+    optim_optimizer *lopt = sgd(lin);
+    must(dist_data_parallel_attach(ddp, lopt) == TORCH_OK, "attaching");
+    CHECK(dist_data_parallel_attach(ddp, lopt) == TORCH_ERR_INVALID_STATE, "attached twice");
+    dist_data_parallel_free(ddp);
+    optim_free(lopt);
+    nn_tensor_dict_free(lp);
+    nn_module_free(lin);
 
     /* Models that differ are refused on every process, and nobody hangs. */
     nn_module *odd = small_cnn(1); /* the last process's has one more layer */
