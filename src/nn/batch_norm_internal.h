@@ -43,6 +43,11 @@ typedef struct bn_update {
 tensor *bn_forward(const char *fname, bool relu, tensor *input, tensor *running_mean, tensor *running_var,
                    tensor *weight, tensor *bias, bool training, bn_update update, double eps, int64_t ghost_batch_size);
 
+/* running_mean = (1 - momentum) running_mean + momentum mean, running_var likewise with the
+ * unbiased variance m2 / (M - 1), M values per channel (M > 1), in place; bumps their versions. */
+void bn_update_running_stats(tensor *running_mean, tensor *running_var, const double *mean, const double *m2,
+                             int64_t C, int64_t M, double momentum);
+
 /* One channel c of an (N, C, S) tensor at a time, with the fused kernels' loops and precision
  * (functional_batch_norm.c), for SyncBatchNorm, which exchanges numbers between its passes:
  *   bn_channel_moments    mean and m2 = sum((x - mean)^2), shifted by the channel's first value;

@@ -441,6 +441,18 @@ static void plane_scale(float *restrict dx /* (S) */, const float *restrict dy /
 
 /* ---- one channel's passes, for SyncBatchNorm (batch_norm_internal.h) ---------------------------- */
 
+void bn_update_running_stats(tensor *running_mean, tensor *running_var, const double *mean, const double *m2,
+                             int64_t C, int64_t M, double momentum) {
+    float *rm = tensor_data_f32(running_mean), *rv = tensor_data_f32(running_var);
+    const int64_t sm = running_mean->stride[0], sv = running_var->stride[0];
+    for (int64_t c = 0; c < C; c++) {
+        rm[c * sm] = (float)(momentum * mean[c] + (1 - momentum) * rm[c * sm]);
+        rv[c * sv] = (float)(momentum * (m2[c] / (double)(M - 1)) + (1 - momentum) * rv[c * sv]);
+    }
+    tensor_bump_version(running_mean); /* a graph that saved them can no longer backward */
+    tensor_bump_version(running_var);
+}
+
 void bn_channel_moments(const float *x, int64_t N, int64_t C, int64_t S, int64_t c, double *mean, double *m2) {
     const int64_t M = N * S;
     const double pivot = M > 0 ? x[c * S] : 0.0; /* the channel's first value, as channel_statistics */
@@ -751,15 +763,7 @@ tensor *bn_forward(const char *fname, bool relu, tensor *input, tensor *running_
         const int64_t M = b->N * S;
         if (M <= 1) continue;
         const double momentum = update.cumulative ? 1.0 / ((double)update.count + (double)g + 1.0) : update.momentum;
-        const double *mean = b->data, *m2 = m2_all + g * C;
-        float *rm = tensor_data_f32(running_mean), *rv = tensor_data_f32(running_var);
-        const int64_t sm = running_mean->stride[0], sv = running_var->stride[0];
-        for (int64_t c = 0; c < C; c++) {
-            rm[c * sm] = (float)(momentum * mean[c] + (1 - momentum) * rm[c * sm]);
-            rv[c * sv] = (float)(momentum * (m2[c] / (double)(M - 1)) + (1 - momentum) * rv[c * sv]);
-        }
-        tensor_bump_version(running_mean); /* a graph that saved them can no longer backward */
-        tensor_bump_version(running_var);
+        bn_update_running_stats(running_mean, running_var, b->data, m2_all + g * C, C, M, momentum);
     }
     free(scratch);
     if (!recorded) free(ctx);

@@ -158,14 +158,7 @@ tensor *bn_sync_forward(const char *fname, tensor *input, tensor *running_mean, 
     /* 4. Commit: the running statistics from the global batch, as bn_forward updates them. */
     if (running_mean) {
         const double f = update.cumulative ? 1.0 / ((double)update.count + 1.0) : update.momentum;
-        float *rm = tensor_data_f32(running_mean), *rv = tensor_data_f32(running_var);
-        const int64_t sm = running_mean->stride[0], sv = running_var->stride[0];
-        for (int64_t c = 0; c < C; c++) {
-            rm[c * sm] = (float)(f * mean[c] + (1 - f) * rm[c * sm]);
-            rv[c * sv] = (float)(f * (m2[c] / (M - 1)) + (1 - f) * rv[c * sv]);
-        }
-        tensor_bump_version(running_mean);
-        tensor_bump_version(running_var);
+        bn_update_running_stats(running_mean, running_var, mean, m2, C, (int64_t)M, f);
     }
     free(scratch);
     if (!recorded) free(ctx);
